@@ -1,0 +1,24 @@
+"""The `reporting-proxy` command line: serving, access administration, data and dev tooling."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group()
+def main() -> None:
+    """Visitor-session reporting service."""
+
+
+def _register_commands() -> None:
+    # Each role module owns its click commands; this module only assembles them.
+    from proxy.access.commands import orgs, tokens
+    from proxy.devtools.druid_local import druid
+    from proxy.ingest.commands import gen, load
+    from proxy.serve import serve
+
+    for command in (serve, orgs, tokens, druid, gen, load):
+        main.add_command(command)
+
+
+_register_commands()

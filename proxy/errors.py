@@ -1,0 +1,103 @@
+"""Every error the service answers with, each carrying its HTTP status and a stable code.
+
+    ProxyError
+    ├── BadRequest                    400 invalid_request   (payload, query string)
+    │   └── ResultTooLarge            400 result_too_large
+    ├── NotAuthenticated              401 not_authenticated
+    ├── Forbidden                     403 forbidden
+    ├── NotFound                      404 not_found
+    │   └── OrganizationNotFound      404 organization_not_found
+    ├── TooManyRequests               429 too_many_requests (Retry-After)
+    ├── BackendError                  502 backend_error      (answered garbage or failed)
+    ├── BackendUnavailable            503 backend_unavailable (Retry-After)
+    │   └── BackendOverloaded         503 backend_overloaded  (Retry-After)
+    └── BackendTimeout                504 backend_timeout
+
+Views never build error responses by hand: they raise one of these and the app's error
+handler renders `{"detail", "code", "errors"?}`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+class ProxyError(Exception):
+    """Root of every error the service reports to a caller."""
+
+    status = 500
+    code = "internal_error"
+    retry_after: int | None = None
+
+    def __init__(self, detail: str, errors: Mapping[str, Any] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = dict(errors) if errors else None
+
+    def headers(self) -> dict[str, str]:
+        """Extra response headers this error asks for."""
+        if self.retry_after is None:
+            return {}
+        return {"Retry-After": str(self.retry_after)}
+
+
+class BadRequest(ProxyError):
+    status = 400
+    code = "invalid_request"
+
+
+class ResultTooLarge(BadRequest):
+    code = "result_too_large"
+
+
+class NotAuthenticated(ProxyError):
+    status = 401
+    code = "not_authenticated"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Token realm="reporting", Bearer realm="reporting"'}
+
+
+class Forbidden(ProxyError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(ProxyError):
+    status = 404
+    code = "not_found"
+
+
+class OrganizationNotFound(NotFound):
+    code = "organization_not_found"
+
+
+class TooManyRequests(ProxyError):
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, detail: str, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class BackendError(ProxyError):
+    status = 502
+    code = "backend_error"
+
+
+class BackendUnavailable(ProxyError):
+    status = 503
+    code = "backend_unavailable"
+    retry_after = 5
+
+
+class BackendOverloaded(BackendUnavailable):
+    code = "backend_overloaded"
+    retry_after = 2
+
+
+class BackendTimeout(ProxyError):
+    status = 504
+    code = "backend_timeout"

@@ -1,0 +1,135 @@
+"""Service configuration, read once from `PROXY_*` environment variables into a frozen object."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+Backend = Literal["druid", "embedded"]
+
+
+class SettingsError(ValueError):
+    """A `PROXY_*` variable holds a value the service cannot start with."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service can be configured with; defaults suit a local demo."""
+
+    backend: Backend = "embedded"
+    data_dir: Path = Path("./var")
+    druid_broker_url: str | None = None
+    druid_overlord_url: str | None = None
+    druid_datasource: str = "visitor_sessions"
+    request_timeout_secs: float = 30.0
+    connect_timeout_secs: float = 2.0
+    max_interval_days: int = 366
+    max_buckets: int = 10_000
+    max_group_by: int = 5
+    max_filter_depth: int = 10
+    max_filter_nodes: int = 100
+    max_filter_values: int = 1_000
+    max_result_rows: int = 100_000
+    max_body_bytes: int = 64 * 1024
+    jwt_algorithm: str | None = None
+    jwt_secret: str | None = field(default=None, repr=False)
+    jwt_public_key_file: Path | None = None
+    jwt_jwks_file: Path | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_orgs_claim: str = "orgs"
+
+    @property
+    def access_db_path(self) -> Path:
+        """SQLite file holding organizations and API-key hashes."""
+        return self.data_dir / "access.sqlite3"
+
+    @property
+    def embedded_dir(self) -> Path:
+        """Directory of the embedded engine's database generations."""
+        return self.data_dir / "embedded"
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _backend(raw: str) -> Backend:
+    if raw not in ("druid", "embedded"):
+        raise ValueError("must be 'druid' or 'embedded'")
+    return raw  # type: ignore[return-value]
+
+
+def _url(raw: str) -> str:
+    if not raw.startswith(("http://", "https://")):
+        raise ValueError("must be an http(s) URL")
+    return raw.rstrip("/")
+
+
+def _jwt_algorithm(raw: str) -> str:
+    if raw not in ("HS256", "RS256", "ES256"):
+        raise ValueError("must be HS256, RS256 or ES256")
+    return raw
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "backend": _backend,
+    "data_dir": Path,
+    "druid_broker_url": _url,
+    "druid_overlord_url": _url,
+    "request_timeout_secs": _positive_float,
+    "connect_timeout_secs": _positive_float,
+    "jwt_algorithm": _jwt_algorithm,
+    "jwt_public_key_file": Path,
+    "jwt_jwks_file": Path,
+}
+
+
+def _parse(name: str, raw: str, default: Any) -> Any:
+    parser = _PARSERS.get(name) or (_positive_int if isinstance(default, int) else str)
+    try:
+        return parser(raw)
+    except ValueError as exc:
+        raise SettingsError(f"PROXY_{name.upper()}={raw!r}: {exc}") from exc
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build settings from `PROXY_*` variables; a bad value raises naming the variable."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for spec in fields(Settings):
+        raw = env.get(f"PROXY_{spec.name.upper()}")
+        if raw is not None and raw != "":
+            values[spec.name] = _parse(spec.name, raw, spec.default)
+    if "backend" not in values and values.get("druid_broker_url"):
+        values["backend"] = "druid"
+    values.update(overrides)
+    settings = Settings(**values)
+    _check_consistency(settings)
+    return settings
+
+
+def _check_consistency(settings: Settings) -> None:
+    if settings.backend == "druid" and not settings.druid_broker_url:
+        raise SettingsError("PROXY_BACKEND=druid needs PROXY_DRUID_BROKER_URL")
+    if settings.jwt_algorithm == "HS256" and not settings.jwt_secret:
+        raise SettingsError("PROXY_JWT_ALGORITHM=HS256 needs PROXY_JWT_SECRET")
+    needs_key = settings.jwt_algorithm in ("RS256", "ES256")
+    if needs_key and not (settings.jwt_public_key_file or settings.jwt_jwks_file):
+        raise SettingsError(
+            f"PROXY_JWT_ALGORITHM={settings.jwt_algorithm} needs PROXY_JWT_PUBLIC_KEY_FILE "
+            "or PROXY_JWT_JWKS_FILE"
+        )
