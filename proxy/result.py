@@ -1,0 +1,154 @@
+"""The result plan every backend shares: columns, buckets, zero-fill, ordering, row cap."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import islice
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from proxy.buckets import format_timestamp, iter_buckets
+from proxy.errors import BadRequest, ResultTooLarge
+from schemas.model import Aggregation, Query
+
+# A backend row: (bucket start in epoch milliseconds, group values + metric values in plan order).
+BackendRow = tuple[int, Sequence[Any]]
+# A row on its way out: bucket start and its normalized values.
+Prepared = tuple[int, list[Any]]
+
+
+@dataclass(frozen=True)
+class ResultPlan:
+    """Everything needed to turn backend rows into the public response, fixed at plan time."""
+
+    query: Query
+    bucket_starts_ms: tuple[int, ...]
+    max_rows: int
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return self.query.interval.time_zone
+
+    @property
+    def group_by(self) -> tuple[str, ...]:
+        return self.query.group_by
+
+    @property
+    def metrics(self) -> tuple[Aggregation, ...]:
+        return self.query.aggregations
+
+    @property
+    def grouped(self) -> bool:
+        return bool(self.query.group_by)
+
+    @property
+    def row_limit(self) -> int:
+        """Rows to ask the backend for: the caller's limit, or one past the cap to detect overflow."""
+        return self.query.limit if self.query.limit is not None else self.max_rows + 1
+
+    def fields(self) -> list[dict[str, str]]:
+        """The response's column descriptions, in order."""
+        dims = [{"name": name, "type": "dimension"} for name in ("timestamp", *self.group_by)]
+        return dims + [{"name": agg.output, "type": "metric"} for agg in self.metrics]
+
+
+def _epoch_ms(instant: datetime) -> int:
+    return int(instant.timestamp() * 1000)
+
+
+def plan_result(query: Query, max_buckets: int, max_rows: int) -> ResultPlan:
+    """Fix the buckets of a query; too many buckets is the caller's error."""
+    starts = list(islice(iter_buckets(query.interval, query.granularity), max_buckets + 1))
+    if len(starts) > max_buckets:
+        raise BadRequest(
+            f"The interval holds more than {max_buckets} {query.granularity} buckets; "
+            "use a coarser granularity or a shorter interval.",
+            {"granularity": [f"At most {max_buckets} buckets."]},
+        )
+    return ResultPlan(query, tuple(_epoch_ms(start) for start in starts), max_rows)
+
+
+_METRIC_DEFAULTS: dict[str, Callable[[Any], Any]] = {
+    "count": lambda value: 0 if value is None else int(value),
+    "hyperUnique": lambda value: 0.0 if value is None else float(value),
+    "avg": lambda value: None if value is None or not math.isfinite(value) else float(value),
+}
+
+
+def _normalize_metrics(plan: ResultPlan, values: Sequence[Any]) -> list[Any]:
+    width = len(plan.group_by)
+    groups = list(values[:width])
+    metrics = [_METRIC_DEFAULTS[agg.type](value) for agg, value in zip(plan.metrics, values[width:])]
+    return groups + metrics
+
+
+def _zero_filled(plan: ResultPlan, rows: Iterable[BackendRow]) -> list[Prepared]:
+    by_bucket = {bucket: values for bucket, values in rows}
+    if plan.query.granularity == "all" and by_bucket:
+        # Druid stamps the single bucket with its own idea of the start; there is only one.
+        by_bucket = {plan.bucket_starts_ms[0]: next(iter(by_bucket.values()))}
+    empty = [None] * len(plan.metrics)
+    return [
+        (bucket, _normalize_metrics(plan, by_bucket.get(bucket, empty)))
+        for bucket in plan.bucket_starts_ms
+    ]
+
+
+def _value_key(position: int) -> Callable[[Prepared], tuple[bool, Any]]:
+    return lambda row: (row[1][position] is not None, row[1][position])
+
+
+def _timestamp_key(row: Prepared) -> int:
+    return row[0]
+
+
+def _sort_keys(plan: ResultPlan) -> list[tuple[Callable[[Prepared], Any], bool]]:
+    """Sort keys, most significant first: order_by, the other groups, and the timestamp."""
+    columns = [*plan.group_by, *(agg.output for agg in plan.metrics)]
+    explicit = [order.field for order in plan.query.order_by]
+    groups = [(_value_key(columns.index(name)), False) for name in plan.group_by if name not in explicit]
+    if not explicit:
+        return [(_timestamp_key, False), *groups]
+    ordered = [(_value_key(columns.index(o.field)), o.descending) for o in plan.query.order_by]
+    return [*ordered, *groups, (_timestamp_key, False)]
+
+
+def _ordered(plan: ResultPlan, rows: list[Prepared]) -> list[Prepared]:
+    # Stable sorts from the least significant key up; with (is-not-null, value) keys nulls come
+    # first ascending and last descending.
+    for key, descending in reversed(_sort_keys(plan)):
+        rows.sort(key=key, reverse=descending)
+    return rows
+
+
+def render(plan: ResultPlan, rows: Iterable[BackendRow]) -> dict[str, Any]:
+    """Backend rows → `{"fields", "data"}`: zero-filled or grouped, ordered, capped."""
+    if plan.grouped:
+        prepared = [(bucket, _normalize_metrics(plan, values)) for bucket, values in rows]
+        if len(prepared) > plan.max_rows:
+            raise ResultTooLarge(
+                f"The result has more than {plan.max_rows} rows; add a `limit` or narrow the query.",
+                {"limit": [f"At most {plan.max_rows} rows per response."]},
+            )
+        prepared = _ordered(plan, prepared)
+        if plan.query.limit is not None:
+            prepared = prepared[: plan.query.limit]
+    else:
+        prepared = _zero_filled(plan, rows)
+    return {"fields": plan.fields(), "data": _with_timestamps(plan, prepared)}
+
+
+def _with_timestamps(plan: ResultPlan, rows: list[Prepared]) -> list[list[Any]]:
+    formatted: dict[int, str] = {}
+    start_ms = plan.bucket_starts_ms[0]
+    data = []
+    for bucket, values in rows:
+        key = start_ms if plan.query.granularity == "all" else bucket
+        text = formatted.get(key)
+        if text is None:
+            text = formatted[key] = format_timestamp(datetime.fromtimestamp(key / 1000, UTC), plan.zone)
+        data.append([text, *values])
+    return data

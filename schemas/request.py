@@ -1,0 +1,208 @@
+"""The visitor_sessions request body: strict marshmallow schemas that load a typed `Query`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from marshmallow import (
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    pre_load,
+    validate,
+    validates_schema,
+)
+
+from schemas.filters import FilterField, load_filter
+from schemas.model import Aggregation, And, Filter, Interval, OrderBy, Query
+from schemas.vocabulary import (
+    AGGREGATIONS,
+    DIMENSIONS,
+    GRANULARITIES,
+    ORDER_DIRECTIONS,
+    aggregation_output,
+)
+
+_ZONES = frozenset(available_timezones())
+
+
+@dataclass(frozen=True)
+class QueryLimits:
+    """Caps that keep one query from costing the backend (or the service) too much."""
+
+    max_interval_days: int = 366
+    max_group_by: int = 5
+    max_filter_depth: int = 10
+    max_filter_nodes: int = 100
+    max_filter_values: int = 1_000
+    max_result_rows: int = 100_000
+
+
+class _StrictSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+def _load_zone(name: str) -> ZoneInfo:
+    # available_timezones() first: ZoneInfo() alone would also open arbitrary relative paths.
+    if name not in _ZONES:
+        raise ValidationError("Unknown time zone; use an IANA name such as Europe/Helsinki.")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValidationError("Unknown time zone.") from exc
+
+
+class IntervalSchema(_StrictSchema):
+    start = fields.AwareDateTime(required=True, format="iso")
+    end = fields.AwareDateTime(required=True, format="iso")
+    time_zone = fields.String(load_default="UTC")
+
+    @post_load
+    def make(self, data: dict[str, Any], **kwargs: Any) -> Interval:
+        try:
+            zone = _load_zone(data["time_zone"])
+        except ValidationError as exc:
+            raise ValidationError(exc.messages, "time_zone") from exc
+        if data["end"] <= data["start"]:
+            raise ValidationError("Must be after start.", "end")
+        return Interval(data["start"], data["end"], zone)
+
+
+class AggregationSchema(_StrictSchema):
+    type = fields.String(required=True, validate=validate.OneOf(AGGREGATIONS))
+    fields_ = fields.List(fields.String(), data_key="fields")
+
+    @post_load
+    def make(self, data: dict[str, Any], **kwargs: Any) -> list[Aggregation]:
+        agg_type = data["type"]
+        allowed = AGGREGATIONS[agg_type][0]
+        if allowed is None:
+            return [Aggregation(agg_type, None, aggregation_output(agg_type, None))]
+        names = data.get("fields_") or []
+        if not names or any(name not in allowed for name in names):
+            raise ValidationError(f"{agg_type} takes fields from: {', '.join(allowed)}.", "fields")
+        return [Aggregation(agg_type, name, aggregation_output(agg_type, name)) for name in names]
+
+
+class OrderBySchema(_StrictSchema):
+    field = fields.String(required=True)
+    direction = fields.String(load_default="asc", validate=validate.OneOf(ORDER_DIRECTIONS))
+
+    @post_load
+    def make(self, data: dict[str, Any], **kwargs: Any) -> OrderBy:
+        return OrderBy(data["field"], data["direction"] == "desc")
+
+
+class FiltersField(fields.Field):  # type: ignore[type-arg]
+    """`filters`: one filter object, null, or a list of filters that are ANDed."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Filter | None:
+        if isinstance(value, list):
+            if not value:
+                return None
+            loaded: list[Filter] = fields.List(FilterField()).deserialize(value)
+            return loaded[0] if len(loaded) == 1 else And(tuple(loaded))
+        return load_filter(value)
+
+
+def _walk_filters(raw: Any, depth: int = 1) -> Iterator[tuple[int, Any]]:
+    """Every node of a raw filter tree with its depth, without recursing in Python."""
+    stack = [(depth, raw)]
+    while stack:
+        level, node = stack.pop()
+        yield level, node
+        children: list[Any] = []
+        if isinstance(node, list):
+            children = node
+        elif isinstance(node, dict):
+            inner = node.get("fields", node.get("field"))
+            children = inner if isinstance(inner, list) else [inner] if inner is not None else []
+        stack.extend((level + 1, child) for child in children)
+
+
+class QuerySchema(_StrictSchema):
+    """The whole request body; construct with the deployment's `QueryLimits`."""
+
+    interval = fields.Nested(IntervalSchema, required=True)
+    granularity = fields.String(required=True, validate=validate.OneOf(GRANULARITIES))
+    group_by = fields.List(fields.String(validate=validate.OneOf(DIMENSIONS)), load_default=list)
+    aggregations = fields.List(
+        fields.Nested(AggregationSchema), required=True, validate=validate.Length(min=1, max=20)
+    )
+    filters = FiltersField(load_default=None, allow_none=True)
+    limit = fields.Integer(strict=True, validate=validate.Range(min=1))
+    order_by = fields.List(fields.Nested(OrderBySchema), load_default=list)
+
+    def __init__(self, limits: QueryLimits | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.limits = limits or QueryLimits()
+
+    @pre_load
+    def check_filter_size(self, data: Any, **kwargs: Any) -> Any:
+        # Before any field loads: a hostile tree must be refused before it is recursed into.
+        raw = data.get("filters") if isinstance(data, dict) else None
+        nodes = list(_walk_filters(raw)) if raw is not None else []
+        if len(nodes) > self.limits.max_filter_nodes:
+            raise ValidationError(f"At most {self.limits.max_filter_nodes} filter nodes.", "filters")
+        if nodes and max(level for level, _ in nodes) > self.limits.max_filter_depth:
+            raise ValidationError(f"Filters nest at most {self.limits.max_filter_depth} deep.", "filters")
+        values = sum(len(n["values"]) for _, n in nodes if isinstance(n, dict) and isinstance(n.get("values"), list))
+        if values > self.limits.max_filter_values:
+            raise ValidationError(f"At most {self.limits.max_filter_values} filter values in all.", "filters")
+        return data
+
+    @validates_schema
+    def check_rules(self, data: dict[str, Any], **kwargs: Any) -> None:
+        self._check_interval_span(data["interval"])
+        self._check_group_by(data["group_by"])
+        aggregations = [agg for group in data["aggregations"] for agg in group]
+        self._check_outputs(aggregations)
+        self._check_top_n(data, aggregations)
+
+    def _check_interval_span(self, interval: Interval) -> None:
+        if interval.end - interval.start > timedelta(days=self.limits.max_interval_days):
+            raise ValidationError(f"The interval spans at most {self.limits.max_interval_days} days.", "interval")
+
+    def _check_group_by(self, group_by: list[str]) -> None:
+        if len(set(group_by)) != len(group_by):
+            raise ValidationError("Group-by dimensions must be distinct.", "group_by")
+        if len(group_by) > self.limits.max_group_by:
+            raise ValidationError(f"At most {self.limits.max_group_by} group-by dimensions.", "group_by")
+
+    def _check_outputs(self, aggregations: list[Aggregation]) -> None:
+        outputs = [agg.output for agg in aggregations]
+        duplicates = sorted({name for name in outputs if outputs.count(name) > 1})
+        if duplicates:
+            raise ValidationError(f"Two aggregations produce {', '.join(duplicates)}.", "aggregations")
+
+    def _check_top_n(self, data: dict[str, Any], aggregations: list[Aggregation]) -> None:
+        limit, order_by = data.get("limit"), data["order_by"]
+        if (limit is not None or order_by) and not data["group_by"]:
+            raise ValidationError("limit and order_by apply to grouped queries.", "group_by")
+        if limit is not None and limit > self.limits.max_result_rows:
+            raise ValidationError(f"At most {self.limits.max_result_rows}.", "limit")
+        columns = set(data["group_by"]) | {agg.output for agg in aggregations}
+        unknown = [order.field for order in order_by if order.field not in columns]
+        if unknown:
+            raise ValidationError(f"Order by the output columns: {', '.join(sorted(columns))}.", "order_by")
+        if len({order.field for order in order_by}) != len(order_by):
+            raise ValidationError("Order by each column once.", "order_by")
+
+    @post_load
+    def make(self, data: dict[str, Any], **kwargs: Any) -> Query:
+        return Query(
+            interval=data["interval"],
+            granularity=data["granularity"],
+            group_by=tuple(data["group_by"]),
+            aggregations=tuple(agg for group in data["aggregations"] for agg in group),
+            filter=data["filters"],
+            limit=data.get("limit"),
+            order_by=tuple(data["order_by"]),
+        )
