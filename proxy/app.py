@@ -1,0 +1,164 @@
+"""The Flask application factory: routes, request ids and the one JSON error shape.
+
+Served with `gunicorn 'proxy.app:create_app()'`; tests pass their own settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+import orjson
+from flask import Flask, Response, g, request
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from proxy.access.authenticate import Authenticator, authorize
+from proxy.access.store import AccessStore
+from proxy.backends.base import Backend
+from proxy.errors import BadRequest, ProxyError
+from proxy.result import plan_result, render
+from proxy.settings import Settings, load_settings
+from schemas.request import QueryLimits, QuerySchema
+
+log = logging.getLogger("proxy.access_log")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+ROUTE = "/api/reporting/v1/orgs/<organization_id>/visitor_sessions"
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON response encoded with orjson."""
+    return Response(orjson.dumps(body), status=status, headers=headers, mimetype="application/json")
+
+
+def build_backend(settings: Settings) -> Backend:
+    """The engine the settings ask for."""
+    if settings.backend == "druid":
+        from proxy.backends.druid.backend import DruidBackend
+
+        return DruidBackend(settings)
+    from proxy.backends.embedded.backend import EmbeddedBackend
+
+    return EmbeddedBackend(settings)
+
+
+def _limits(settings: Settings) -> QueryLimits:
+    return QueryLimits(
+        max_interval_days=settings.max_interval_days,
+        max_group_by=settings.max_group_by,
+        max_filter_depth=settings.max_filter_depth,
+        max_filter_nodes=settings.max_filter_nodes,
+        max_filter_values=settings.max_filter_values,
+        max_result_rows=settings.max_result_rows,
+    )
+
+
+class ReportingService:
+    """What one request needs, built once per worker: auth, schema, backend."""
+
+    def __init__(self, settings: Settings, backend: Backend | None = None) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = AccessStore(settings.access_db_path)
+        self.authenticator = Authenticator(settings, self.store)
+        self.schema = QuerySchema(_limits(settings))
+        self.backend = backend or build_backend(settings)
+
+    def load_query(self) -> Any:
+        if not request.is_json:
+            raise _UnsupportedMediaType()
+        try:
+            payload = orjson.loads(request.get_data(cache=False))
+        except (orjson.JSONDecodeError, RecursionError) as exc:
+            raise BadRequest("The body is not valid JSON.") from exc
+        if not isinstance(payload, dict):
+            raise BadRequest("The body must be a JSON object.")
+        try:
+            return self.schema.load(payload)
+        except ValidationError as exc:
+            errors = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+            raise BadRequest("The query is invalid.", errors) from exc
+
+    def visitor_sessions(self, organization_id: str) -> Response:
+        principal = self.authenticator.authenticate(request.headers.get("Authorization"))
+        g.principal = principal.name
+        g.organization = organization_id
+        authorize(principal, organization_id, self.store)
+        query = self.load_query()
+        plan = plan_result(query, self.settings.max_buckets, self.settings.max_result_rows)
+        if request.args.get("explain") == "true":
+            explained = self.backend.explain(plan, organization_id, g.request_id)
+            return json_response({"backend": self.backend.name, "query": explained})
+        rows = self.backend.execute(plan, organization_id, g.request_id)
+        return json_response(render(plan, rows))
+
+
+class _UnsupportedMediaType(ProxyError):
+    status = 415
+    code = "unsupported_media_type"
+
+    def __init__(self) -> None:
+        super().__init__("Send the query as application/json.")
+
+
+def _error_response(error: ProxyError) -> Response:
+    body: dict[str, Any] = {"detail": error.detail, "code": error.code}
+    if error.errors:
+        body["errors"] = error.errors
+    return json_response(body, error.status, error.headers())
+
+
+def _http_error_response(error: HTTPException) -> Response:
+    code = re.sub(r"[^a-z]+", "_", (error.name or "error").lower()).strip("_")
+    body = {"detail": error.description or error.name, "code": code}
+    headers = {"Allow": ", ".join(error.valid_methods)} if getattr(error, "valid_methods", None) else {}  # type: ignore[attr-defined]
+    return json_response(body, error.code or 500, headers)
+
+
+def _register_errors(app: Flask) -> None:
+    app.register_error_handler(ProxyError, _error_response)
+    app.register_error_handler(HTTPException, _http_error_response)
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> Response:
+        log.exception("unhandled error in request %s", g.get("request_id"))
+        return json_response({"detail": "Internal error.", "code": "internal_error"}, 500)
+
+
+def _register_request_ids(app: Flask) -> None:
+    @app.before_request
+    def assign_request_id() -> None:
+        supplied = request.headers.get("X-Request-Id", "")
+        g.request_id = supplied if _REQUEST_ID.match(supplied) else str(uuid.uuid4())
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def stamp(response: Response) -> Response:
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        return response
+
+
+def create_app(settings: Settings | None = None, backend: Backend | None = None) -> Flask:
+    """Build the service; settings default to the `PROXY_*` environment."""
+    settings = settings or load_settings()
+    service = ReportingService(settings, backend)
+    app = Flask("proxy")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.extensions["reporting"] = service
+    _register_errors(app)
+    _register_request_ids(app)
+    app.add_url_rule(ROUTE, "visitor_sessions", service.visitor_sessions, methods=["POST"])
+    app.add_url_rule("/healthz", "healthz", lambda: json_response({"status": "ok"}))
+    app.add_url_rule("/readyz", "readyz", lambda: _readiness(service))
+    return app
+
+
+def _readiness(service: ReportingService) -> Response:
+    if service.backend.ready():
+        return json_response({"status": "ready", "backend": service.backend.name})
+    body = {"detail": "The backend is not ready.", "code": "not_ready"}
+    return json_response(body, 503, {"Retry-After": "5"})

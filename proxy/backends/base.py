@@ -1,0 +1,23 @@
+"""The one small interface both engines implement behind the service."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from proxy.result import BackendRow, ResultPlan
+
+
+class Backend(Protocol):
+    """Runs a planned query scoped to one organization; everything else is shared."""
+
+    name: str
+
+    def execute(self, plan: ResultPlan, organization_id: str, request_id: str) -> Iterable[BackendRow]:
+        """Rows for the plan: bucket start in epoch ms, then group and metric values in order."""
+
+    def explain(self, plan: ResultPlan, organization_id: str, request_id: str) -> Any:
+        """The backend query that `execute` would run, as JSON-ready data."""
+
+    def ready(self) -> bool:
+        """Whether the engine answers queries right now."""
