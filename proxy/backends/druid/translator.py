@@ -152,7 +152,10 @@ def _leaf(leaf: Leaf, negated: bool) -> Json:
         return {"type": "or", "fields": [native, _is_null(leaf.dimension)]}
     if negated:
         return {"type": "or", "fields": [_not(native), _is_null(leaf.dimension)]}
-    return {"type": "and", "fields": [native, _not(_is_null(leaf.dimension))]}
+    if isinstance(leaf, Bound):
+        # The legacy bound filter treats null as the smallest value when `lower` is absent.
+        return {"type": "and", "fields": [native, _not(_is_null(leaf.dimension))]}
+    return native
 
 
 def translate_filter(node: Filter, negated: bool = False) -> Json:
@@ -216,17 +219,16 @@ def _aggregators(metrics: tuple[Aggregation, ...]) -> tuple[list[Json], list[Jso
     return list(aggregators.values()), post_aggregators
 
 
-def _is_numeric_column(plan: ResultPlan, name: str) -> bool:
-    if name in DIMENSIONS:
-        return DIMENSIONS[name] is DimensionKind.NUMBER
-    return True
+def _is_numeric_column(name: str) -> bool:
+    # Every metric is a number; only dimensions can be text.
+    return name not in DIMENSIONS or DIMENSIONS[name] is DimensionKind.NUMBER
 
 
 def _order_column(plan: ResultPlan, name: str, descending: bool) -> Json:
     return {
         "dimension": name,
         "direction": "descending" if descending else "ascending",
-        "dimensionOrder": "numeric" if _is_numeric_column(plan, name) else "lexicographic",
+        "dimensionOrder": "numeric" if _is_numeric_column(name) else "lexicographic",
     }
 
 
