@@ -36,7 +36,7 @@ class DruidBackend:
         druid_query = self._translate(plan, organization_id, request_id)
         rows = self.client.query(druid_query.native, self.deadline_secs)
         try:
-            return list(_backend_rows(rows, druid_query.value_keys, plan.grouped))
+            return list(backend_rows(rows, druid_query.value_keys, plan.grouped))
         except (KeyError, TypeError, ValueError) as exc:
             raise BackendError("The analytics backend answered in an unexpected shape.") from exc
 
@@ -44,7 +44,7 @@ class DruidBackend:
         return self.client.ready()
 
 
-def _backend_rows(rows: list[dict[str, Any]], keys: tuple[str, ...], grouped: bool) -> Iterator[BackendRow]:
+def backend_rows(rows: list[dict[str, Any]], keys: tuple[str, ...], grouped: bool) -> Iterator[BackendRow]:
     body = "event" if grouped else "result"
     parsed: dict[str, int] = {}
     for row in rows:
