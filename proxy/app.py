@@ -16,7 +16,7 @@ from flask import Flask, Response, g, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from proxy.access.authenticate import Authenticator, authorize
+from proxy.access.authenticate import Authenticator, authorize, canonical_organization_id
 from proxy.access.store import AccessStore
 from proxy.backends.base import Backend
 from proxy.errors import BadRequest, ProxyError
@@ -88,6 +88,7 @@ class ReportingService:
         g.principal = principal.name
         g.organization = organization_id
         authorize(principal, organization_id, self.store)
+        organization_id = canonical_organization_id(organization_id)
         query = self.load_query()
         plan = plan_result(query, self.settings.max_buckets, self.settings.max_result_rows)
         if request.args.get("explain") == "true":

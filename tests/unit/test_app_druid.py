@@ -1,0 +1,235 @@
+"""The HTTP contract over a broker mocked at the transport: access order, errors, faults."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+import requests
+import responses
+from flask.testing import FlaskClient
+from responses import matchers
+
+from proxy.access.store import AccessStore
+from proxy.app import create_app
+from proxy.settings import Settings
+
+BROKER = "http://druid.test:8082"
+ORG = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
+OTHER_ORG = "0b5c1e3e-8a7e-4c39-9a2a-7a1f9f3c2d10"
+UNKNOWN_ORG = "9d4b7e2a-1111-4c39-9a2a-7a1f9f3c2d10"
+SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
+URL = f"/api/reporting/v1/orgs/{ORG}/visitor_sessions"
+QUERY = {
+    "interval": {"start": "2019-01-01T00:00:00+02:00", "end": "2019-01-02T00:00:00+02:00", "time_zone": "Europe/Helsinki"},
+    "granularity": "day",
+    "aggregations": [{"type": "hyperUnique", "fields": ["visitor_id"]}],
+    "filters": [{"type": "selector", "dimension": "city", "value": "Helsinki"}],
+}
+DRUID_ROWS = [{"timestamp": "2019-01-01T00:00:00.000+02:00", "result": {"visitor_id_hyper_unique": 212.05452}}]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        backend="druid",
+        data_dir=tmp_path,
+        druid_broker_url=BROKER,
+        request_timeout_secs=3.0,
+        jwt_algorithm="HS256",
+        jwt_secret=SECRET,
+    )
+
+
+@pytest.fixture
+def keys(settings: Settings) -> dict[str, str]:
+    store = AccessStore(settings.access_db_path)
+    store.add_organization(ORG, "Demo")
+    store.add_organization(OTHER_ORG, "Other")
+    revoked = store.create_key([ORG], "revoked")
+    store.revoke_key(revoked.split("_")[1])
+    return {"good": store.create_key([ORG], "good"), "other": store.create_key([OTHER_ORG], "other"), "revoked": revoked}
+
+
+@pytest.fixture
+def client(settings: Settings, keys: dict[str, str]) -> FlaskClient:
+    return create_app(settings).test_client()
+
+
+@pytest.fixture
+def broker() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        yield mock
+
+
+def _jwt(**claims: Any) -> str:
+    payload = {"sub": "alice", "orgs": [ORG], "exp": int(time.time()) + 60, **claims}
+    return "Bearer " + jwt.encode(payload, SECRET, algorithm="HS256")
+
+
+def _header(keys: dict[str, str], kind: str) -> dict[str, str]:
+    table = {
+        "none": {},
+        "empty": {"Authorization": ""},
+        "basic": {"Authorization": "Basic dXNlcjpwYXNz"},
+        "wrong_key": {"Authorization": "Token rpk_nothere_secret"},
+        "good_key": {"Authorization": f"Token {keys['good']}"},
+        "revoked_key": {"Authorization": f"Token {keys['revoked']}"},
+        "other_org_key": {"Authorization": f"Token {keys['other']}"},
+        "good_jwt": {"Authorization": _jwt()},
+        "expired_jwt": {"Authorization": _jwt(exp=int(time.time()) - 600)},
+        "forged_jwt": {"Authorization": _jwt()[:-4] + "AAAA"},
+        "jwt_without_grant": {"Authorization": _jwt(orgs=[OTHER_ORG])},
+    }
+    return table[kind]
+
+
+@pytest.mark.parametrize(
+    ("credential", "org", "status", "code"),
+    [
+        ("none", ORG, 401, "not_authenticated"),
+        ("empty", ORG, 401, "not_authenticated"),
+        ("basic", ORG, 401, "not_authenticated"),
+        ("wrong_key", ORG, 401, "not_authenticated"),
+        ("revoked_key", ORG, 401, "not_authenticated"),
+        ("expired_jwt", ORG, 401, "not_authenticated"),
+        ("forged_jwt", ORG, 401, "not_authenticated"),
+        ("other_org_key", ORG, 403, "forbidden"),
+        ("jwt_without_grant", ORG, 403, "forbidden"),
+        ("good_key", UNKNOWN_ORG, 404, "organization_not_found"),
+        ("good_key", "not-a-uuid", 404, "organization_not_found"),
+        ("wrong_key", UNKNOWN_ORG, 401, "not_authenticated"),
+    ],
+)
+def test_access_is_checked_before_anything_else(
+    client: FlaskClient, keys: dict[str, str], credential: str, org: str, status: int, code: str
+) -> None:
+    response = client.post(
+        f"/api/reporting/v1/orgs/{org}/visitor_sessions", json={"not": "even valid"}, headers=_header(keys, credential)
+    )
+    assert (response.status_code, response.json["code"]) == (status, code)
+    assert response.headers["X-Request-Id"]
+    assert ("WWW-Authenticate" in response.headers) == (status == 401)
+
+
+@pytest.mark.parametrize("credential", ["good_key", "good_jwt"])
+def test_seed_example_through_the_service(
+    client: FlaskClient, broker: responses.RequestsMock, keys: dict[str, str], credential: str
+) -> None:
+    call = broker.post(f"{BROKER}/druid/v2/", json=DRUID_ROWS)
+    response = client.post(URL, json=QUERY, headers={**_header(keys, credential), "X-Request-Id": "req-42"})
+    assert response.status_code == 200
+    assert response.json == {
+        "fields": [{"name": "timestamp", "type": "dimension"}, {"name": "visitor_id_hyper_unique", "type": "metric"}],
+        "data": [["2019-01-01T00:00:00.000+02:00", 212.05452]],
+    }
+    sent = json.loads(call.calls[0].request.body)
+    assert sent["context"] == {"queryId": "req-42", "timeout": 2850, "skipEmptyBuckets": True}
+    assert sent["filter"]["fields"][0]["matchValue"] == ORG
+
+
+def test_explain_runs_nothing(client: FlaskClient, keys: dict[str, str], broker: responses.RequestsMock) -> None:
+    response = client.post(URL + "?explain=true", json=QUERY, headers=_header(keys, "good_key"))
+    assert response.status_code == 200
+    assert response.json["backend"] == "druid"
+    assert response.json["query"]["queryType"] == "timeseries"
+    assert len(broker.calls) == 0
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "status", "code"),
+    [
+        (b"{not json", "application/json", 400, "invalid_request"),
+        (b"[1, 2]", "application/json", 400, "invalid_request"),
+        (json.dumps(QUERY).encode(), "text/plain", 415, "unsupported_media_type"),
+        (b"[" * 100_000 + b"]" * 100_000, "application/json", 413, "request_entity_too_large"),
+        (b"{" + b'"a":' * 5000 + b"1" + b"}" * 5000, "application/json", 400, "invalid_request"),
+    ],
+)
+def test_bad_bodies_get_json_errors(
+    client: FlaskClient, keys: dict[str, str], data: bytes, content_type: str, status: int, code: str
+) -> None:
+    response = client.post(URL, data=data, content_type=content_type, headers=_header(keys, "good_key"))
+    assert (response.status_code, response.json["code"]) == (status, code)
+    assert set(response.json) <= {"detail", "code", "errors"}
+
+
+def test_validation_errors_name_the_field(client: FlaskClient, keys: dict[str, str]) -> None:
+    response = client.post(URL, json={**QUERY, "granularity": "fortnight"}, headers=_header(keys, "good_key"))
+    assert response.status_code == 400
+    assert list(response.json["errors"]) == ["granularity"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("GET", URL, 405, "method_not_allowed"),
+        ("POST", "/api/reporting/v1/nothing", 404, "not_found"),
+    ],
+)
+def test_routing_errors_are_json(client: FlaskClient, method: str, path: str, status: int, code: str) -> None:
+    response = client.open(path, method=method)
+    assert (response.status_code, response.json["code"]) == (status, code)
+
+
+def _druid_error(category: str, status: int) -> dict[str, Any]:
+    body = {
+        "error": "druidException",
+        "errorCode": "x",
+        "persona": "OPERATOR",
+        "category": category,
+        "errorMessage": "secret internals at historical-7:8083",
+        "context": {"host": "historical-7:8083"},
+    }
+    return {"json": body, "status": status}
+
+
+@pytest.mark.parametrize(
+    ("mocked", "status", "code"),
+    [
+        ({"body": requests.ConnectionError("refused")}, 503, "backend_unavailable"),
+        ({"body": requests.ConnectTimeout("connect timeout")}, 503, "backend_unavailable"),
+        ({"body": requests.ReadTimeout("read timeout")}, 504, "backend_timeout"),
+        (_druid_error("TIMEOUT", 504), 504, "backend_timeout"),
+        (_druid_error("CAPACITY_EXCEEDED", 429), 503, "backend_overloaded"),
+        (_druid_error("RUNTIME_FAILURE", 500), 502, "backend_error"),
+        (_druid_error("INVALID_INPUT", 400), 502, "backend_error"),
+        ({"json": {"error": "Query timeout", "errorClass": "x", "host": "h"}, "status": 500}, 504, "backend_timeout"),
+        ({"json": {"error": "Resource limit exceeded"}, "status": 400}, 400, "invalid_request"),
+        ({"body": "<html>Bad gateway</html>", "status": 502, "content_type": "text/html"}, 503, "backend_unavailable"),
+        ({"body": '[{"timestamp": "2019-01-01T00:00:00.000+02:00", "res', "status": 200}, 502, "backend_error"),
+        ({"json": {"unexpected": "object"}, "status": 200}, 502, "backend_error"),
+        ({"json": [{"no_timestamp": 1}], "status": 200}, 502, "backend_error"),
+    ],
+)
+def test_broker_failures_are_mapped(
+    client: FlaskClient, broker: responses.RequestsMock, keys: dict[str, str], mocked: dict[str, Any], status: int, code: str
+) -> None:
+    broker.post(f"{BROKER}/druid/v2/", **mocked)
+    if code == "backend_timeout" and "body" in mocked:
+        broker.delete(f"{BROKER}/druid/v2/req-7", status=202)
+    response = client.post(URL, json=QUERY, headers={**_header(keys, "good_key"), "X-Request-Id": "req-7"})
+    assert (response.status_code, response.json["code"]) == (status, code)
+    assert "historical" not in response.get_data(as_text=True)
+    assert ("Retry-After" in response.headers) == (status == 503)
+
+
+def test_timeout_cancels_the_druid_query(client: FlaskClient, broker: responses.RequestsMock, keys: dict[str, str]) -> None:
+    broker.post(f"{BROKER}/druid/v2/", body=requests.ReadTimeout("slow"))
+    cancel = broker.delete(f"{BROKER}/druid/v2/req-9", status=202)
+    client.post(URL, json=QUERY, headers={**_header(keys, "good_key"), "X-Request-Id": "req-9"})
+    assert cancel.call_count == 1
+
+
+def test_query_body_is_exactly_the_translation(client: FlaskClient, broker: responses.RequestsMock, keys: dict[str, str]) -> None:
+    expected = json.loads((Path(__file__).parent.parent / "golden/druid/seed_example_unique_visitors_helsinki.json").read_text())["expected"]
+    expected["context"] = {"queryId": "req-1", "timeout": 2850, "skipEmptyBuckets": True}
+    seed = {**QUERY, "filters": [*QUERY["filters"], {"type": "selector", "dimension": "country", "value": "FI"}]}
+    broker.post(f"{BROKER}/druid/v2/", json=DRUID_ROWS, match=[matchers.json_params_matcher(expected)])
+    response = client.post(URL, json=seed, headers={**_header(keys, "good_key"), "X-Request-Id": "req-1"})
+    assert response.status_code == 200
