@@ -131,6 +131,7 @@ _JWT_DETAILS: dict[type[jwt.PyJWTError], str] = {
     jwt.InvalidIssuerError: "bearer token issuer is not accepted",
     jwt.InvalidAudienceError: "bearer token audience is not accepted",
     jwt.InvalidSignatureError: "bearer token signature does not verify",
+    jwt.exceptions.InvalidSubjectError: "bearer token 'sub' claim must be a string",
     jwt.DecodeError: "bearer token is malformed",
 }
 
@@ -220,6 +221,8 @@ def _load_jwks(path: Path, algorithm: str) -> dict[str, jwt.PyJWK]:
 def _jwks_resolver(keys: dict[str, jwt.PyJWK]) -> _KeyResolver:
     def resolve(token: str) -> jwt.PyJWK:
         kid = jwt.get_unverified_header(token).get("kid")
+        if kid is None:
+            raise NotAuthenticated("bearer token has no 'kid' header to pick its signing key")
         if kid not in keys:
             raise NotAuthenticated("bearer token 'kid' names no known signing key")
         return keys[kid]
