@@ -1,0 +1,48 @@
+# The two set-up commands are `make demo` and `make test`; each creates its own virtualenv.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CLI := $(BIN)/reporting-proxy
+DEMO_DIR ?= var/demo
+DEMO_SESSIONS ?= 300000
+DEMO_PORT ?= 8080
+
+.PHONY: install demo test unit integration druid-up druid-down lint bench soak clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+# Zero-infrastructure demo on the embedded engine: generate, load, register, print a curl, serve.
+demo: install
+	PROXY_DATA_DIR=$(DEMO_DIR) DEMO_SESSIONS=$(DEMO_SESSIONS) DEMO_PORT=$(DEMO_PORT) \
+		$(BIN)/python -m proxy.devtools.demo
+
+# Everything, the real-Druid integration suite included: Druid is started when not running.
+test: install druid-up
+	$(BIN)/pytest tests --junitxml=var/junit.xml
+
+unit: install
+	$(BIN)/pytest tests/unit
+
+integration: install druid-up
+	$(BIN)/pytest tests/integration -m integration
+
+druid-up: install
+	$(CLI) druid up
+
+druid-down: install
+	$(CLI) druid down
+
+lint: install
+	$(BIN)/mypy
+
+bench: install druid-up
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) var build *.egg-info
