@@ -140,7 +140,8 @@ def test_revoked_key_is_refused_and_revoking_again_keeps_the_first_time(
     orgs_store.revoke_key(_key_id(key))
     first = orgs_store.list_keys()[0].revoked_at
     orgs_store.revoke_key(_key_id(key))
-    assert (orgs_store.principal_for_key(key), orgs_store.list_keys()[0].revoked_at) == (None, first)
+    again = orgs_store.list_keys()[0].revoked_at
+    assert (orgs_store.principal_for_key(key), again) == (None, first)
 
 
 def test_revoke_unknown_key_refused(orgs_store: AccessStore) -> None:

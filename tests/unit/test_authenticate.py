@@ -38,9 +38,9 @@ class World:
     key: str
     two_org_key: str
     revoked_key: str
-    rsa: rsa.RSAPrivateKey
-    other_rsa: rsa.RSAPrivateKey
-    ec: ec.EllipticCurvePrivateKey
+    rsa_key: rsa.RSAPrivateKey
+    other_rsa_key: rsa.RSAPrivateKey
+    ec_key: ec.EllipticCurvePrivateKey
     settings: dict[str, Settings]
 
 
@@ -61,18 +61,18 @@ def _settings_table(tmp: Path, world_keys: dict[str, Any]) -> dict[str, Settings
     (tmp / "ec.pem").write_bytes(_pem(world_keys["ec"]))
     (tmp / "jwks.json").write_text(_jwks(world_keys["rsa"], world_keys["ec"]))
     checked = {"jwt_issuer": ISSUER, "jwt_audience": AUDIENCE}
+    rs_pem = {"jwt_algorithm": "RS256", "jwt_public_key_file": tmp / "rsa.pem"}
+    es_pem = {"jwt_algorithm": "ES256", "jwt_public_key_file": tmp / "ec.pem"}
+    jwks = tmp / "jwks.json"
     return {
         "off": load_settings({}),
         "hs": load_settings({}, jwt_algorithm="HS256", jwt_secret=SECRET, **checked),
-        "rs": load_settings({}, jwt_algorithm="RS256", jwt_public_key_file=tmp / "rsa.pem", **checked),
-        "es": load_settings({}, jwt_algorithm="ES256", jwt_public_key_file=tmp / "ec.pem", **checked),
-        "rs-jwks": load_settings({}, jwt_algorithm="RS256", jwt_jwks_file=tmp / "jwks.json", **checked),
-        "es-jwks": load_settings({}, jwt_algorithm="ES256", jwt_jwks_file=tmp / "jwks.json", **checked),
-        "rs-open": load_settings({}, jwt_algorithm="RS256", jwt_public_key_file=tmp / "rsa.pem"),
-        "rs-tenants": load_settings(
-            {}, jwt_algorithm="RS256", jwt_public_key_file=tmp / "rsa.pem", jwt_orgs_claim="tenants",
-            **checked,
-        ),
+        "rs": load_settings({}, **rs_pem, **checked),
+        "es": load_settings({}, **es_pem, **checked),
+        "rs-jwks": load_settings({}, jwt_algorithm="RS256", jwt_jwks_file=jwks, **checked),
+        "es-jwks": load_settings({}, jwt_algorithm="ES256", jwt_jwks_file=jwks, **checked),
+        "rs-open": load_settings({}, **rs_pem),
+        "rs-tenants": load_settings({}, **rs_pem, **checked, jwt_orgs_claim="tenants"),
     }
 
 
@@ -93,9 +93,9 @@ def world(
         key=store.create_key([ORG_A], "one org"),
         two_org_key=store.create_key([ORG_A, ORG_B], "two orgs"),
         revoked_key=revoked_key,
-        rsa=rsa_key,
-        other_rsa=other_rsa_key,
-        ec=ec_key,
+        rsa_key=rsa_key,
+        other_rsa_key=other_rsa_key,
+        ec_key=ec_key,
         settings=_settings_table(tmp_path, {"rsa": rsa_key, "ec": ec_key}),
     )
 
@@ -117,7 +117,9 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def _hand_made(header: dict[str, Any], payload: dict[str, Any], sign: Callable[[bytes], bytes]) -> str:
+def _hand_made(
+    header: dict[str, Any], payload: dict[str, Any], sign: Callable[[bytes], bytes]
+) -> str:
     signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(payload).encode())}"
     return f"{signing_input}.{_b64(sign(signing_input.encode()))}"
 
@@ -127,11 +129,11 @@ def hs(payload: dict[str, Any], secret: str = SECRET) -> str:
 
 
 def rs(w: World, payload: dict[str, Any], kid: str | None = None) -> str:
-    return jwt.encode(payload, w.rsa, algorithm="RS256", headers={"kid": kid} if kid else None)
+    return jwt.encode(payload, w.rsa_key, algorithm="RS256", headers={"kid": kid} if kid else None)
 
 
 def es(w: World, payload: dict[str, Any], kid: str | None = None) -> str:
-    return jwt.encode(payload, w.ec, algorithm="ES256", headers={"kid": kid} if kid else None)
+    return jwt.encode(payload, w.ec_key, algorithm="ES256", headers={"kid": kid} if kid else None)
 
 
 def alg_none(payload: dict[str, Any]) -> str:
@@ -140,7 +142,7 @@ def alg_none(payload: dict[str, Any]) -> str:
 
 def hs_signed_with_rsa_public_pem(w: World, payload: dict[str, Any], kid: str = "rsa-1") -> str:
     def sign(signing_input: bytes) -> bytes:
-        return hmac.new(_pem(w.rsa), signing_input, hashlib.sha256).digest()
+        return hmac.new(_pem(w.rsa_key), signing_input, hashlib.sha256).digest()
 
     return _hand_made({"alg": "HS256", "typ": "JWT", "kid": kid}, payload, sign)
 
@@ -153,6 +155,10 @@ def with_payload_swapped(token: str, payload: dict[str, Any]) -> str:
 MakeHeader = Callable[[World], "str | None"]
 
 
+def text(header: str | None) -> MakeHeader:
+    return lambda w: header
+
+
 def token(attr: str) -> MakeHeader:
     return lambda w: f"Token {getattr(w, attr)}"
 
@@ -161,17 +167,34 @@ def bearer(make: Callable[[World], str]) -> MakeHeader:
     return lambda w: f"Bearer {make(w)}"
 
 
+def bearer_hs(secret: str = SECRET, **changes: Any) -> MakeHeader:
+    return bearer(lambda w: hs(claims(**changes), secret))
+
+
+def bearer_rs(kid: str | None = None, **changes: Any) -> MakeHeader:
+    return bearer(lambda w: rs(w, claims(**changes), kid))
+
+
+def bearer_es(kid: str | None = None, **changes: Any) -> MakeHeader:
+    return bearer(lambda w: es(w, claims(**changes), kid))
+
+
 P = pytest.param
+NO_KEY = "API key is malformed, unknown or revoked"
+BAD_ALG = "algorithm is not accepted"
+BAD_SIG = "signature does not verify"
+BAD_ORGS = "claim 'orgs' must be a list"
+# config, Authorization header, organization in the URL, status, part of the detail
 ACCESS_TABLE = [
     # --- no usable header ---
-    P("off", lambda w: None, ORG_A, 401, "missing Authorization", id="no-header"),
-    P("off", lambda w: "", ORG_A, 401, "missing Authorization", id="empty-header"),
-    P("off", lambda w: "   ", ORG_A, 401, "missing Authorization", id="blank-header"),
-    P("off", lambda w: "Basic dXNlcjpwYXNz", ORG_A, 401, "unsupported authorization scheme", id="basic-scheme"),
-    P("off", lambda w: f"Key {w.key}", ORG_A, 401, "unsupported authorization scheme", id="unknown-scheme"),
-    P("off", lambda w: "Token", ORG_A, 401, "missing credentials", id="token-without-key"),
-    P("off", lambda w: "Bearer   ", ORG_A, 401, "missing credentials", id="bearer-without-token"),
-    P("off", lambda w: None, ORG_GONE, 401, "missing Authorization", id="no-header-unknown-org-authenticates-first"),
+    P("off", text(None), ORG_A, 401, "missing Authorization", id="no-header"),
+    P("off", text(""), ORG_A, 401, "missing Authorization", id="empty-header"),
+    P("off", text("   "), ORG_A, 401, "missing Authorization", id="blank-header"),
+    P("off", text("Basic dXNlcjpwYXNz"), ORG_A, 401, "unsupported", id="basic-scheme"),
+    P("off", lambda w: f"Key {w.key}", ORG_A, 401, "unsupported", id="unknown-scheme"),
+    P("off", text("Token"), ORG_A, 401, "missing credentials", id="token-without-key"),
+    P("off", text("Bearer   "), ORG_A, 401, "missing credentials", id="bearer-without-jwt"),
+    P("off", text(None), ORG_GONE, 401, "missing Authorization", id="401-before-404"),
     # --- API keys ---
     P("off", token("key"), ORG_A, 200, "", id="key"),
     P("off", lambda w: f"token {w.key}", ORG_A, 200, "", id="key-lower-case-scheme"),
@@ -181,67 +204,65 @@ ACCESS_TABLE = [
     P("off", token("key"), ORG_B, 403, "is not granted", id="key-org-not-granted"),
     P("off", token("key"), ORG_GONE, 404, "does not exist", id="key-unknown-org"),
     P("off", token("key"), "not-a-uuid", 404, "does not exist", id="key-malformed-org"),
-    P("off", token("revoked_key"), ORG_A, 401, "API key is", id="revoked-key"),
-    P("off", lambda w: f"Token {w.key[:-2]}xx", ORG_A, 401, "API key is", id="wrong-key-secret"),
-    P("off", lambda w: "Token rpk_" + "0" * 16 + w.key[20:], ORG_A, 401, "API key is", id="unknown-key-id"),
-    P("off", lambda w: "Token rpk_abc_def", ORG_A, 401, "API key is", id="malformed-key"),
-    P("hs", lambda w: f"Token {hs(claims())}", ORG_A, 401, "API key is", id="jwt-as-key"),
-    P("off", lambda w: f"Bearer {w.key}", ORG_A, 401, "not accepted by this service", id="key-as-bearer"),
+    P("off", token("revoked_key"), ORG_A, 401, NO_KEY, id="revoked-key"),
+    P("off", lambda w: f"Token {w.key[:-2]}xx", ORG_A, 401, NO_KEY, id="wrong-key-secret"),
+    P("off", lambda w: f"Token rpk_{'0' * 16}{w.key[20:]}", ORG_A, 401, NO_KEY, id="unknown-id"),
+    P("off", text("Token rpk_abc_def"), ORG_A, 401, NO_KEY, id="malformed-key"),
+    P("hs", lambda w: f"Token {hs(claims())}", ORG_A, 401, NO_KEY, id="jwt-as-key"),
+    P("off", lambda w: f"Bearer {w.key}", ORG_A, 401, "not accepted by this", id="key-as-jwt"),
     # --- JWT: accepted ---
-    P("hs", bearer(lambda w: hs(claims())), ORG_A, 200, "", id="hs256"),
-    P("rs", bearer(lambda w: rs(w, claims())), ORG_A, 200, "", id="rs256-pem"),
-    P("es", bearer(lambda w: es(w, claims())), ORG_A, 200, "", id="es256-pem"),
-    P("rs-jwks", bearer(lambda w: rs(w, claims(), kid="rsa-1")), ORG_A, 200, "", id="rs256-jwks"),
-    P("es-jwks", bearer(lambda w: es(w, claims(), kid="ec-1")), ORG_A, 200, "", id="es256-jwks"),
-    P("rs", bearer(lambda w: rs(w, claims(exp=-10))), ORG_A, 200, "", id="expired-within-leeway"),
-    P("rs", bearer(lambda w: rs(w, claims(orgs=[ORG_A.upper()]))), ORG_A, 200, "", id="upper-case-claim"),
-    P("rs", bearer(lambda w: rs(w, claims(aud=[AUDIENCE, "other"]))), ORG_A, 200, "", id="aud-list"),
-    P("rs-open", bearer(lambda w: rs(w, claims(iss=DROP, aud=DROP))), ORG_A, 200, "", id="no-iss-aud-configured"),
-    P("rs-tenants", bearer(lambda w: rs(w, claims(orgs=DROP, tenants=[ORG_A]))), ORG_A, 200, "",
-      id="custom-orgs-claim"),
+    P("hs", bearer_hs(), ORG_A, 200, "", id="hs256"),
+    P("rs", bearer_rs(), ORG_A, 200, "", id="rs256-pem"),
+    P("es", bearer_es(), ORG_A, 200, "", id="es256-pem"),
+    P("rs-jwks", bearer_rs(kid="rsa-1"), ORG_A, 200, "", id="rs256-jwks"),
+    P("es-jwks", bearer_es(kid="ec-1"), ORG_A, 200, "", id="es256-jwks"),
+    P("rs", bearer_rs(exp=-10), ORG_A, 200, "", id="expired-within-leeway"),
+    P("rs", bearer_rs(orgs=[ORG_A.upper()]), ORG_A, 200, "", id="upper-case-claim"),
+    P("rs", bearer_rs(aud=[AUDIENCE, "other"]), ORG_A, 200, "", id="aud-list"),
+    P("rs-open", bearer_rs(iss=DROP, aud=DROP), ORG_A, 200, "", id="no-iss-aud-configured"),
+    P("rs-tenants", bearer_rs(orgs=DROP, tenants=[ORG_A]), ORG_A, 200, "", id="custom-orgs-claim"),
     # --- JWT: authenticated, then authorized ---
-    P("rs", bearer(lambda w: rs(w, claims())), ORG_B, 403, "jwt:alice is not granted", id="jwt-org-not-granted"),
-    P("rs", bearer(lambda w: rs(w, claims(orgs=[]))), ORG_A, 403, "jwt:alice is not granted", id="jwt-empty-orgs"),
-    P("rs", bearer(lambda w: rs(w, claims())), ORG_GONE, 404, "does not exist", id="jwt-unknown-org"),
+    P("rs", bearer_rs(), ORG_B, 403, "jwt:alice is not granted", id="jwt-org-not-granted"),
+    P("rs", bearer_rs(orgs=[]), ORG_A, 403, "jwt:alice is not granted", id="jwt-empty-orgs"),
+    P("rs", bearer_rs(), ORG_GONE, 404, "does not exist", id="jwt-unknown-org"),
     # --- JWT: refused ---
-    P("off", bearer(lambda w: hs(claims())), ORG_A, 401, "not accepted by this service", id="jwt-disabled"),
-    P("rs", bearer(lambda w: rs(w, claims(exp=-3600))), ORG_A, 401, "has expired", id="expired"),
-    P("rs", bearer(lambda w: rs(w, claims(nbf=3600))), ORG_A, 401, "not valid yet", id="nbf-in-future"),
-    P("rs", bearer(lambda w: rs(w, claims(iat=3600))), ORG_A, 401, "not valid yet", id="iat-in-future"),
-    P("rs", bearer(lambda w: alg_none(claims())), ORG_A, 401, "algorithm is not accepted", id="alg-none"),
-    P("hs", bearer(lambda w: alg_none(claims())), ORG_A, 401, "algorithm is not accepted", id="alg-none-hs-configured"),
-    P("rs", bearer(lambda w: hs_signed_with_rsa_public_pem(w, claims())), ORG_A, 401, "algorithm is not accepted",
+    P("off", bearer_hs(), ORG_A, 401, "not accepted by this service", id="jwt-disabled"),
+    P("rs", bearer_rs(exp=-3600), ORG_A, 401, "has expired", id="expired"),
+    P("rs", bearer_rs(nbf=3600), ORG_A, 401, "not valid yet", id="nbf-in-future"),
+    P("rs", bearer_rs(iat=3600), ORG_A, 401, "not valid yet", id="iat-in-future"),
+    P("rs", bearer(lambda w: alg_none(claims())), ORG_A, 401, BAD_ALG, id="alg-none"),
+    P("hs", bearer(lambda w: alg_none(claims())), ORG_A, 401, BAD_ALG, id="alg-none-hs-configured"),
+    P("rs", bearer(lambda w: hs_signed_with_rsa_public_pem(w, claims())), ORG_A, 401, BAD_ALG,
       id="hs-rs-confusion"),
-    P("rs-jwks", bearer(lambda w: hs_signed_with_rsa_public_pem(w, claims())), ORG_A, 401, "algorithm is not accepted",
-      id="hs-rs-confusion-jwks"),
-    P("rs", bearer(lambda w: hs(claims())), ORG_A, 401, "algorithm is not accepted", id="hs256-when-rs256-configured"),
-    P("es", bearer(lambda w: rs(w, claims())), ORG_A, 401, "algorithm is not accepted", id="rs256-when-es256-configured"),
-    P("hs", bearer(lambda w: hs(claims(), secret="another-secret-of-at-least-32-bytes")), ORG_A,
-      401, "signature does not verify", id="hs256-wrong-secret"),
-    P("rs", bearer(lambda w: jwt.encode(claims(), w.other_rsa, algorithm="RS256")), ORG_A, 401, "signature does not verify",
-      id="signed-by-other-key"),
+    P("rs-jwks", bearer(lambda w: hs_signed_with_rsa_public_pem(w, claims())), ORG_A, 401,
+      BAD_ALG, id="hs-rs-confusion-jwks"),
+    P("rs", bearer_hs(), ORG_A, 401, BAD_ALG, id="hs256-when-rs256-configured"),
+    P("es", bearer_rs(), ORG_A, 401, BAD_ALG, id="rs256-when-es256-configured"),
+    P("hs", bearer_hs(secret="x" * 32), ORG_A, 401, BAD_SIG, id="hs256-wrong-secret"),
+    P("rs", bearer(lambda w: jwt.encode(claims(), w.other_rsa_key, algorithm="RS256")), ORG_A, 401,
+      BAD_SIG, id="signed-by-other-key"),
     P("rs", bearer(lambda w: with_payload_swapped(rs(w, claims()), claims(orgs=[ORG_B]))), ORG_B,
-      401, "signature does not verify", id="payload-tampered"),
-    P("rs", bearer(lambda w: rs(w, claims(iss="https://evil.test"))), ORG_A, 401, "issuer is not accepted", id="wrong-iss"),
-    P("rs", bearer(lambda w: rs(w, claims(iss=DROP))), ORG_A, 401, "lacks the 'iss' claim", id="missing-iss"),
-    P("rs", bearer(lambda w: rs(w, claims(aud="other"))), ORG_A, 401, "audience is not accepted", id="wrong-aud"),
-    P("rs", bearer(lambda w: rs(w, claims(aud=DROP))), ORG_A, 401, "lacks the 'aud' claim", id="missing-aud"),
-    P("rs-open", bearer(lambda w: rs(w, claims(iss=DROP))), ORG_A, 401, "audience is not accepted", id="aud-none-configured"),
-    P("rs", bearer(lambda w: rs(w, claims(exp=DROP))), ORG_A, 401, "lacks the 'exp' claim", id="missing-exp"),
-    P("rs", bearer(lambda w: rs(w, claims(exp="tomorrow"))), ORG_A, 401, "is malformed", id="exp-not-a-number"),
-    P("rs", bearer(lambda w: rs(w, claims(sub=DROP))), ORG_A, 401, "lacks the 'sub' claim", id="missing-sub"),
-    P("rs", bearer(lambda w: rs(w, claims(sub=42))), ORG_A, 401, "'sub' claim must be a string", id="sub-not-a-string"),
-    P("rs", bearer(lambda w: rs(w, claims(orgs=DROP))), ORG_A, 401, "claim 'orgs' must be a list", id="orgs-missing"),
-    P("rs", bearer(lambda w: rs(w, claims(orgs=ORG_A))), ORG_A, 401, "claim 'orgs' must be a list", id="orgs-not-a-list"),
-    P("rs", bearer(lambda w: rs(w, claims(orgs=[1, 2]))), ORG_A, 401, "claim 'orgs' must be a list", id="orgs-not-strings"),
-    P("rs", bearer(lambda w: rs(w, claims(orgs=[ORG_A, "acme"]))), ORG_A, 401, "claim 'orgs' must be a list", id="orgs-not-uuids"),
-    P("rs-tenants", bearer(lambda w: rs(w, claims())), ORG_A, 401, "claim 'tenants' must be a list", id="custom-orgs-claim-missing"),
-    P("rs-jwks", bearer(lambda w: rs(w, claims(), kid="nope")), ORG_A, 401, "names no known signing key", id="jwks-unknown-kid"),
-    P("rs-jwks", bearer(lambda w: rs(w, claims())), ORG_A, 401, "has no 'kid'", id="jwks-no-kid"),
-    P("rs-jwks", bearer(lambda w: rs(w, claims(), kid="ec-1")), ORG_A, 401, "names no known signing key", id="jwks-kid-of-other-alg"),
-    P("rs", lambda w: "Bearer not-a-jwt", ORG_A, 401, "is malformed", id="malformed-jwt"),
-    P("rs", lambda w: "Bearer a.b.c", ORG_A, 401, "is malformed", id="malformed-jwt-segments"),
-    P("rs-jwks", lambda w: "Bearer a.b.c", ORG_A, 401, "is malformed", id="malformed-jwt-jwks"),
+      401, BAD_SIG, id="payload-tampered"),
+    P("rs", bearer_rs(iss="https://evil.test"), ORG_A, 401, "issuer is not", id="wrong-iss"),
+    P("rs", bearer_rs(iss=DROP), ORG_A, 401, "lacks the 'iss' claim", id="missing-iss"),
+    P("rs", bearer_rs(aud="other"), ORG_A, 401, "audience is not", id="wrong-aud"),
+    P("rs", bearer_rs(aud=DROP), ORG_A, 401, "lacks the 'aud' claim", id="missing-aud"),
+    P("rs-open", bearer_rs(iss=DROP), ORG_A, 401, "audience is not", id="aud-none-configured"),
+    P("rs", bearer_rs(exp=DROP), ORG_A, 401, "lacks the 'exp' claim", id="missing-exp"),
+    P("rs", bearer_rs(exp="tomorrow"), ORG_A, 401, "is malformed", id="exp-not-a-number"),
+    P("rs", bearer_rs(sub=DROP), ORG_A, 401, "lacks the 'sub' claim", id="missing-sub"),
+    P("rs", bearer_rs(sub=42), ORG_A, 401, "'sub' claim must be a string", id="sub-not-a-string"),
+    P("rs", bearer_rs(orgs=DROP), ORG_A, 401, BAD_ORGS, id="orgs-missing"),
+    P("rs", bearer_rs(orgs=ORG_A), ORG_A, 401, BAD_ORGS, id="orgs-not-a-list"),
+    P("rs", bearer_rs(orgs=[1, 2]), ORG_A, 401, BAD_ORGS, id="orgs-not-strings"),
+    P("rs", bearer_rs(orgs=[ORG_A, "acme"]), ORG_A, 401, BAD_ORGS, id="orgs-not-uuids"),
+    P("rs-tenants", bearer_rs(), ORG_A, 401, "claim 'tenants' must", id="custom-claim-missing"),
+    P("rs-jwks", bearer_rs(kid="nope"), ORG_A, 401, "no known signing key", id="jwks-unknown-kid"),
+    P("rs-jwks", bearer_rs(), ORG_A, 401, "has no 'kid'", id="jwks-no-kid"),
+    P("rs-jwks", bearer_rs(kid="ec-1"), ORG_A, 401, "no known signing key", id="jwks-other-alg"),
+    P("rs", text("Bearer not-a-jwt"), ORG_A, 401, "is malformed", id="malformed-jwt"),
+    P("rs", text("Bearer a.b.c"), ORG_A, 401, "is malformed", id="malformed-jwt-segments"),
+    P("rs-jwks", text("Bearer a.b.c"), ORG_A, 401, "is malformed", id="malformed-jwt-jwks"),
 ]
 
 
@@ -268,11 +289,12 @@ def test_access(
     ("config", "make_header", "expected_name"),
     [
         P("off", token("key"), "key:", id="key"),
-        P("rs", bearer(lambda w: rs(w, claims(sub="alice@example.test"))), "jwt:alice@example.test",
-          id="jwt"),
+        P("rs", bearer_rs(sub="alice@example.test"), "jwt:alice@example.test", id="jwt"),
     ],
 )
-def test_principal_name(world: World, config: str, make_header: MakeHeader, expected_name: str) -> None:
+def test_principal_name(
+    world: World, config: str, make_header: MakeHeader, expected_name: str
+) -> None:
     principal = Authenticator(world.settings[config], world.store).authenticate(make_header(world))
     assert principal.name.startswith(expected_name)
 
@@ -283,8 +305,7 @@ def test_principal_name(world: World, config: str, make_header: MakeHeader, expe
         P("off", lambda w: f"Token {w.key[:-2]}xx", lambda header: header.split("_", 2)[2],
           id="wrong-key"),
         P("off", token("revoked_key"), lambda header: header.split("_", 2)[2], id="revoked-key"),
-        P("rs", bearer(lambda w: rs(w, claims(exp=-3600))), lambda header: header.split(".")[2],
-          id="expired-jwt"),
+        P("rs", bearer_rs(exp=-3600), lambda header: header.split(".")[2], id="expired-jwt"),
         P("rs", lambda w: "Bearer eyJhbGciOiJIUzI1NiJ9.bm90LWpzb24.c2VjcmV0", lambda h: "c2VjcmV0",
           id="garbage-jwt"),
     ],
@@ -306,54 +327,61 @@ def test_keys_are_loaded_once_at_construction(world: World, tmp_path: Path) -> N
     assert principal.organizations == frozenset({ORG_A})
 
 
-def _write(tmp: Path, name: str, content: str | bytes) -> Path:
+def _jwk_set(*jwks: dict[str, Any]) -> bytes:
+    return json.dumps({"keys": list(jwks)}).encode()
+
+
+def _weak_rsa_pem(w: World) -> bytes:
+    return _pem(rsa.generate_private_key(public_exponent=65537, key_size=1024))
+
+
+def _materialize(tmp: Path, name: str, value: Any, w: World) -> Any:
+    """A callable value is file content: write it, and configure the file's path."""
+    if not callable(value):
+        return value
     path = tmp / name
-    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    path.write_bytes(value(w))
     return path
 
 
+RSA_JWK = RSAAlgorithm.to_jwk
+EC_JWK = ECAlgorithm.to_jwk
+MISSING = Path("/nonexistent/key.pem")
+
+
 @pytest.mark.parametrize(
-    ("make_settings", "message"),
+    ("algorithm", "fields", "message"),
     [
-        P(lambda w, t: Settings(jwt_algorithm="HS256", jwt_secret="short"), "below the minimum",
-          id="hs-secret-too-short"),
-        P(lambda w, t: Settings(jwt_algorithm="HS256"), "needs PROXY_JWT_SECRET", id="hs-no-secret"),
-        P(lambda w, t: Settings(jwt_algorithm="HS512", jwt_secret=SECRET), "must be HS256",
-          id="unsupported-algorithm"),
-        P(lambda w, t: Settings(jwt_algorithm="RS256"), "needs PROXY_JWT_PUBLIC_KEY_FILE",
-          id="rs-no-key"),
-        P(lambda w, t: Settings(jwt_algorithm="RS256", jwt_public_key_file=t / "missing.pem"),
-          "not a readable PEM", id="rs-missing-file"),
-        P(lambda w, t: Settings(jwt_algorithm="RS256", jwt_public_key_file=_write(t, "x.pem", "x")),
-          "not a readable PEM", id="rs-not-pem"),
-        P(lambda w, t: Settings(jwt_algorithm="RS256", jwt_public_key_file=_write(t, "e.pem", _pem(w.ec))),
-          "not a usable RS256 key", id="rs-given-ec-key"),
-        P(lambda w, t: Settings(jwt_algorithm="ES256", jwt_public_key_file=_write(t, "r.pem", _pem(w.rsa))),
-          "not a usable ES256 key", id="es-given-rsa-key"),
-        P(lambda w, t: Settings(jwt_algorithm="ES256", jwt_public_key_file=_write(
-            t, "p384.pem", _pem(ec.generate_private_key(ec.SECP384R1())))),
+        P("HS256", {"jwt_secret": "short"}, "below the minimum", id="hs-secret-too-short"),
+        P("HS256", {}, "needs PROXY_JWT_SECRET", id="hs-no-secret"),
+        P("HS512", {"jwt_secret": SECRET}, "must be HS256", id="unsupported-algorithm"),
+        P("RS256", {}, "needs PROXY_JWT_PUBLIC_KEY_FILE", id="rs-no-key"),
+        P("RS256", {"jwt_public_key_file": MISSING}, "not a readable PEM", id="rs-missing-file"),
+        P("RS256", {"jwt_public_key_file": lambda w: b"x"}, "not a readable PEM", id="rs-not-pem"),
+        P("RS256", {"jwt_public_key_file": lambda w: _pem(w.ec_key)}, "not a usable RS256 key",
+          id="rs-given-ec-key"),
+        P("ES256", {"jwt_public_key_file": lambda w: _pem(w.rsa_key)}, "not a usable ES256 key",
+          id="es-given-rsa-key"),
+        P("ES256", {"jwt_public_key_file": lambda w: _pem(ec.generate_private_key(ec.SECP384R1()))},
           "not a usable ES256 key", id="es-wrong-curve"),
-        P(lambda w, t: Settings(jwt_algorithm="RS256", jwt_public_key_file=_write(
-            t, "weak.pem", _pem(rsa.generate_private_key(public_exponent=65537, key_size=1024)))),
-          "below the minimum", id="rs-weak-key"),
-        P(lambda w, t: Settings(jwt_algorithm="RS256", jwt_jwks_file=_write(t, "j.json", "{")),
-          "not a readable JWK set", id="jwks-not-json"),
-        P(lambda w, t: Settings(jwt_algorithm="RS256", jwt_jwks_file=_write(t, "j.json", "[]")),
-          "not a readable JWK set", id="jwks-not-an-object"),
-        P(lambda w, t: Settings(jwt_algorithm="RS256", jwt_jwks_file=_write(
-            t, "j.json", json.dumps({"keys": [ECAlgorithm.to_jwk(w.ec.public_key(), as_dict=True)
-                                              | {"kid": "ec-1"}]}))),
+        P("RS256", {"jwt_public_key_file": _weak_rsa_pem}, "below the minimum", id="rs-weak-key"),
+        P("RS256", {"jwt_jwks_file": lambda w: b"{"}, "not a readable JWK set", id="jwks-not-json"),
+        P("RS256", {"jwt_jwks_file": lambda w: b"[]"}, "not a readable JWK", id="jwks-not-dict"),
+        P("RS256", {"jwt_jwks_file": lambda w: _jwk_set(EC_JWK(w.ec_key.public_key(), as_dict=True)
+                                                        | {"kid": "ec-1"})},
           "no RS256 signing key", id="jwks-no-key-of-algorithm"),
-        P(lambda w, t: Settings(jwt_algorithm="RS256", jwt_jwks_file=_write(
-            t, "j.json", json.dumps({"keys": [RSAAlgorithm.to_jwk(w.rsa.public_key(), as_dict=True)]}))),
+        P("RS256", {"jwt_jwks_file": lambda w: _jwk_set(RSA_JWK(w.rsa_key.public_key(), as_dict=True))},
           "with a 'kid'", id="jwks-no-kid"),
-        P(lambda w, t: Settings(jwt_algorithm="RS256", jwt_jwks_file=t / "jwks.json",
-                                jwt_public_key_file=t / "rsa.pem"),
+        P("RS256", {"jwt_jwks_file": lambda w: _jwk_set(RSA_JWK(w.rsa_key.public_key(), as_dict=True)
+                                                        | {"kid": "k", "use": "enc"})},
+          "no RS256 signing key", id="jwks-encryption-key-only"),
+        P("RS256", {"jwt_jwks_file": lambda w: b"", "jwt_public_key_file": lambda w: _pem(w.rsa_key)},
           "not both", id="both-key-sources"),
     ],
 )
 def test_unusable_jwt_configuration_refuses_to_start(
-    world: World, tmp_path: Path, make_settings: Callable[[World, Path], Settings], message: str
+    world: World, tmp_path: Path, algorithm: str, fields: dict[str, Any], message: str
 ) -> None:
+    values = {name: _materialize(tmp_path, name, value, world) for name, value in fields.items()}
     with pytest.raises(SettingsError, match=message):
-        Authenticator(make_settings(world, tmp_path), world.store)
+        Authenticator(Settings(jwt_algorithm=algorithm, **values), world.store)
