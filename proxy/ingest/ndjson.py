@@ -1,0 +1,255 @@
+"""The session input contract: one JSON object per line, validated in a single streaming pass.
+
+A line is a JSON object with exactly these keys (`?` = may be missing):
+
+    timestamp                    "YYYY-MM-DDTHH:MM:SS[.fff]" + "Z" or "±HH:MM"; the session start
+    organization_id              canonical lowercase UUID string
+    session_id, visitor_id       non-empty strings
+    browser_name?, browser_version?, city?, country?, os_name?, ip_organization?
+                                 non-empty string or null
+    device_type?                 "desktop", "tablet", "mobile" or null
+    distinct_visited_urls?       array of at most 100 distinct non-empty strings
+    distinct_landing_urls?, distinct_referrer_urls?, distinct_search_terms?, rooms?
+                                 array of distinct non-empty strings
+    session_duration_secs, distinct_visited_urls_count
+                                 integers in [0, 2^53)
+
+Empty strings and duplicate array items are refused because the backends would disagree on
+them (Druid folds "" into null in places; a duplicated item explodes into two group rows).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+MAX_VISITED_URLS = 100
+MAX_INTEGER = 2**53
+DEVICE_TYPES = frozenset({"desktop", "tablet", "mobile"})
+
+STRING_FIELDS = (
+    "browser_name",
+    "browser_version",
+    "city",
+    "country",
+    "device_type",
+    "os_name",
+    "ip_organization",
+)
+ARRAY_FIELDS = (
+    "distinct_visited_urls",
+    "distinct_landing_urls",
+    "distinct_referrer_urls",
+    "distinct_search_terms",
+    "rooms",
+)
+INTEGER_FIELDS = ("session_duration_secs", "distinct_visited_urls_count")
+REQUIRED_FIELDS = ("timestamp", "organization_id", "session_id", "visitor_id", *INTEGER_FIELDS)
+
+# Key order of the rows `iter_sessions` yields: loaders may rely on it.
+COLUMNS = (
+    "timestamp_ms",
+    "organization_id",
+    "session_id",
+    "visitor_id",
+    *STRING_FIELDS,
+    *ARRAY_FIELDS,
+    *INTEGER_FIELDS,
+)
+
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class InvalidLine(ValueError):
+    """A line of an input file breaks the contract; nothing from the file may be loaded."""
+
+    def __init__(self, path: Path, line_number: int, reason: str) -> None:
+        super().__init__(f"{path}:{line_number}: {reason}")
+        self.path = path
+        self.line_number = line_number
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class FileSummary:
+    """What a validated input holds: row count, time range (UTC) and organizations."""
+
+    rows: int
+    first_time: datetime
+    last_time: datetime
+    organizations: frozenset[str]
+
+
+class _Bad(Exception):
+    """A field check failed; carries the reason without the file position."""
+
+
+def _epoch_ms(value: Any) -> int:
+    if not isinstance(value, str) or not _TIMESTAMP.fullmatch(value):
+        raise _Bad("timestamp must be ISO-8601 like 2019-01-01T00:00:00.000Z (offset or Z)")
+    try:
+        instant = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise _Bad(f"timestamp {value!r} is not a valid date-time") from exc
+    return (instant - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _organization(value: Any) -> str:
+    if not isinstance(value, str) or not _UUID.fullmatch(value):
+        raise _Bad("organization_id must be a lowercase UUID string")
+    return value
+
+
+def _required_string(name: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or not value:
+            raise _Bad(f"{name} must be a non-empty string")
+        return value
+
+    return check
+
+
+def _optional_string(name: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if value is not None and (not isinstance(value, str) or not value):
+            raise _Bad(f"{name} must be a non-empty string or null")
+        return value
+
+    return check
+
+
+def _device_type(value: Any) -> str | None:
+    if value is not None and value not in DEVICE_TYPES:
+        raise _Bad("device_type must be desktop, tablet, mobile or null")
+    return value  # type: ignore[no-any-return]
+
+
+def _array(name: str, max_items: int | None) -> Callable[[Any], list[str]]:
+    def check(value: Any) -> list[str]:
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise _Bad(f"{name} must be an array of non-empty strings")
+        if max_items is not None and len(value) > max_items:
+            raise _Bad(f"{name} holds {len(value)} items, at most {max_items} allowed")
+        if len(set(value)) != len(value):
+            raise _Bad(f"{name} must not repeat an item")
+        return value
+
+    return check
+
+
+def _integer(name: str) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        # bool is an int subclass; JSON true is not a count.
+        if type(value) is not int or not 0 <= value < MAX_INTEGER:
+            raise _Bad(f"{name} must be a non-negative integer below 2^53")
+        return value
+
+    return check
+
+
+def _checks() -> dict[str, tuple[str, Callable[[Any], Any]]]:
+    """Input key → (output key, check-and-normalize)."""
+    checks: dict[str, tuple[str, Callable[[Any], Any]]] = {
+        "timestamp": ("timestamp_ms", _epoch_ms),
+        "organization_id": ("organization_id", _organization),
+    }
+    for name in ("session_id", "visitor_id"):
+        checks[name] = (name, _required_string(name))
+    for name in STRING_FIELDS:
+        checks[name] = (name, _device_type if name == "device_type" else _optional_string(name))
+    for name in ARRAY_FIELDS:
+        limit = MAX_VISITED_URLS if name == "distinct_visited_urls" else None
+        checks[name] = (name, _array(name, limit))
+    for name in INTEGER_FIELDS:
+        checks[name] = (name, _integer(name))
+    return checks
+
+
+_FIELDS = _checks()
+_ARRAYS = frozenset(ARRAY_FIELDS)
+
+
+def _parse_object(raw: bytes) -> dict[str, Any]:
+    if not raw.strip():
+        raise _Bad("empty line")
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise _Bad(f"not valid JSON ({exc.msg} at column {exc.colno})") from exc
+    if not isinstance(obj, dict):
+        raise _Bad("a line must be a JSON object")
+    return obj
+
+
+def normalize(obj: dict[str, Any]) -> dict[str, Any]:
+    """Check one parsed line against the contract; return it in `COLUMNS` order."""
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        spec = _FIELDS.get(key)
+        if spec is None:
+            raise _Bad(f"unknown key {key!r}")
+        out[spec[0]] = spec[1](value)
+    missing = [name for name in REQUIRED_FIELDS if name not in obj]
+    if missing:
+        raise _Bad(f"{missing[0]} is required")
+    return {column: _column_value(out, column) for column in COLUMNS}
+
+
+def _column_value(out: dict[str, Any], column: str) -> Any:
+    if column in out:
+        return out[column]
+    return [] if column in _ARRAYS else None
+
+
+def iter_sessions(path: Path) -> Iterator[dict[str, Any]]:
+    """Validated rows of one file, normalized: `timestamp_ms` (UTC epoch ms), gaps filled."""
+    line_number = 0
+    with path.open("rb") as lines:
+        for line_number, raw in enumerate(lines, start=1):
+            try:
+                yield normalize(_parse_object(raw))
+            except _Bad as exc:
+                raise InvalidLine(path, line_number, str(exc)) from None
+    if line_number == 0:
+        raise InvalidLine(path, 1, "no sessions")
+
+
+def _from_ms(epoch_ms: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=epoch_ms)
+
+
+def summarize(rows: Iterable[dict[str, Any]]) -> tuple[int, int, int, frozenset[str]]:
+    """Row count, first and last `timestamp_ms`, and organizations of normalized rows."""
+    count, first, last = 0, MAX_INTEGER * 1000, -MAX_INTEGER * 1000
+    orgs: set[str] = set()
+    for row in rows:
+        count += 1
+        first = min(first, row["timestamp_ms"])
+        last = max(last, row["timestamp_ms"])
+        orgs.add(row["organization_id"])
+    return count, first, last, frozenset(orgs)
+
+
+def validate_file(path: Path) -> FileSummary:
+    """Stream through `path` once; raise `InvalidLine` at the first line breaking the contract."""
+    count, first, last, orgs = summarize(iter_sessions(path))
+    return FileSummary(count, _from_ms(first), _from_ms(last), orgs)
+
+
+def combine(summaries: Iterable[FileSummary]) -> FileSummary:
+    """One summary for several files (at least one)."""
+    items = list(summaries)
+    return FileSummary(
+        rows=sum(s.rows for s in items),
+        first_time=min(s.first_time for s in items),
+        last_time=max(s.last_time for s in items),
+        organizations=frozenset().union(*(s.organizations for s in items)),
+    )
