@@ -1,0 +1,143 @@
+"""A small session file loaded into the real local Druid: replaced, not appended; MVD, long."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from proxy.ingest.druid_loader import DruidLoadError, LoadResult, load_into_druid
+
+BROKER = os.environ.get("PROXY_IT_DRUID_BROKER_URL", "http://127.0.0.1:8082")
+OVERLORD = os.environ.get("PROXY_IT_DRUID_OVERLORD_URL", "http://127.0.0.1:8081")
+DATASOURCE = "it_druid_load"
+ORG = "0b6f9c1e-2d3a-4b5c-8d7e-9f0a1b2c3d4e"
+INTERVAL = "2024-03-01T00:00:00Z/2024-03-03T00:00:00Z"
+
+pytestmark = pytest.mark.integration
+
+
+def _session(
+    ts: str, sid: str, duration: int, rooms: list[str], city: str | None
+) -> dict[str, Any]:
+    return {
+        "timestamp": ts, "organization_id": ORG, "session_id": sid, "visitor_id": f"v-{sid}",
+        "browser_name": "Firefox", "browser_version": "123.0", "city": city, "country": "FI",
+        "device_type": "desktop", "os_name": "Linux", "ip_organization": None,
+        "distinct_visited_urls": ["/a", "/b"], "distinct_landing_urls": ["/a"],
+        "distinct_referrer_urls": [], "distinct_search_terms": [], "rooms": rooms,
+        "session_duration_secs": duration, "distinct_visited_urls_count": 2,
+    }
+
+
+# The +02:00 session falls on the previous UTC day: the load covers 2024-03-01 and 03-02 (UTC).
+SESSIONS = [
+    _session("2024-03-01T10:00:00Z", "s1", 9, ["lobby", "sales"], "Helsinki"),
+    _session("2024-03-01T11:30:00.250Z", "s2", 20, [], "Espoo"),
+    _session("2024-03-02T01:00:00+02:00", "s3", 100, ["sales"], None),
+    _session("2024-03-02T09:15:00Z", "s4", 0, [], "Helsinki"),
+    _session("2024-03-02T23:59:59Z", "s5", 45, ["lobby"], "Tampere"),
+]
+
+
+@dataclass(frozen=True)
+class Summary:
+    rows: int
+    first_time: datetime
+    last_time: datetime
+
+
+def _summary() -> Summary:
+    times = [datetime.fromisoformat(s["timestamp"]) for s in SESSIONS]
+    return Summary(len(SESSIONS), min(times), max(times))
+
+
+def _query(body: dict[str, Any]) -> list[dict[str, Any]]:
+    response = requests.post(f"{BROKER}/druid/v2/", json=body, timeout=30)
+    assert response.status_code == 200, response.text
+    rows: list[dict[str, Any]] = response.json()
+    return rows
+
+
+def _count(filter_: dict[str, Any] | None = None) -> int:
+    rows = _query({
+        "queryType": "timeseries", "dataSource": DATASOURCE, "intervals": [INTERVAL],
+        "granularity": "all", "filter": filter_,
+        "aggregations": [{"type": "count", "name": "n"}],
+    })
+    return int(rows[0]["result"]["n"]) if rows else 0
+
+
+@pytest.fixture(scope="module")
+def loads(tmp_path_factory: pytest.TempPathFactory) -> list[LoadResult]:
+    path = tmp_path_factory.mktemp("druid-load") / "sessions.ndjson"
+    path.write_text("".join(json.dumps(s) + "\n" for s in SESSIONS))
+    ready = requests.get(f"{BROKER}/druid/broker/v1/readiness", timeout=5).status_code == 200
+    assert ready, "no ready Druid broker: run `reporting-proxy druid up`"
+    return [
+        load_into_druid([path], _summary(), OVERLORD, OVERLORD, BROKER, DATASOURCE, print)
+        for _ in range(2)
+    ]
+
+
+def test_each_load_ingests_every_row(loads: list[LoadResult]) -> None:
+    assert [(r.rows_ingested, r.rows_rejected) for r in loads] == [(5, 0), (5, 0)]
+
+
+def test_load_replaces_the_covered_days(loads: list[LoadResult]) -> None:
+    assert [r.interval for r in loads] == [INTERVAL, INTERVAL]
+    assert _count() == len(SESSIONS)
+
+
+def test_empty_array_groups_as_null(loads: list[LoadResult]) -> None:
+    rows = _query({
+        "queryType": "groupBy", "dataSource": DATASOURCE, "intervals": [INTERVAL],
+        "granularity": "all", "dimensions": ["rooms"],
+        "aggregations": [{"type": "count", "name": "n"}],
+    })
+    assert [(r["event"]["rooms"], r["event"]["n"]) for r in rows] == [
+        (None, 2), ("lobby", 2), ("sales", 2),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("ordering", "expected"),
+    [
+        # 20, 45, 100 are >= 10; as strings "9" >= "10" too, and "0" is not.
+        ("numeric", 3),
+        ("lexicographic", 4),
+    ],
+)
+def test_long_dimension_bound(loads: list[LoadResult], ordering: str, expected: int) -> None:
+    bound = {"type": "bound", "dimension": "session_duration_secs", "lower": "10",
+             "ordering": ordering}
+    assert _count(bound) == expected
+
+
+def test_long_dimension_range_is_numeric(loads: list[LoadResult]) -> None:
+    range_ = {"type": "range", "column": "session_duration_secs", "matchValueType": "LONG",
+              "lower": 10, "upper": 100, "upperOpen": True}
+    assert _count(range_) == 2
+
+
+def test_a_rejected_row_fails_the_load_and_keeps_the_days(
+    loads: list[LoadResult], tmp_path: Path
+) -> None:
+    path = tmp_path / "bad.ndjson"
+    bad = {**SESSIONS[0], "timestamp": "yesterday"}
+    path.write_text(json.dumps(SESSIONS[1]) + "\n" + json.dumps(bad) + "\n")
+    with pytest.raises(DruidLoadError, match=r"FAILED: .*Timestamp\[yesterday\] is unparseable"):
+        load_into_druid([path], _summary(), OVERLORD, OVERLORD, BROKER, DATASOURCE, print)
+    assert _count() == len(SESSIONS)
+
+
+def test_a_missing_file_is_refused_before_druid_sees_it(loads: list[LoadResult]) -> None:
+    with pytest.raises(DruidLoadError, match="no such input file"):
+        load_into_druid([Path("/nonexistent/sessions.ndjson")], _summary(), OVERLORD, OVERLORD,
+                        BROKER, DATASOURCE, print)
