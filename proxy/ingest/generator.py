@@ -286,6 +286,7 @@ class _Plan:
 
     seed: int
     sessions: int
+    chunk_size: int
     orgs: tuple[_Org, ...]
     span: _Span
     specials: tuple[_Special, ...]
@@ -307,7 +308,7 @@ def _make_plan(sessions: int, orgs: int, seed: int, start: date, days: int) -> _
     span = _make_span(start, days)
     organizations = tuple(_make_orgs(rng, sessions, orgs, seed))
     specials = tuple(_special_sessions(rng, span, sessions))
-    return _Plan(seed, sessions, organizations, span, specials, _day_edges(span))
+    return _Plan(seed, sessions, CHUNK, organizations, span, specials, _day_edges(span))
 
 
 class _Sessions:
@@ -417,16 +418,16 @@ class _Sessions:
 
 
 def _chunk_bytes(plan: _Plan, chunk: int) -> bytes:
-    """The NDJSON bytes of sessions [chunk * CHUNK, (chunk + 1) * CHUNK)."""
+    """The NDJSON bytes of the sessions of one chunk, drawn from that chunk's own stream."""
     sessions = _Sessions(plan, chunk)
-    first, last = chunk * CHUNK, min((chunk + 1) * CHUNK, plan.sessions)
+    first, last = chunk * plan.chunk_size, min((chunk + 1) * plan.chunk_size, plan.sessions)
     specials = plan.specials
     rows = (sessions.row(specials[i] if i < len(specials) else None) for i in range(first, last))
     return b"".join(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE) for row in rows)
 
 
 def _chunks(plan: _Plan, workers: int) -> Iterator[bytes]:
-    count = -(-plan.sessions // CHUNK)
+    count = -(-plan.sessions // plan.chunk_size)
     if workers <= 1 or count == 1:
         yield from (_chunk_bytes(plan, chunk) for chunk in range(count))
         return
