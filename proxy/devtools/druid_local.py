@@ -175,7 +175,10 @@ def _fail_if_dead(layout: Layout, pending: list[Check]) -> None:
     for service in dict.fromkeys(c.service for c in pending):
         if service not in alive:
             log = layout.log_path(service)
-            raise StartupError(f"{service} exited during start-up; log: {log}\n{_tail(log, 15)}")
+            raise StartupError(
+                f"{service} exited during start-up; log: {log}\n{_tail(log, 15)}\n"
+                "any other started service keeps running; `reporting-proxy druid down` stops them"
+            )
 
 
 def _not_ready_error(layout: Layout, pending: list[Check], timeout: float) -> StartupError:
