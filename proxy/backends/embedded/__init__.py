@@ -1,0 +1,1 @@
+"""The embedded DuckDB engine: SQL translation, generations on disk, loader and backend."""

@@ -1,0 +1,62 @@
+"""The embedded backend: translate the plan to SQL, run it on the current DuckDB generation."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import duckdb
+
+from proxy.backends.embedded.engine import Reader
+from proxy.backends.embedded.translator import SqlQuery, translate
+from proxy.errors import BackendError, BackendTimeout, BackendUnavailable
+from proxy.result import BackendRow, ResultPlan
+from proxy.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedBackend:
+    """Runs planned queries on the embedded DuckDB engine of `settings.embedded_dir`."""
+
+    name = "embedded"
+
+    def __init__(self, settings: Settings) -> None:
+        self.deadline_secs = settings.request_timeout_secs
+        self.reader = Reader(settings.embedded_dir)
+
+    def explain(self, plan: ResultPlan, organization_id: str, request_id: str) -> Any:
+        return translate(plan, organization_id).explain()
+
+    def execute(self, plan: ResultPlan, organization_id: str, request_id: str) -> list[BackendRow]:
+        query = translate(plan, organization_id)
+        try:
+            rows = self._run(query)
+        except duckdb.InterruptException as exc:
+            raise BackendTimeout(f"The query ran longer than {self.deadline_secs:g} s.") from exc
+        except (duckdb.IOException, OSError) as exc:
+            log.exception("embedded engine unavailable in request %s", request_id)
+            raise BackendUnavailable("The embedded engine cannot open its data.") from exc
+        except duckdb.Error as exc:
+            log.exception("embedded query failed in request %s: %s", request_id, query.sql)
+            raise BackendError("The embedded engine failed to answer.") from exc
+        return [(row[0], row[1:]) for row in rows]
+
+    def _run(self, query: SqlQuery) -> list[tuple[Any, ...]]:
+        with self.reader.cursor() as cursor:
+            if cursor is None:
+                return []  # nothing loaded yet: every bucket is empty
+            timer = threading.Timer(self.deadline_secs, cursor.interrupt)
+            timer.start()
+            try:
+                return cursor.execute(query.sql, query.parameters).fetchall()
+            finally:
+                timer.cancel()
+
+    def ready(self) -> bool:
+        try:
+            return self.reader.ready()
+        except (duckdb.Error, OSError):
+            log.exception("embedded engine not ready")
+            return False

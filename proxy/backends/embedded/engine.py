@@ -1,0 +1,227 @@
+"""The embedded engine's storage: the `sessions` table and its generations on disk.
+
+DuckDB lets one process write a database file, and no other process may open a file while it is
+held for writing. Loads therefore never touch the file readers use; each writes a new
+generation and then flips a pointer:
+
+    <embedded_dir>/
+        CURRENT                  name of the generation to read (replaced atomically)
+        sessions-<n>.duckdb      generations; a load writes n+1, then points CURRENT at it
+        load.lock                flock held for the whole of a load
+
+Readers (one read-only connection per process, a cursor per request) look at CURRENT before
+each query and move to a new generation when it changed. A load keeps the generation it
+replaced, for readers still on it, and deletes the ones before.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from proxy.backends.embedded.translator import TABLE, quote
+from proxy.catalog import DIMENSION_COLUMNS, ORGANIZATION_COLUMN, TIME_COLUMN
+from schemas.vocabulary import DIMENSIONS, DimensionKind
+
+CURRENT = "CURRENT"
+LOCK = "load.lock"
+_GENERATION = re.compile(r"sessions-(\d+)\.duckdb")
+
+# Column type of each kind of dimension; empty arrays are stored as empty lists, never NULL.
+COLUMN_TYPES: dict[DimensionKind, str] = {
+    DimensionKind.STRING: "VARCHAR",
+    DimensionKind.NUMBER: "BIGINT",
+    DimensionKind.ARRAY: "VARCHAR[] NOT NULL",
+}
+# Readers run only the translator's SQL; they have no business with other files.
+READER_CONFIG: dict[str, str | bool | int | float | list[str]] = {"enable_external_access": False}
+
+
+class StorageError(OSError):
+    """The data directory is in a state no reader can use (a CURRENT naming no generation)."""
+
+
+def table_columns() -> list[tuple[str, str]]:
+    """(column, SQL type) of the `sessions` table, in order."""
+    columns = [(ORGANIZATION_COLUMN, "VARCHAR NOT NULL"), (TIME_COLUMN, "BIGINT NOT NULL")]
+    return columns + [(DIMENSION_COLUMNS[name], COLUMN_TYPES[kind]) for name, kind in DIMENSIONS.items()]
+
+
+def create_table_sql() -> str:
+    """DDL of the `sessions` table."""
+    columns = ",\n  ".join(f"{quote(name)} {sql_type}" for name, sql_type in table_columns())
+    return f"CREATE TABLE {TABLE} (\n  {columns}\n)"
+
+
+def generation_name(number: int) -> str:
+    """File name of generation `number`."""
+    return f"sessions-{number}.duckdb"
+
+
+def generation_number(name: str) -> int | None:
+    """The number in a generation's file name; None for any other name."""
+    match = _GENERATION.fullmatch(name)
+    return int(match.group(1)) if match else None
+
+
+@dataclass(frozen=True)
+class Generations:
+    """The generation files of one data directory and the CURRENT pointer between them."""
+
+    directory: Path
+
+    def path(self, name: str) -> Path:
+        return self.directory / name
+
+    def signature(self) -> tuple[int, int, int] | None:
+        """A cheap fingerprint of CURRENT (a new file gets a new inode); None when absent."""
+        try:
+            stat = os.stat(self.directory / CURRENT)
+        except FileNotFoundError:
+            return None
+        return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+    def current(self) -> str | None:
+        """Name of the generation CURRENT points at, None before the first load."""
+        try:
+            name = (self.directory / CURRENT).read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return None
+        if generation_number(name) is None:
+            raise StorageError(f"{self.directory / CURRENT} names no generation: {name!r}")
+        return name
+
+    def existing(self) -> list[str]:
+        """Generation files present on disk, oldest first."""
+        if not self.directory.is_dir():
+            return []
+        names = [p.name for p in self.directory.iterdir() if generation_number(p.name) is not None]
+        return sorted(names, key=lambda name: generation_number(name) or 0)
+
+    def next_name(self) -> str:
+        """A generation name no file has used yet."""
+        numbers = [generation_number(name) or 0 for name in self.existing()]
+        return generation_name(max(numbers, default=0) + 1)
+
+    def publish(self, name: str) -> None:
+        """Point CURRENT at `name` atomically: readers see the old or the new name, never half."""
+        temporary = self.directory / f".{CURRENT}.{os.getpid()}.tmp"
+        with temporary.open("w", encoding="utf-8") as handle:
+            handle.write(name + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, self.directory / CURRENT)
+        _fsync_directory(self.directory)
+
+    def prune(self, keep: set[str]) -> list[str]:
+        """Delete every generation (and its DuckDB side files) not in `keep`; the names deleted."""
+        deleted = [name for name in self.existing() if name not in keep]
+        for name in deleted:
+            for suffix in ("", ".wal", ".tmp"):
+                _remove(self.path(name + suffix))
+        return deleted
+
+    @contextmanager
+    def load_lock(self) -> Iterator[None]:
+        """Hold the exclusive load lock; a second load waits here for the first."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with (self.directory / LOCK).open("a") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        for child in path.iterdir():
+            child.unlink(missing_ok=True)
+        path.rmdir()
+    else:
+        path.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class _Open:
+    """The generation a process reads: CURRENT's fingerprint, the name, its connection."""
+
+    signature: tuple[int, int, int] | None
+    name: str | None
+    connection: duckdb.DuckDBPyConnection | None
+    pid: int
+
+
+class Reader:
+    """One read-only connection per process to the current generation, a cursor per query."""
+
+    def __init__(self, directory: Path) -> None:
+        self.generations = Generations(directory)
+        self._lock = threading.Lock()
+        self._open = _Open(None, None, None, -1)
+
+    def _fresh(self) -> _Open:
+        """The open generation, switching first if CURRENT moved (or the process forked)."""
+        opened = self._open
+        signature = self.generations.signature()
+        if opened.pid == os.getpid() and opened.signature == signature:
+            return opened
+        with self._lock:
+            opened = self._open
+            if opened.pid == os.getpid() and opened.signature == signature:
+                return opened
+            self._open = self._switch(opened, signature)
+            return self._open
+
+    def _switch(self, opened: _Open, signature: tuple[int, int, int] | None) -> _Open:
+        name = self.generations.current()
+        if name == opened.name and opened.pid == os.getpid():
+            return _Open(signature, name, opened.connection, opened.pid)
+        if name is None:
+            return _Open(signature, None, None, os.getpid())
+        # The old connection is dropped, not closed: queries still running on it hold it,
+        # and it closes when the last of them lets go.
+        try:
+            return _Open(signature, name, self._connect(name), os.getpid())
+        except duckdb.IOException:
+            # Two loads may have finished since CURRENT was read and deleted that generation.
+            newer = self.generations.current()
+            if newer is None or newer == name:
+                raise
+            return _Open(None, newer, self._connect(newer), os.getpid())
+
+    def _connect(self, name: str) -> duckdb.DuckDBPyConnection:
+        return duckdb.connect(str(self.generations.path(name)), read_only=True, config=READER_CONFIG)
+
+    def ready(self) -> bool:
+        """Whether a generation exists to answer from."""
+        return self._fresh().connection is not None
+
+    @contextmanager
+    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection | None]:
+        """A cursor on the current generation for one query; None before the first load."""
+        opened = self._fresh()
+        if opened.connection is None:
+            yield None
+            return
+        cursor = opened.connection.cursor()
+        try:
+            yield cursor
+        finally:
+            cursor.close()

@@ -1,0 +1,331 @@
+"""Planned query → one parameterised DuckDB SQL statement. Pure: no engine, no files, no Flask.
+
+Same semantics as the Druid translator, written for SQL:
+
+- the plan's bucket starts are the only source of buckets: rows join them with an ASOF JOIN;
+- filters are two-valued: every leaf is `COALESCE(..., FALSE)` (or an `IS NULL` test), so `NOT`
+  also matches the rows a leaf cannot decide; array leaves match when any element does, and an
+  empty array counts as null;
+- array group-bys explode, one group per element and one NULL group for an empty array, after
+  the filter has picked whole rows;
+- hyperUnique is an exact `COUNT(DISTINCT ...)` here (Druid estimates it).
+
+Values always travel as parameters; identifiers come only from the catalog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from proxy.catalog import DIMENSION_COLUMNS, ORGANIZATION_COLUMN, TIME_COLUMN
+from proxy.result import ResultPlan
+from schemas.model import (
+    Aggregation,
+    And,
+    Bound,
+    Filter,
+    In,
+    Leaf,
+    Like,
+    Not,
+    Or,
+    Regex,
+    Scalar,
+    Search,
+    Selector,
+)
+from schemas.vocabulary import DIMENSIONS, DimensionKind
+
+TABLE = "sessions"
+BUCKET = "bucket_start"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_INT64 = (-(2**63), 2**63 - 1)
+
+# SQL text and the values of its `?` placeholders, in order.
+Fragment = tuple[str, tuple[Any, ...]]
+# An element predicate: SQL over one value expression (a column, or a lambda's variable).
+Predicate = Callable[[str], Fragment]
+
+
+@dataclass(frozen=True)
+class SqlQuery:
+    """One statement and its positional parameters; rows come back as (bucket, values...)."""
+
+    sql: str
+    parameters: tuple[Any, ...]
+
+    def explain(self) -> dict[str, Any]:
+        """JSON-ready form of the statement."""
+        return {"sql": self.sql, "parameters": list(self.parameters)}
+
+
+def quote(name: str) -> str:
+    """A double-quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _column(dimension: str) -> str:
+    return quote(DIMENSION_COLUMNS[dimension])
+
+
+def _kind(dimension: str) -> DimensionKind:
+    return DIMENSIONS[dimension]
+
+
+def _text(value: Scalar) -> str | None:
+    # The same text the Druid translator sends: numbers for string dimensions compare as text.
+    if value is None or isinstance(value, str):
+        return value
+    return str(int(value)) if float(value).is_integer() else repr(value)
+
+
+def _number(value: Scalar) -> int | float:
+    # The schemas only let numbers (or numeric strings) through for numeric comparisons.
+    assert value is not None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    number = float(value)
+    if number.is_integer() and _INT64[0] <= number <= _INT64[1]:
+        return int(number)
+    return number
+
+
+def _value(dimension: str, value: Scalar) -> Any:
+    return _number(value) if _kind(dimension) is DimensionKind.NUMBER else _text(value)
+
+
+def _join(parts: Sequence[Fragment], separator: str) -> Fragment:
+    return separator.join(sql for sql, _ in parts), tuple(p for _, params in parts for p in params)
+
+
+# ---------------------------------------------------------------------------------------------
+# Filters
+
+
+def _is_null(dimension: str) -> Fragment:
+    if _kind(dimension) is DimensionKind.ARRAY:
+        return f"len({_column(dimension)}) = 0", ()
+    return f"{_column(dimension)} IS NULL", ()
+
+
+def _matching(dimension: str, predicate: Predicate) -> Fragment:
+    """Rows where the value (any element, for arrays) satisfies `predicate`; never NULL."""
+    if _kind(dimension) is DimensionKind.ARRAY:
+        sql, params = predicate("v")
+        return f"COALESCE(len(list_filter({_column(dimension)}, lambda v: {sql})) > 0, FALSE)", params
+    sql, params = predicate(_column(dimension))
+    return f"COALESCE({sql}, FALSE)", params
+
+
+def _or_null(dimension: str, fragment: Fragment) -> Fragment:
+    null_sql, _ = _is_null(dimension)
+    return f"({null_sql} OR {fragment[0]})", fragment[1]
+
+
+def _selector(leaf: Selector) -> Fragment:
+    if leaf.value is None:
+        return _is_null(leaf.dimension)
+    value = _value(leaf.dimension, leaf.value)
+    return _matching(leaf.dimension, lambda x: (f"{x} = ?", (value,)))
+
+
+def _in(leaf: In) -> Fragment:
+    present = [v for v in leaf.values if v is not None]
+    if not present:
+        return _is_null(leaf.dimension)
+    values = tuple(sorted({_value(leaf.dimension, v) for v in present}))
+    marks = ", ".join("?" for _ in values)
+    matched = _matching(leaf.dimension, lambda x: (f"{x} IN ({marks})", values))
+    return _or_null(leaf.dimension, matched) if None in leaf.values else matched
+
+
+def _bound_predicate(leaf: Bound) -> Predicate:
+    numeric = leaf.ordering == "numeric"
+    convert: Callable[[Scalar], Any] = _number if numeric else _text
+    cast = not numeric and _kind(leaf.dimension) is DimensionKind.NUMBER
+    sides = [
+        (leaf.lower, ">" if leaf.lower_strict else ">="),
+        (leaf.upper, "<" if leaf.upper_strict else "<="),
+    ]
+    present = [(convert(bound), op) for bound, op in sides if bound is not None]
+
+    def predicate(x: str) -> Fragment:
+        # Lexicographic order on a numeric column compares the numbers' text, as Druid does.
+        subject = f"CAST({x} AS VARCHAR)" if cast else x
+        return " AND ".join(f"{subject} {op} ?" for _, op in present), tuple(v for v, _ in present)
+
+    return predicate
+
+
+def _bound(leaf: Bound) -> Fragment:
+    # A NULL value fails both comparisons, and COALESCE turns that into FALSE: bounds never
+    # match nulls, even without a lower bound.
+    return _matching(leaf.dimension, _bound_predicate(leaf))
+
+
+def _regex(leaf: Regex) -> Fragment:
+    # regexp_matches is a partial match (RE2), like Druid's regex filter.
+    return _matching(leaf.dimension, lambda x: (f"regexp_matches({x}, ?)", (leaf.pattern,)))
+
+
+def _like(leaf: Like) -> Fragment:
+    return _matching(leaf.dimension, lambda x: (f"{x} LIKE ? ESCAPE '\\'", (leaf.pattern,)))
+
+
+def _search(leaf: Search) -> Fragment:
+    if leaf.case_sensitive:
+        return _matching(leaf.dimension, lambda x: (f"contains({x}, ?)", (leaf.value,)))
+    return _matching(leaf.dimension, lambda x: (f"contains(lower({x}), lower(?))", (leaf.value,)))
+
+
+_LEAVES: dict[type, Callable[[Any], Fragment]] = {
+    Selector: _selector,
+    In: _in,
+    Bound: _bound,
+    Regex: _regex,
+    Like: _like,
+    Search: _search,
+}
+
+
+def translate_filter(node: Filter) -> Fragment:
+    """A public filter → a boolean SQL expression that is never NULL, so `NOT` is two-valued."""
+    if isinstance(node, Not):
+        sql, params = translate_filter(node.field)
+        # And/Or come back parenthesised already.
+        return (f"NOT {sql}" if isinstance(node.field, And | Or) else f"NOT ({sql})"), params
+    if isinstance(node, And | Or):
+        sql, params = _join([translate_filter(child) for child in node.fields], f" {_conjunction(node)} ")
+        return f"({sql})", params
+    leaf: Leaf = node
+    builder = _LEAVES.get(type(leaf))
+    if builder is None:
+        raise ValueError(f"unsupported filter {type(leaf).__name__}")
+    return builder(leaf)
+
+
+def _conjunction(node: And | Or) -> str:
+    return "AND" if isinstance(node, And) else "OR"
+
+
+# ---------------------------------------------------------------------------------------------
+# Statement
+
+
+def epoch_ms(instant: datetime) -> int:
+    """Whole epoch milliseconds, truncated like Druid's millisecond intervals."""
+    return (instant.astimezone(UTC) - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _needed_columns(plan: ResultPlan) -> list[str]:
+    names = [*plan.group_by, *(agg.field for agg in plan.metrics if agg.field is not None)]
+    unique = dict.fromkeys(DIMENSION_COLUMNS[name] for name in names)
+    return [quote(TIME_COLUMN), *(quote(column) for column in unique)]
+
+
+def _matched(plan: ResultPlan, organization_id: str) -> Fragment:
+    interval = plan.query.interval
+    time = quote(TIME_COLUMN)
+    where: list[Fragment] = [
+        (f"{quote(ORGANIZATION_COLUMN)} = ?", (organization_id,)),
+        (f"{time} >= ? AND {time} < ?", (epoch_ms(interval.start), epoch_ms(interval.end))),
+    ]
+    if plan.query.filter is not None:
+        where.append(translate_filter(plan.query.filter))
+    condition, params = _join(where, "\n    AND ")
+    columns = ", ".join(_needed_columns(plan))
+    return f"matched AS (\n  SELECT {columns}\n  FROM {TABLE}\n  WHERE {condition}\n)", params
+
+
+def _metric(agg: Aggregation) -> str:
+    output = quote(agg.output)
+    if agg.type == "count":
+        return f"COUNT(*) AS {output}"
+    assert agg.field is not None
+    field = _column(agg.field)
+    if agg.type == "avg":
+        return f"SUM({field})::DOUBLE / COUNT(*) AS {output}"
+    if agg.type == "hyperUnique":
+        return f"COUNT(DISTINCT {field})::DOUBLE AS {output}"
+    raise ValueError(f"unsupported aggregation {agg.type}")
+
+
+def _explodes(plan: ResultPlan) -> list[str]:
+    """One CTE per array group-by, each exploding one array column of the stage before it."""
+    stages: list[str] = []
+    for name in plan.group_by:
+        if _kind(name) is DimensionKind.ARRAY:
+            column, source = _column(name), _stage(len(stages))
+            # An empty array groups as one NULL value, like Druid's empty multi-value rows.
+            # Each UNNEST sits in its own SELECT: two in one SELECT would zip, not cross.
+            stages.append(
+                f"{_stage(len(stages) + 1)} AS (\n"
+                f"  SELECT * REPLACE (unnest(CASE WHEN len({column}) = 0 THEN [NULL::VARCHAR] "
+                f"ELSE {column} END) AS {column})\n  FROM {source}\n)"
+            )
+    return stages
+
+
+def _stage(explodes: int) -> str:
+    return "bucketed" if explodes == 0 else f"exploded_{explodes}"
+
+
+def _direction(descending: bool) -> str:
+    # The result step sorts nulls first ascending and last descending.
+    return "DESC NULLS LAST" if descending else "ASC NULLS FIRST"
+
+
+def _order_by(plan: ResultPlan) -> str:
+    """The ordering of proxy.result's `_sort_keys`, so that LIMIT keeps the same rows."""
+    columns = [*plan.group_by, *plan.query.metric_names]
+    position = {name: index + 2 for index, name in enumerate(columns)}
+    explicit = [order.field for order in plan.query.order_by]
+    groups = [f"{position[name]} ASC NULLS FIRST" for name in plan.group_by if name not in explicit]
+    if not explicit:
+        return ", ".join(["1 ASC", *groups])
+    ordered = [f"{position[o.field]} {_direction(o.descending)}" for o in plan.query.order_by]
+    return ", ".join([*ordered, *groups, "1 ASC"])
+
+
+def _bucketed(plan: ResultPlan) -> list[Fragment]:
+    """CTEs that stamp each matched row with the start of its plan bucket."""
+    if plan.query.granularity == "all":
+        # One bucket: no join needed to find it.
+        sql = f"bucketed AS (\n  SELECT ?::BIGINT AS {BUCKET}, matched.*\n  FROM matched\n)"
+        return [(sql, (plan.bucket_starts_ms[0],))]
+    # The latest bucket start at or before the row's time; the interval bounds the last bucket.
+    return [
+        (f"buckets AS (\n  SELECT unnest(?::BIGINT[]) AS {BUCKET}\n)", (list(plan.bucket_starts_ms),)),
+        (
+            f"bucketed AS (\n  SELECT buckets.{BUCKET}, matched.*\n  FROM matched\n"
+            f"  ASOF JOIN buckets ON matched.{quote(TIME_COLUMN)} >= buckets.{BUCKET}\n)",
+            (),
+        ),
+    ]
+
+
+def translate(plan: ResultPlan, organization_id: str) -> SqlQuery:
+    """The SQL statement for a plan, scoped to one organization."""
+    explodes = _explodes(plan)
+    ctes, params = _join([_matched(plan, organization_id), *_bucketed(plan), *((e, ()) for e in explodes)], ",\n")
+    groups = [f"{_column(name)} AS {quote(name)}" for name in plan.group_by]
+    metrics = [_metric(agg) for agg in plan.metrics]
+    lines = [
+        f"WITH {ctes}",
+        f"SELECT {', '.join([BUCKET, *groups, *metrics])}",
+        f"FROM {_stage(len(explodes))}",
+        f"GROUP BY {', '.join(str(index + 1) for index in range(len(groups) + 1))}",
+        f"ORDER BY {_order_by(plan)}",
+    ]
+    if plan.grouped:
+        lines.append("LIMIT ?")
+        params = (*params, plan.row_limit)
+    return SqlQuery("\n".join(lines), params)
