@@ -6,9 +6,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-# Druid's built-in HyperLogLog: ~1.6% standard error at its fixed precision; small sets are
-# counted almost exactly. The observed distribution is printed at the end of the run.
-HLL_TOLERANCE = {"druid": 0.05, "embedded": 0.0}
+# Druid answers from DataSketches HLL at lgK 14: exact in list mode for small sets, ~0.8%
+# standard error beyond, so 3% is about four standard errors. The embedded engine is exact.
+# The observed distribution is printed at the end of the run.
+HLL_TOLERANCE = {"druid": 0.03, "embedded": 0.0}
 
 
 def _close(actual: Any, expected: Any, relative: float) -> bool:

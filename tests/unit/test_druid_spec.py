@@ -13,6 +13,8 @@ from proxy.catalog import (
     DIMENSION_COLUMNS,
     HLL_METRICS,
     ORGANIZATION_COLUMN,
+    SKETCH_LG_K,
+    SKETCH_METRICS,
     SUM_METRICS,
 )
 from schemas.vocabulary import DIMENSIONS, DimensionKind
@@ -31,7 +33,6 @@ STORED_AS: dict[DimensionKind, dict[str, Any]] = {
     DimensionKind.NUMBER: {"type": "long"},
     DimensionKind.ARRAY: {"type": "string", "multiValueHandling": "SORTED_ARRAY"},
 }
-SKETCH_METRICS = {"session_id_sketch": "session_id", "visitor_id_sketch": "visitor_id"}
 
 
 def test_spec_dimensions_are_the_catalog_columns_plus_organization() -> None:
@@ -51,7 +52,7 @@ def test_dimension_is_stored_as_its_public_kind(public_name: str) -> None:
 
 
 def test_spec_metrics_are_exactly_the_catalog_metrics_and_sketches() -> None:
-    expected = {COUNT_METRIC, *SUM_METRICS.values(), *HLL_METRICS.values(), *SKETCH_METRICS}
+    expected = {COUNT_METRIC, *SUM_METRICS.values(), *HLL_METRICS.values(), *SKETCH_METRICS.values()}
     assert set(METRIC_SPECS) == expected
 
 
@@ -69,13 +70,13 @@ def test_hyper_unique_metric_reads_its_field(field: str, metric: str) -> None:
     assert METRIC_SPECS[metric] == {"type": "hyperUnique", "name": metric, "fieldName": field}
 
 
-@pytest.mark.parametrize(("metric", "field"), sorted(SKETCH_METRICS.items()))
-def test_sketch_metric_builds_hll4_lgk12(metric: str, field: str) -> None:
+@pytest.mark.parametrize(("field", "metric"), sorted(SKETCH_METRICS.items()))
+def test_sketch_metric_builds_hll4_at_the_catalog_lg_k(field: str, metric: str) -> None:
     assert METRIC_SPECS[metric] == {
         "type": "HLLSketchBuild",
         "name": metric,
         "fieldName": field,
-        "lgK": 12,
+        "lgK": SKETCH_LG_K,
         "tgtHllType": "HLL_4",
     }
 

@@ -11,8 +11,9 @@ from proxy.catalog import (
     COUNT_METRIC,
     DIMENSION_COLUMNS,
     GRANULARITY_PERIODS,
-    HLL_METRICS,
     ORGANIZATION_COLUMN,
+    SKETCH_LG_K,
+    SKETCH_METRICS,
     SUM_METRICS,
 )
 from proxy.result import ResultPlan
@@ -193,9 +194,11 @@ def _aggregators(metrics: tuple[Aggregation, ...]) -> tuple[list[Json], list[Jso
         elif agg.type == "hyperUnique":
             assert agg.field is not None
             aggregators[agg.output] = {
-                "type": "hyperUnique",
+                "type": "HLLSketchMerge",
                 "name": agg.output,
-                "fieldName": HLL_METRICS[agg.field],
+                "fieldName": SKETCH_METRICS[agg.field],
+                "lgK": SKETCH_LG_K,
+                "tgtHllType": "HLL_4",
                 "round": False,
             }
         else:
