@@ -295,6 +295,10 @@ def _order_by(plan: ResultPlan) -> str:
     return ", ".join([*ordered, *groups, "1 ASC"])
 
 
+def _output(expression: str, name: str) -> str:
+    return expression if expression == quote(name) else f"{expression} AS {quote(name)}"
+
+
 def _bucketed(plan: ResultPlan) -> list[Fragment]:
     """CTEs that stamp each matched row with the start of its plan bucket."""
     if plan.query.granularity == "all":
@@ -316,7 +320,7 @@ def translate(plan: ResultPlan, organization_id: str) -> SqlQuery:
     """The SQL statement for a plan, scoped to one organization."""
     explodes = _explodes(plan)
     ctes, params = _join([_matched(plan, organization_id), *_bucketed(plan), *((e, ()) for e in explodes)], ",\n")
-    groups = [f"{_column(name)} AS {quote(name)}" for name in plan.group_by]
+    groups = [_output(_column(name), name) for name in plan.group_by]
     metrics = [_metric(agg) for agg in plan.metrics]
     lines = [
         f"WITH {ctes}",
