@@ -19,8 +19,9 @@ DEFAULT_PORTS: dict[str, int] = {
     "indexer": 8091,
 }
 
-# Heap and direct memory per JVM. Direct memory must cover
-# buffer.sizeBytes x (numMergeBuffers + numThreads + 1) or the service refuses to start.
+# Heap and direct memory per JVM. Direct memory must cover buffer.sizeBytes (32 MiB) x
+# (numMergeBuffers + numThreads + 1) on the historical and indexer (160 MiB), and
+# x (numMergeBuffers + 1) on the broker (96 MiB), or the service refuses to start.
 _MEMORY: dict[str, tuple[str, str | None]] = {
     "zookeeper": ("128m", None),
     "coordinator": ("384m", None),
