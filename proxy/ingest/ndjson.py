@@ -134,7 +134,9 @@ def _device_type(value: Any) -> str | None:
 
 def _array(name: str, max_items: int | None) -> Callable[[Any], list[str]]:
     def check(value: Any) -> list[str]:
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        if value == []:
+            return []
+        if type(value) is not list or {type(item) for item in value} != {str} or "" in value:
             raise _Bad(f"{name} must be an array of non-empty strings")
         if max_items is not None and len(value) > max_items:
             raise _Bad(f"{name} holds {len(value)} items, at most {max_items} allowed")
@@ -174,7 +176,8 @@ def _checks() -> dict[str, tuple[str, Callable[[Any], Any]]]:
 
 
 _FIELDS = _checks()
-_ARRAYS = frozenset(ARRAY_FIELDS)
+_REQUIRED = frozenset(REQUIRED_FIELDS)
+_EMPTY_ROW: dict[str, Any] = dict.fromkeys(COLUMNS)
 
 
 def _parse_object(raw: bytes) -> dict[str, Any]:
@@ -189,24 +192,20 @@ def _parse_object(raw: bytes) -> dict[str, Any]:
     return obj
 
 
-def normalize(obj: dict[str, Any]) -> dict[str, Any]:
+def _normalize(obj: dict[str, Any]) -> dict[str, Any]:
     """Check one parsed line against the contract; return it in `COLUMNS` order."""
-    out: dict[str, Any] = {}
+    if not _REQUIRED <= obj.keys():
+        raise _Bad(f"{next(name for name in REQUIRED_FIELDS if name not in obj)} is required")
+    out = _EMPTY_ROW.copy()  # every column, in order, None until set
     for key, value in obj.items():
         spec = _FIELDS.get(key)
         if spec is None:
             raise _Bad(f"unknown key {key!r}")
         out[spec[0]] = spec[1](value)
-    missing = [name for name in REQUIRED_FIELDS if name not in obj]
-    if missing:
-        raise _Bad(f"{missing[0]} is required")
-    return {column: _column_value(out, column) for column in COLUMNS}
-
-
-def _column_value(out: dict[str, Any], column: str) -> Any:
-    if column in out:
-        return out[column]
-    return [] if column in _ARRAYS else None
+    for name in ARRAY_FIELDS:
+        if out[name] is None:  # missing; a present null was refused above
+            out[name] = []
+    return out
 
 
 def iter_sessions(path: Path) -> Iterator[dict[str, Any]]:
@@ -215,7 +214,7 @@ def iter_sessions(path: Path) -> Iterator[dict[str, Any]]:
     with path.open("rb") as lines:
         for line_number, raw in enumerate(lines, start=1):
             try:
-                yield normalize(_parse_object(raw))
+                yield _normalize(_parse_object(raw))
             except _Bad as exc:
                 raise InvalidLine(path, line_number, str(exc)) from None
     if line_number == 0:
