@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 from flask.testing import FlaskClient
 
 from proxy.access.store import AccessStore
 from proxy.app import create_app
-from proxy.backends.embedded.loader import LoadResult, load_into_embedded
+from proxy.backends.embedded.loader import INPUT_TYPES, TIMESTAMP_MS, LoadResult, load_into_embedded
 from proxy.ingest.ndjson import validate_file
 from proxy.settings import Settings
+from schemas.vocabulary import DIMENSIONS
 
 ORG = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 OTHER_ORG = "0b5c1e3e-8a7e-4c39-9a2a-7a1f9f3c2d10"
@@ -241,10 +244,11 @@ def test_explain_shows_the_sql_and_its_parameters(loaded: tuple[FlaskClient, dic
         json={"interval": SPRING, "granularity": "day", "aggregations": COUNT, "filters": _selector("city", "x")},
         headers={"Authorization": f"Token {keys[ORG]}"},
     )
-    assert response.json["backend"] == "embedded"
-    assert "ASOF JOIN" in response.json["query"]["sql"]
-    assert response.json["query"]["parameters"][:1] == [ORG]
-    assert "x" in response.json["query"]["parameters"]
+    body: Any = response.json
+    assert body["backend"] == "embedded"
+    assert "ASOF JOIN" in body["query"]["sql"]
+    assert body["query"]["parameters"][:1] == [ORG]
+    assert "x" in body["query"]["parameters"]
 
 
 def test_before_the_first_load_queries_are_empty_and_not_ready(tmp_path: Path) -> None:
@@ -290,9 +294,44 @@ def test_readers_keep_answering_while_loads_run(tmp_path: Path) -> None:
     _load(settings, path)
     loads = threading.Thread(target=lambda: [_load(settings, path) for _ in range(4)])
     loads.start()
-    answers = []
+    answers: list[int] = []
     while loads.is_alive() or not answers:
         answers.append(_count(service, None, ORG, EVERYTHING))
     loads.join()
     assert set(answers) == {9}, answers
     assert (settings.embedded_dir / "CURRENT").read_text().strip() == "sessions-5.duckdb"
+
+
+def test_a_current_naming_no_generation_makes_the_engine_unavailable(tmp_path: Path) -> None:
+    client, keys = _service(tmp_path)
+    (tmp_path / "embedded").mkdir()
+    (tmp_path / "embedded" / "CURRENT").write_text("../access.sqlite3\n")
+    assert client.get("/readyz").status_code == 503
+    response = client.post(
+        f"/api/reporting/v1/orgs/{ORG}/visitor_sessions",
+        json={"interval": SPRING, "granularity": "all", "aggregations": COUNT},
+        headers={"Authorization": f"Token {keys[ORG]}"},
+    )
+    assert (response.status_code, response.json and response.json["code"]) == (503, "backend_unavailable")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2019-03-31T03:00:00Z",
+        "2019-03-31T03:00:00.5+03:00",
+        "2019-10-27T03:59:59.999999999+02:00",
+        "2019-01-01T00:00:00.0019-09:30",
+        "1969-12-31T23:59:59.999Z",
+        "2019-01-01T05:45:00.123+05:45",
+    ],
+)
+def test_timestamps_load_as_the_validator_reads_them(text: str) -> None:
+    # The validator floors to whole milliseconds: digits past the third are dropped.
+    expected = (datetime.fromisoformat(text) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+    row = duckdb.connect().execute(f'SELECT {TIMESTAMP_MS} FROM (SELECT ?::VARCHAR AS "timestamp")', [text]).fetchone()
+    assert row == (expected,)
+
+
+def test_every_dimension_is_read_from_the_input() -> None:
+    assert set(DIMENSIONS) <= set(INPUT_TYPES)

@@ -245,17 +245,22 @@ def _matched(plan: ResultPlan, organization_id: str) -> Fragment:
     return f"matched AS (\n  SELECT {columns}\n  FROM {TABLE}\n  WHERE {condition}\n)", params
 
 
+# Aggregation type → its SQL over the (quoted) field column; count takes no field.
+_METRICS: dict[str, Callable[[str], str]] = {
+    "count": lambda field: "COUNT(*)",
+    # Rows here are the (exploded) rows of the group, as Druid's summed `count` metric.
+    "avg": lambda field: f"SUM({field})::DOUBLE / COUNT(*)",
+    # Exact on this engine; Druid's hyperUnique is an estimate.
+    "hyperUnique": lambda field: f"COUNT(DISTINCT {field})::DOUBLE",
+}
+
+
 def _metric(agg: Aggregation) -> str:
-    output = quote(agg.output)
-    if agg.type == "count":
-        return f"COUNT(*) AS {output}"
-    assert agg.field is not None
-    field = _column(agg.field)
-    if agg.type == "avg":
-        return f"SUM({field})::DOUBLE / COUNT(*) AS {output}"
-    if agg.type == "hyperUnique":
-        return f"COUNT(DISTINCT {field})::DOUBLE AS {output}"
-    raise ValueError(f"unsupported aggregation {agg.type}")
+    build = _METRICS.get(agg.type)
+    if build is None:
+        raise ValueError(f"unsupported aggregation {agg.type}")
+    field = "" if agg.field is None else _column(agg.field)
+    return f"{build(field)} AS {quote(agg.output)}"
 
 
 def _explodes(plan: ResultPlan) -> list[str]:
