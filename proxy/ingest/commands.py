@@ -1,4 +1,4 @@
-"""`gen` writes a deterministic sample file; `load` validates input files, then loads the backend."""
+"""`gen` writes a deterministic sample file; `load` validates files, then loads the backend."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ Echo = Callable[[str], None]
 @click.option("--sessions", type=click.IntRange(min=1), default=100_000, show_default=True)
 @click.option("--orgs", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
-@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), help="First UTC day  [default: 2018-12-31]")
+@click.option(
+    "--start", type=click.DateTime(["%Y-%m-%d"]), help="First UTC day  [default: 2018-12-31]"
+)
 @click.option("--days", type=click.IntRange(min=1), default=DEFAULT_DAYS, show_default=True)
 def gen(out: Path, sessions: int, orgs: int, seed: int, start: datetime | None, days: int) -> None:
     """Write OUT.ndjson: SESSIONS deterministic sessions of ORGS organizations."""
@@ -75,7 +77,9 @@ def _load_druid(paths: Sequence[Path], summary: FileSummary, settings: Settings,
         raise click.ClickException(f"druid: {exc}") from exc
 
 
-def _load_embedded(paths: Sequence[Path], summary: FileSummary, settings: Settings, echo: Echo) -> Any:
+def _load_embedded(
+    paths: Sequence[Path], summary: FileSummary, settings: Settings, echo: Echo
+) -> Any:
     name = "proxy.backends.embedded.loader"
     try:
         # By name: the embedded loader may be absent from a checkout, and `gen` must still work.

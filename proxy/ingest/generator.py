@@ -14,7 +14,6 @@ and up to 300 Helsinki sessions on 2019-01-01 Helsinki time.
 from __future__ import annotations
 
 import io
-import math
 import os
 import random
 import uuid
@@ -24,11 +23,28 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from statistics import NormalDist
-from typing import Any, TypeVar
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
+
+from proxy.ingest.sample_values import (
+    AGENT_SLOTS,
+    COUNT_BITS,
+    DURATION_SLOTS,
+    IP_ORGANIZATION_SLOTS,
+    LOCATION_SLOTS,
+    PATHS,
+    REFERRER_SLOTS,
+    ROOM_SLOTS,
+    SEARCH_TERM_SLOTS,
+    SLUGS,
+    TABLE_BITS,
+    URL_COUNT_SLOTS,
+    URL_RANK_SLOTS,
+    UTC_HOUR_SLOTS,
+    draw_table,
+)
 
 DEMO_ORGANIZATION = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 DEFAULT_START = date(2018, 12, 31)
@@ -40,114 +56,6 @@ DAY_MS = 24 * HOUR_MS
 MAX_LISTED_URLS = 100
 CHUNK = 20_000  # sessions per random stream: part of the output format, never change lightly
 _MASK64 = (1 << 64) - 1
-_TABLE_BITS = 12
-
-T = TypeVar("T")
-
-# (city, country, weight); None stands for an unknown value.
-LOCATIONS: tuple[tuple[str | None, str | None, int], ...] = (
-    ("Helsinki", "FI", 300), ("Espoo", "FI", 60), ("Tampere", "FI", 50), ("Turku", "FI", 30),
-    ("Jyväskylä", "FI", 15), ("Oulu", "FI", 15), ("Stockholm", "SE", 40), ("Malmö", "SE", 10),
-    ("Berlin", "DE", 40), ("München", "DE", 20), ("Zürich", "CH", 15), ("Genève", "CH", 5),
-    ("London", "GB", 40), ("Paris", "FR", 30), ("Kraków", "PL", 10), ("Łódź", "PL", 5),
-    ("São Paulo", "BR", 15), ("Bogotá", "CO", 5), ("New York", "US", 40),
-    ("San Francisco", "US", 20), ("東京", "JP", 15), ("大阪", "JP", 5), ("Reykjavík", "IS", 3),
-    (None, "FI", 30), (None, "US", 10), (None, None, 25),
-)  # fmt: skip
-
-# (browser_name, browser_version, os_name, device_type, weight)
-AGENTS: tuple[tuple[str | None, str | None, str | None, str | None, int], ...] = (
-    ("Chrome", "71.0.3578.98", "Windows", "desktop", 200),
-    ("Chrome", "74.0.3729.169", "Windows", "desktop", 120),
-    ("Chrome", "74.0.3729.157", "Mac OS X", "desktop", 60),
-    ("Chrome", "76.0.3809.132", "Android", "mobile", 150),
-    ("Chrome", "76.0.3809.132", "Android", "tablet", 20),
-    ("Firefox", "66.0", "Windows", "desktop", 60),
-    ("Firefox", "68.0", "Linux", "desktop", 25),
-    ("Safari", "12.1", "Mac OS X", "desktop", 50),
-    ("Mobile Safari", "12.1.2", "iOS", "mobile", 140),
-    ("Mobile Safari", "12.1.2", "iOS", "tablet", 40),
-    ("Edge", "18.17763", "Windows", "desktop", 40),
-    ("Samsung Internet", "9.2", "Android", "mobile", 25),
-    ("Opera", "60.0.3255.109", "Windows", "desktop", 10),
-    ("Yandex Browser", "19.4.0", "Windows", None, 5),
-    (None, None, None, None, 10),
-)
-
-IP_ORGANIZATIONS: tuple[tuple[str | None, int], ...] = (
-    (None, 400), ("Elisa Oyj", 120), ("Telia Finland Oyj", 100), ("DNA Oyj", 80),
-    ("Deutsche Telekom AG", 40), ("Comcast Cable Communications", 30),
-    ("Université de Genève", 5), ("Kabel Deutschland GmbH", 15), ("NTT Communications", 10),
-    ("Telefônica Brasil S.A.", 10), ("Helsingin yliopisto", 20),
-)  # fmt: skip
-
-PATHS: tuple[str, ...] = (
-    "/", "/pricing", "/features", "/blog", "/contact", "/about", "/login", "/signup", "/docs",
-    "/tuotteet", "/tuotteet/käyttöohje", "/hinnasto", "/yhteystiedot", "/ura", "/uutiset",
-    "/de/preise", "/fr/société", "/ja/製品", "/support/faq", "/careers",
-)  # fmt: skip
-REFERRERS: tuple[tuple[str, int], ...] = (
-    ("https://www.google.com/", 300), ("https://www.google.fi/", 150), ("https://www.bing.com/", 40),
-    ("https://duckduckgo.com/", 25), ("https://www.facebook.com/", 60), ("https://t.co/", 30),
-    ("https://www.linkedin.com/", 40), ("https://news.ycombinator.com/", 10),
-    ("https://www.reddit.com/r/Suomi/", 5), ("https://yandex.ru/", 5),
-)  # fmt: skip
-SEARCH_TERMS: tuple[tuple[str, int], ...] = (
-    ("pricing", 200), ("hinta", 150), ("käyttöohje", 80), ("login", 120), ("demo", 90),
-    ("API", 40), ("api", 30), ("Zürich office", 10), ("東京 オフィス", 10), ("contact", 60),
-    ("työpaikat", 30), ("shipping", 20), ("pizza 🍕", 3), ("100% free", 5), ("under_score", 4), ("a.b*c", 2),
-)  # fmt: skip
-ROOMS: tuple[tuple[str, int], ...] = (
-    ("lobby", 300), ("support", 150), ("sales", 100), ("demo-room", 60), ("Kokoushuone 1", 30),
-    ("Neuvotteluhuone Ä", 15), ("webinar", 40),
-)  # fmt: skip
-
-# Diurnal session share per UTC hour (Helsinki is UTC+2/+3: busy 06-18 UTC).
-HOUR_WEIGHTS = (2, 1, 1, 1, 2, 4, 7, 10, 12, 12, 11, 11, 12, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2)
-
-
-def _table(weighted: Sequence[tuple[T, int]], bits: int = _TABLE_BITS) -> tuple[T, ...]:
-    """Expand (value, weight) into 2^bits slots so a draw is one `getrandbits(bits)`."""
-    size = 1 << bits
-    total = sum(weight for _, weight in weighted)
-    counts = [max(1, weight * size // total) for _, weight in weighted]
-    counts[0] += size - sum(counts)
-    return tuple(value for (value, _), count in zip(weighted, counts) for _ in range(count))
-
-
-def _zipf_table(items: int, exponent: float) -> tuple[int, ...]:
-    """Ranks 0..items-1 with Zipf weights (rank 0 the most popular)."""
-    return _table([(rank, max(1, int(10_000 / (rank + 1) ** exponent))) for rank in range(items)])
-
-
-_LOCATIONS = _table([((city, country), weight) for city, country, weight in LOCATIONS])
-_AGENTS = _table([(agent[:4], agent[4]) for agent in AGENTS])
-_IP_ORGS = _table(IP_ORGANIZATIONS)
-_REFERRERS = _table(REFERRERS)
-_TERMS = _table(SEARCH_TERMS)
-_ROOMS = _table(ROOMS)
-_HOURS = _table(list(zip(range(24), HOUR_WEIGHTS)))
-_URL_RANKS = _zipf_table(400, 1.1)
-
-
-def _pareto_counts(zero: float, exponent: float, most: int) -> tuple[int, ...]:
-    """`zero` of the sessions list no page; P(count >= k | k >= 1) = k ** -exponent up to `most`."""
-    tail = [1.0, *((k**-exponent) for k in range(1, most + 2))]
-    weights = [(k, int(1e9 * (1 - zero) * (tail[k] - tail[k + 1]))) for k in range(1, most)]
-    return _table([(0, int(1e9 * zero)), *weights, (most, int(1e9 * (1 - zero) * tail[most]))], _COUNT_BITS)
-
-
-def _lognormal_durations(mu: float, sigma: float, most: int) -> tuple[int, ...]:
-    """Session seconds at 2^_TABLE_BITS evenly spaced quantiles: median 90 s, tail to a day."""
-    normal = NormalDist(mu, sigma)
-    size = 1 << _TABLE_BITS
-    return tuple(min(most, int(math.exp(normal.inv_cdf((i + 0.5) / size)))) for i in range(size))
-
-
-_COUNT_BITS = 16
-_URL_COUNTS = _pareto_counts(0.08, 1.2, 500)
-_DURATIONS = _lognormal_durations(4.5, 1.4, 86_400)
-
 
 def _mix(value: int) -> int:
     """splitmix64 finalizer: a cheap bijective hash, so visitor profiles need no storage."""
@@ -179,13 +87,10 @@ class _Org:
     urls: tuple[str, ...]
 
 
-_SLUGS = ("kevät", "news", "release", "päivitys")
-
-
 def _org_urls(rng: random.Random, index: int) -> tuple[str, ...]:
-    site = f"https://www.example-{index}.fi" if index % 2 == 0 else f"https://shop{index}.example.com"
+    site = f"https://shop{index}.example.com" if index % 2 else f"https://www.example-{index}.fi"
     urls = [f"{site}{path}" for path in PATHS]
-    tail = urls[5:] + [f"{site}/blog/{n}-{rng.choice(_SLUGS)}" for n in range(380)]
+    tail = urls[5:] + [f"{site}/blog/{n}-{rng.choice(SLUGS)}" for n in range(380)]
     rng.shuffle(tail)  # the front page and a few basics stay the most popular
     return tuple(urls[:5] + tail)
 
@@ -199,7 +104,9 @@ def _make_orgs(rng: random.Random, sessions: int, orgs: int, seed: int) -> list[
     weights = _org_weights(orgs)
     total = sum(weights)
     return [
-        _Org(org_id, rng.getrandbits(64), max(1, int(sessions * weight / total * 0.4)), _org_urls(rng, i))
+        # A visitor pool of 40% of the sessions: most visitors come back.
+        _Org(org_id, rng.getrandbits(64), max(1, int(sessions * weight / total * 0.4)),
+             _org_urls(rng, i))
         for i, (org_id, weight) in enumerate(zip(ids, weights))
     ]
 
@@ -265,16 +172,20 @@ class _Special:
 
 def _special_sessions(rng: random.Random, span: _Span, sessions: int) -> list[_Special]:
     edges = _edge_instants(span)
-    specials = [_Special(ms, None) for edge in edges for ms in (edge, edge - 1) if span.contains(ms)]
+    instants = [ms for edge in edges for ms in (edge, edge - 1) if span.contains(ms)]
+    specials = [_Special(ms, None) for ms in instants]
     start, end = _NEW_YEAR_HELSINKI
     if span.contains(start) and span.contains(end - 1):
         count = min(300, sessions // 20)
         specials.append(_Special(start, ("Helsinki", "FI")))
-        specials += [_Special(rng.randrange(start, end), ("Helsinki", "FI")) for _ in range(count - 1)]
+        moments = [rng.randrange(start, end) for _ in range(count - 1)]
+        specials += [_Special(ms, ("Helsinki", "FI")) for ms in moments]
     return specials[:sessions]
 
 
-_Profile = tuple[str, str | None, str | None, str | None, str | None, str | None, str | None, str | None]
+_Text = str | None
+# visitor_id, city, country, browser_name, browser_version, os_name, device_type, ip_organization
+_Profile = tuple[str, _Text, _Text, _Text, _Text, _Text, _Text, _Text]
 # "HH:MM:" for each minute of a day and "SS.mmmZ" for each millisecond of a minute: a
 # timestamp is three concatenated strings instead of a datetime format.
 _MINUTES = tuple(f"{m // 60:02d}:{m % 60:02d}:" for m in range(1440))
@@ -320,7 +231,9 @@ class _Sessions:
         self.plan = plan
         self.span = plan.span
         weights = _org_weights(len(plan.orgs))
-        self.org_table = _table([(org, max(1, int(1000 * w))) for org, w in zip(plan.orgs, weights)])
+        self.org_table = draw_table(
+            [(org, max(1, int(1000 * weight))) for org, weight in zip(plan.orgs, weights)]
+        )
         self.profiles: dict[int, _Profile] = {}
 
     def _timestamp(self, epoch_ms: int | None) -> str:
@@ -331,7 +244,7 @@ class _Sessions:
             edge -= bits(2) == 0
             epoch_ms = edge if span.contains(edge) else span.start_ms
         if epoch_ms is None:
-            day, hour = bits(32) % span.days, _HOURS[bits(_TABLE_BITS)]
+            day, hour = bits(32) % span.days, UTC_HOUR_SLOTS[bits(TABLE_BITS)]
             in_hour = bits(22) % HOUR_MS
         else:
             day, in_day = divmod(epoch_ms - span.start_ms, DAY_MS)
@@ -347,9 +260,9 @@ class _Sessions:
             if len(self.profiles) > 100_000:
                 self.profiles.clear()  # bounded memory; profiles are recomputed identically
             key = _mix(number)
-            city, country = _LOCATIONS[(key >> 8) % len(_LOCATIONS)]
-            agent = _AGENTS[(key >> 24) % len(_AGENTS)]
-            ip_org = _IP_ORGS[(key >> 40) % len(_IP_ORGS)]
+            city, country = LOCATION_SLOTS[(key >> 8) % len(LOCATION_SLOTS)]
+            agent = AGENT_SLOTS[(key >> 24) % len(AGENT_SLOTS)]
+            ip_org = IP_ORGANIZATION_SLOTS[(key >> 40) % len(IP_ORGANIZATION_SLOTS)]
             profile = (_id_text(_mix(key) << 64 | key), city, country, *agent, ip_org)
             self.profiles[number] = profile
         return profile
@@ -357,10 +270,10 @@ class _Sessions:
     def _urls(self, org: _Org, wanted: int) -> list[str]:
         bits = self.rng.getrandbits
         if wanted == 1:  # half of the sessions: skip the bookkeeping
-            return [org.urls[_URL_RANKS[bits(_TABLE_BITS)]]]
+            return [org.urls[URL_RANK_SLOTS[bits(TABLE_BITS)]]]
         chosen: dict[int, None] = {}
         for _ in range(wanted * 3):
-            chosen[_URL_RANKS[bits(_TABLE_BITS)]] = None
+            chosen[URL_RANK_SLOTS[bits(TABLE_BITS)]] = None
             if len(chosen) == wanted:
                 break
         rank = 0
@@ -375,18 +288,18 @@ class _Sessions:
         draws = bits(3)  # 0-3: none; 4-7: 0 to 3 draws, fewer for `most` 2
         if draws < 4:
             return []
-        return list({table[bits(_TABLE_BITS)]: None for _ in range(min(draws - 4, most))})
+        return list({table[bits(TABLE_BITS)]: None for _ in range(min(draws - 4, most))})
 
     def row(self, special: _Special | None) -> dict[str, Any]:
         """One session as it is written, key order included."""
         rng, bits = self.rng, self.rng.getrandbits
-        org = self.org_table[bits(_TABLE_BITS)] if special is None else self.plan.orgs[0]
+        org = self.org_table[bits(TABLE_BITS)] if special is None else self.plan.orgs[0]
         visitor_id, city, country, browser, version, os_name, device, ip_org = self._profile(org)
         if special is None and bits(3) == 0:  # travelling
-            city, country = _LOCATIONS[bits(_TABLE_BITS)]
+            city, country = LOCATION_SLOTS[bits(TABLE_BITS)]
         elif special is not None and special.location is not None:
             city, country = special.location
-        count = _URL_COUNTS[bits(_COUNT_BITS)]
+        count = URL_COUNT_SLOTS[bits(COUNT_BITS)]
         visited = self._urls(org, min(count, MAX_LISTED_URLS)) if count else []
         row: dict[str, Any] = {
             "timestamp": self._timestamp(None if special is None else special.epoch_ms),
@@ -402,10 +315,10 @@ class _Sessions:
             "ip_organization": ip_org,
             "distinct_visited_urls": visited,
             "distinct_landing_urls": visited[: 1 + (bits(4) == 0)],
-            "distinct_referrer_urls": self._picks(_REFERRERS, 2),
-            "distinct_search_terms": self._picks(_TERMS, 3),
-            "rooms": self._picks(_ROOMS, 3),
-            "session_duration_secs": _DURATIONS[bits(_TABLE_BITS)] if count else 0,
+            "distinct_referrer_urls": self._picks(REFERRER_SLOTS, 2),
+            "distinct_search_terms": self._picks(SEARCH_TERM_SLOTS, 3),
+            "rooms": self._picks(ROOM_SLOTS, 3),
+            "session_duration_secs": DURATION_SLOTS[bits(TABLE_BITS)] if count else 0,
             "distinct_visited_urls_count": count,
         }
         return self._drop_some(row)
