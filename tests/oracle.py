@@ -57,7 +57,7 @@ def parse_instant(text: str) -> datetime:
     return instant.replace(microsecond=instant.microsecond // 1000 * 1000)
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=1 << 20)
 def _row_instant(text: str) -> datetime:
     return parse_instant(text)
 
