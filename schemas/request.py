@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from marshmallow import (
@@ -107,7 +107,7 @@ class FiltersField(fields.Field):  # type: ignore[type-arg]
         if isinstance(value, list):
             if not value:
                 return None
-            loaded: list[Filter] = fields.List(FilterField()).deserialize(value)
+            loaded = cast(list[Filter], fields.List(FilterField()).deserialize(value))
             return loaded[0] if len(loaded) == 1 else And(tuple(loaded))
         return load_filter(value)
 
