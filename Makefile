@@ -7,7 +7,7 @@ DEMO_DIR ?= var/demo
 DEMO_SESSIONS ?= 300000
 DEMO_PORT ?= 8080
 
-.PHONY: install demo test unit integration druid-up druid-down lint bench soak clean
+.PHONY: install demo test soak unit integration druid-up druid-down lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +24,14 @@ demo: install
 
 # Everything, the real-Druid integration suite included: Druid is started when not running.
 test: install druid-up
-	$(BIN)/pytest tests --junitxml=var/junit.xml
+	$(BIN)/pytest tests -m "not soak" --junitxml=var/junit.xml
+
+# The slow promises: fuzzing, faults against a second local Druid, load. CI runs it too.
+soak: install druid-up
+	$(BIN)/pytest tests -m soak --junitxml=var/junit-soak.xml
 
 unit: install
-	$(BIN)/pytest tests/unit
+	$(BIN)/pytest tests/unit -m "not soak"
 
 integration: install druid-up
 	$(BIN)/pytest tests/integration -m integration
