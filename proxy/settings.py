@@ -34,6 +34,11 @@ class Settings:
     max_filter_values: int = 1_000
     max_result_rows: int = 100_000
     max_body_bytes: int = 64 * 1024
+    # Admission limits per organization and per (organization, principal); 0 turns one off.
+    rate_limit_per_org_per_min: int = 600
+    rate_limit_per_principal_per_min: int = 300
+    max_concurrent_per_org: int = 8
+    max_concurrent_per_principal: int = 6
     jwt_algorithm: str | None = None
     jwt_secret: str | None = field(default=None, repr=False)
     jwt_public_key_file: Path | None = None
@@ -48,6 +53,11 @@ class Settings:
         return self.data_dir / "access.sqlite3"
 
     @property
+    def limits_db_path(self) -> Path:
+        """SQLite file holding the rate and concurrency counters shared by every worker."""
+        return self.data_dir / "limits.sqlite3"
+
+    @property
     def embedded_dir(self) -> Path:
         """Directory of the embedded engine's database generations."""
         return self.data_dir / "embedded"
@@ -57,6 +67,13 @@ def _positive_int(raw: str) -> int:
     value = int(raw)
     if value <= 0:
         raise ValueError("must be a positive integer")
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be 0 (off) or a positive integer")
     return value
 
 
@@ -95,6 +112,10 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "jwt_algorithm": _jwt_algorithm,
     "jwt_public_key_file": Path,
     "jwt_jwks_file": Path,
+    "rate_limit_per_org_per_min": _non_negative_int,
+    "rate_limit_per_principal_per_min": _non_negative_int,
+    "max_concurrent_per_org": _non_negative_int,
+    "max_concurrent_per_principal": _non_negative_int,
 }
 
 
