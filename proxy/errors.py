@@ -33,13 +33,22 @@ class ProxyError(Exception):
     def __init__(self, detail: str, errors: Mapping[str, Any] | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
-        self.errors = dict(errors) if errors else None
+        self.errors = _with_text_keys(errors) if errors else None
 
     def headers(self) -> dict[str, str]:
         """Extra response headers this error asks for."""
         if self.retry_after is None:
             return {}
         return {"Retry-After": str(self.retry_after)}
+
+
+def _with_text_keys(errors: Mapping[Any, Any]) -> dict[str, Any]:
+    # marshmallow keys list items by their int index ({"group_by": {0: [...]}}); the body is
+    # JSON, whose keys are strings, and orjson refuses to guess (it raises instead).
+    return {
+        str(key): _with_text_keys(value) if isinstance(value, Mapping) else value
+        for key, value in errors.items()
+    }
 
 
 class BadRequest(ProxyError):

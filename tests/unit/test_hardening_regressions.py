@@ -1,0 +1,56 @@
+"""Inputs the hardening fuzz run (tests/soak/test_fuzz.py) answered with a 5xx; each is a 400 now."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from proxy.access.store import AccessStore
+from proxy.app import create_app
+from proxy.settings import Settings
+
+ORG = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
+URL = f"/api/reporting/v1/orgs/{ORG}/visitor_sessions"
+INTERVAL = {"start": "2019-06-01T00:00:00Z", "end": "2019-06-02T00:00:00Z"}
+BASE: dict[str, Any] = {"interval": INTERVAL, "granularity": "all", "aggregations": [{"type": "count"}]}
+
+
+@pytest.fixture
+def client_and_key(tmp_path: Path) -> tuple[FlaskClient, str]:
+    settings = Settings(backend="embedded", data_dir=tmp_path)
+    store = AccessStore(settings.access_db_path)
+    store.add_organization(ORG, "Demo")
+    key = store.create_key([ORG], "hardening")
+    return create_app(settings).test_client(), key
+
+
+def _post(client_and_key: tuple[FlaskClient, str], payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    client, key = client_and_key
+    response = client.post(URL, json=payload, headers={"Authorization": f"Token {key}"})
+    return response.status_code, response.get_json()
+
+
+# (id, payload changes, the error path in the 400 body)
+ERROR_KEYED_BY_LIST_INDEX = [
+    # marshmallow keys list items by int; orjson refused the dict and the answer was a 500.
+    ("group_by_item", {"group_by": [{}]}, ["group_by", "0"]),
+    ("aggregation_fields_not_list", {"aggregations": [{"type": "avg", "fields": "session_duration_secs"}]},
+     ["aggregations", "0", "fields"]),
+    ("order_by_field_not_string", {"group_by": ["city"], "order_by": [{"field": ["x"]}]}, ["order_by", "0", "field"]),
+]
+
+
+@pytest.mark.parametrize(("change", "path"), [(c, p) for _, c, p in ERROR_KEYED_BY_LIST_INDEX],
+                         ids=[name for name, _, _ in ERROR_KEYED_BY_LIST_INDEX])
+def test_list_item_errors_are_keyed_by_text(
+    client_and_key: tuple[FlaskClient, str], change: dict[str, Any], path: list[str]
+) -> None:
+    status, body = _post(client_and_key, {**BASE, **change})
+    assert (status, body["code"]) == (400, "invalid_request")
+    node: Any = body["errors"]
+    for key in path:
+        node = node[key]
+    assert node
