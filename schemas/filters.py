@@ -263,7 +263,9 @@ def load_filter(value: object) -> Filter:
     """Load one filter object into its typed form; raises ValidationError naming the problem."""
     if not isinstance(value, Mapping):
         raise ValidationError("Must be a filter object.")
-    schema = FILTER_SCHEMAS.get(value.get("type"))  # type: ignore[arg-type]
+    kind = value.get("type")
+    # A list or object `type` is unhashable: test for text before the table lookup.
+    schema = FILTER_SCHEMAS.get(kind) if isinstance(kind, str) else None
     if schema is None:
         raise ValidationError({"type": [f"Must be one of: {', '.join(FILTER_TYPES)}."]})
     loaded: Filter = schema().load(value)

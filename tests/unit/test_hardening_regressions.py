@@ -54,3 +54,11 @@ def test_list_item_errors_are_keyed_by_text(
     for key in path:
         node = node[key]
     assert node
+
+
+@pytest.mark.parametrize("kind", [[], {}, ["selector"], 1, None], ids=["list", "object", "list_of_name", "number", "null"])
+def test_filter_type_of_any_json_kind_is_a_400(client_and_key: tuple[FlaskClient, str], kind: Any) -> None:
+    # A list or object `type` used to reach a dict lookup and raise TypeError: a 500.
+    status, body = _post(client_and_key, {**BASE, "filters": [{"type": kind, "dimension": "city", "value": "x"}]})
+    assert (status, body["code"]) == (400, "invalid_request")
+    assert body["errors"]["filters"]["0"]["type"]
