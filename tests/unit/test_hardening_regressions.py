@@ -5,12 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 from flask.testing import FlaskClient
 
 from proxy.access.store import AccessStore
 from proxy.app import create_app
+from proxy.backends.embedded.engine import create_table_sql
+from proxy.backends.embedded.translator import translate
+from proxy.result import plan_result
 from proxy.settings import Settings
+from schemas.request import QuerySchema
 
 ORG = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 URL = f"/api/reporting/v1/orgs/{ORG}/visitor_sessions"
@@ -62,3 +67,21 @@ def test_filter_type_of_any_json_kind_is_a_400(client_and_key: tuple[FlaskClient
     status, body = _post(client_and_key, {**BASE, "filters": [{"type": kind, "dimension": "city", "value": "x"}]})
     assert (status, body["code"]) == (400, "invalid_request")
     assert body["errors"]["filters"]["0"]["type"]
+
+
+HUGE = "1" + "0" * 300  # a finite double, but no 128-bit integer
+NUMERIC_TEXT_FILTERS = [
+    ("selector", {"type": "selector", "dimension": "session_duration_secs", "value": HUGE}),
+    ("in", {"type": "in", "dimension": "session_duration_secs", "values": [HUGE, "1" + "0" * 40, 3]}),
+    ("bound", {"type": "bound", "dimension": "distinct_visited_urls_count", "lower": "-" + HUGE, "upper": HUGE}),
+]
+
+
+@pytest.mark.parametrize("spec", [s for _, s in NUMERIC_TEXT_FILTERS], ids=[n for n, _ in NUMERIC_TEXT_FILTERS])
+def test_numeric_text_beyond_64_bits_binds_on_duckdb(spec: dict[str, Any]) -> None:
+    # The embedded translator turned such text into a Python int DuckDB cannot bind: a 502.
+    plan = plan_result(QuerySchema().load({**BASE, "filters": spec}), max_buckets=10, max_rows=10)
+    query = translate(plan, ORG)
+    connection = duckdb.connect()
+    connection.execute(create_table_sql())
+    assert connection.execute(query.sql, query.parameters).fetchall() == []

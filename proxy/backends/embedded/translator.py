@@ -89,9 +89,13 @@ def _number(value: Scalar) -> int | float:
         return value
     if isinstance(value, str):
         try:
-            return int(value)
+            whole = int(value)
         except ValueError:
             pass
+        else:
+            # Past 64 bits DuckDB cannot bind a Python int ("1" + 300 zeros): compare as a double.
+            if _INT64[0] <= whole <= _INT64[1]:
+                return whole
     number = float(value)
     if number.is_integer() and _INT64[0] <= number <= _INT64[1]:
         return int(number)
