@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 from proxy.access.authenticate import Authenticator, authorize, canonical_organization_id
 from proxy.access.store import AccessStore
 from proxy.backends.base import Backend
-from proxy.errors import BadRequest, ProxyError
+from proxy.errors import BadRequest, ProxyError, UnsupportedMediaType
 from proxy.result import plan_result, render
 from proxy.settings import Settings, load_settings
 from schemas.request import QueryLimits, QuerySchema
@@ -70,7 +70,7 @@ class ReportingService:
 
     def load_query(self) -> Any:
         if not request.is_json:
-            raise _UnsupportedMediaType()
+            raise UnsupportedMediaType("Send the query as application/json.")
         try:
             payload = orjson.loads(request.get_data(cache=False))
         except (orjson.JSONDecodeError, RecursionError) as exc:
@@ -96,14 +96,6 @@ class ReportingService:
             return json_response({"backend": self.backend.name, "query": explained})
         rows = self.backend.execute(plan, organization_id, g.request_id)
         return json_response(render(plan, rows))
-
-
-class _UnsupportedMediaType(ProxyError):
-    status = 415
-    code = "unsupported_media_type"
-
-    def __init__(self) -> None:
-        super().__init__("Send the query as application/json.")
 
 
 def _error_response(error: ProxyError) -> Response:

@@ -7,6 +7,7 @@
     ├── Forbidden                     403 forbidden
     ├── NotFound                      404 not_found
     │   └── OrganizationNotFound      404 organization_not_found
+    ├── UnsupportedMediaType          415 unsupported_media_type
     ├── TooManyRequests               429 too_many_requests (Retry-After)
     ├── BackendError                  502 backend_error      (answered garbage or failed)
     ├── BackendUnavailable            503 backend_unavailable (Retry-After)
@@ -80,6 +81,11 @@ class NotFound(ProxyError):
 
 class OrganizationNotFound(NotFound):
     code = "organization_not_found"
+
+
+class UnsupportedMediaType(ProxyError):
+    status = 415
+    code = "unsupported_media_type"
 
 
 class TooManyRequests(ProxyError):
