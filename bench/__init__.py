@@ -1,0 +1,1 @@
+"""`make bench`: the performance suite of reporting-proxy (see README, "Performance")."""

@@ -1,0 +1,116 @@
+"""`make bench`: run the seven measurements side by side, print the table, keep the results.
+
+Environment: BENCH_SEED (default 1), BENCH_FULL=1 adds the 10M-session data set to the
+scaling phase (generating and loading it into Druid takes hours on 2 cores), BENCH_ROUNDS
+scales the number of interleaved rounds (default 1.0), BENCH_ONLY=overhead,cpu,... runs a
+subset, BENCH_REINGEST=1 reloads the data sets to measure ingestion again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench import accuracy, cpu, large, overhead, scaling, throughput
+from bench.datasets import Dataset, cli_env, ensure_loaded
+from bench.reports import LARGE, ORGANIZATION, REPORTS
+from bench.service import Workers, grant, gunicorn
+from bench.table import render_table
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SEED = int(os.environ.get("BENCH_SEED", "1"))
+FULL = os.environ.get("BENCH_FULL") == "1"
+SCALE = float(os.environ.get("BENCH_ROUNDS", "1"))
+ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
+# The worker model `reporting-proxy serve` defaults to; chosen from goal 4's measurement.
+SERVICE_WORKERS = Workers(2, 4)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def rounds(base: int) -> int:
+    return max(3, int(base * SCALE))
+
+
+def wanted(phase: str) -> bool:
+    return not ONLY or phase in ONLY
+
+
+def machine() -> dict[str, Any]:
+    cpu_model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("model name")), platform.processor())
+    memory = next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                  if line.startswith("MemTotal"))
+    return {"cpu": cpu_model, "cores": os.cpu_count(), "memory_gib": round(int(memory) / 2**20, 1),
+            "python": platform.python_version(), "load_average_start": os.getloadavg(),
+            "druid": "33.0.0 (reporting-proxy druid up)", "seed": SEED}
+
+
+def main() -> None:
+    started = time.monotonic()
+    sizes = [100_000, 1_000_000] + ([10_000_000] if FULL else [])
+    datasets = {size: Dataset(size, SEED) for size in sizes}
+    main_set = datasets[1_000_000]
+    results: dict[str, Any] = {"machine": machine(), "when": datetime.now(UTC).isoformat(timespec="seconds")}
+    log("data sets (generated and loaded once, reused while the broker counts the same sessions)")
+    results["ingestion"] = {f"{backend}:{size}": ensure_loaded(backend, dataset, log)
+                            for size, dataset in datasets.items() for backend in ("druid", "embedded")}
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
+        data_dir = tmp / "druid-service"
+        token = grant(data_dir, ORGANIZATION)
+        service = stack.enter_context(gunicorn(
+            "proxy.app:create_app()", cli_env("druid", main_set, data_dir), SERVICE_WORKERS, tmp / "service.log", token))
+        log(f"1. overhead through the service ({SERVICE_WORKERS}) vs straight to the broker, {main_set.sessions:,} sessions")
+        results["overhead"] = overhead.run(service, REPORTS, rounds(100), log)
+        answers = {name: entry.pop("answer") for name, entry in results["overhead"].items()}
+        log("2. service CPU per request without the backend")
+        results["cpu_us"] = cpu.measure({name: (REPORTS[name], answers[name]) for name in REPORTS})
+        for name, entry in results["cpu_us"].items():
+            log(f"  {name}: {entry['total']:.0f} µs (" + ", ".join(f"{s} {entry[s]:.0f}" for s in cpu.STAGES) + ")")
+    if wanted("large"):
+        log("3. large result: 100,000 rows")
+        with tempfile.TemporaryDirectory(prefix="bench-large-") as tmp:
+            token = grant(Path(tmp), ORGANIZATION)
+            env = cli_env("druid", main_set, Path(tmp))
+            with gunicorn("proxy.app:create_app()", env, Workers(1, 1), Path(tmp) / "service.log", token) as one:
+                results["large"] = large.run(one, LARGE, rounds(7), log)
+    if wanted("throughput"):
+        log("4. throughput against a stub broker, service vs bare forwarder, per worker model")
+        answer = answers["day_series_30d"]
+        native = results["overhead"]["day_series_30d"]["native"]
+        results["throughput"] = throughput.run(answer, native, REPORTS["day_series_30d"], rounds(3), 3.0, log)
+    if wanted("scaling"):
+        log("5. scaling: typical reports per backend and size")
+        results["scaling"] = scaling.run(list(datasets.values()), ["druid", "embedded"], REPORTS,
+                                         SERVICE_WORKERS, rounds(15), log)
+    if wanted("accuracy"):
+        log("7. unique-count accuracy and storage")
+        results["accuracy"] = accuracy.errors(main_set)
+        results["storage"] = accuracy.storage(main_set)
+    results["machine"]["load_average_end"] = os.getloadavg()
+    results["elapsed_secs"] = round(time.monotonic() - started)
+    table = render_table(results)
+    print(table)
+    RESULTS.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    (RESULTS / f"{stamp}.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
+    (RESULTS / f"{stamp}.md").write_text(table + "\n")
+    (RESULTS / "latest.md").write_text(table + "\n")
+    log(f"results in {RESULTS / stamp}.json and .md ({results['elapsed_secs']} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""Bench data: generated with `reporting-proxy gen`, loaded with `reporting-proxy load`, reused.
+
+Each (size, seed) has its own NDJSON file, its own Druid datasource and its own embedded data
+directory. A load is skipped when the target already counts exactly `size` sessions; the
+time of the load that did happen is kept in `var/bench/loads.json` so the ingestion figures
+survive reuse (`BENCH_REINGEST=1` measures them again).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = Path(os.environ.get("BENCH_DIR", ROOT / "var" / "bench"))
+BIN = Path(sys.executable).parent
+BROKER = os.environ.get("BENCH_DRUID_BROKER_URL", "http://127.0.0.1:8082")
+OVERLORD = os.environ.get("BENCH_DRUID_OVERLORD_URL", "http://127.0.0.1:8081")
+ORGS = 5
+LOADS = WORK / "loads.json"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One generated data set: `sessions` sessions of `ORGS` organizations from `seed`."""
+
+    sessions: int
+    seed: int
+
+    @property
+    def tag(self) -> str:
+        return f"{self.sessions}_s{self.seed}"
+
+    @property
+    def path(self) -> Path:
+        return WORK / f"sessions-{self.tag}.ndjson"
+
+    @property
+    def datasource(self) -> str:
+        return f"bench_sessions_{self.tag}"
+
+    @property
+    def embedded_data_dir(self) -> Path:
+        return WORK / f"embedded-{self.tag}"
+
+
+def cli_env(backend: str, dataset: Dataset | None = None, data_dir: Path | None = None) -> dict[str, str]:
+    """The environment `reporting-proxy` and the service run with for a backend and data set."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PROXY_")}
+    env.update(PROXY_BACKEND=backend, PROXY_REQUEST_TIMEOUT_SECS="120")
+    if data_dir is not None:
+        env["PROXY_DATA_DIR"] = str(data_dir)
+    elif dataset is not None and backend == "embedded":
+        env["PROXY_DATA_DIR"] = str(dataset.embedded_data_dir)
+    if backend == "druid":
+        env.update(PROXY_DRUID_BROKER_URL=BROKER, PROXY_DRUID_OVERLORD_URL=OVERLORD)
+        if dataset is not None:
+            env["PROXY_DRUID_DATASOURCE"] = dataset.datasource
+    return env
+
+
+def cli(env: dict[str, str], *args: str, timeout: float = 7200) -> str:
+    """Run `reporting-proxy ARGS`; its stdout, or an error with both streams."""
+    done = subprocess.run(
+        [str(BIN / "reporting-proxy"), *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"reporting-proxy {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def ensure_file(dataset: Dataset, log: Any = print) -> Path:
+    """Generate the NDJSON file unless it is there (generation is deterministic)."""
+    if not dataset.path.exists():
+        WORK.mkdir(parents=True, exist_ok=True)
+        partial = dataset.path.with_suffix(".partial")
+        log(f"generating {dataset.sessions:,} sessions (seed {dataset.seed}) into {dataset.path}")
+        cli({**os.environ}, "gen", str(partial), "--sessions", str(dataset.sessions),
+            "--orgs", str(ORGS), "--seed", str(dataset.seed))
+        partial.rename(dataset.path)
+    return dataset.path
+
+
+def druid_count(datasource: str) -> int:
+    """Sessions the broker counts in a datasource over all time (0 when it does not exist)."""
+    query = {
+        "queryType": "timeseries", "dataSource": datasource, "granularity": "all",
+        "intervals": ["1000-01-01/3000-01-01"],
+        "aggregations": [{"type": "longSum", "name": "n", "fieldName": "count"}],
+        "context": {"timeout": 60_000},
+    }
+    response = requests.post(f"{BROKER}/druid/v2/", json=query, timeout=(2, 70))
+    if response.status_code != 200:
+        return 0
+    rows = response.json()
+    return int(rows[0]["result"]["n"] or 0) if rows else 0
+
+
+def embedded_count(dataset: Dataset) -> int:
+    """Sessions in the current embedded generation of a data set (0 before its first load)."""
+    directory = dataset.embedded_data_dir / "embedded"
+    current = directory / "CURRENT"
+    if not current.exists():
+        return 0
+    path = directory / current.read_text().strip()
+    with duckdb.connect(str(path), read_only=True) as connection:
+        row = connection.execute("SELECT count(*) FROM sessions").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _records() -> dict[str, Any]:
+    return json.loads(LOADS.read_text()) if LOADS.exists() else {}
+
+
+def load_record(backend: str, dataset: Dataset) -> dict[str, Any] | None:
+    """The timing of the load that filled this backend with this data set, if recorded."""
+    record: dict[str, Any] | None = _records().get(f"{backend}:{dataset.tag}")
+    return record
+
+
+def _phases(output: str) -> dict[str, float]:
+    """Seconds of the validation and total from `reporting-proxy load`'s last line."""
+    match = re.search(r"in ([0-9.]+) s\s*$", output.strip())
+    return {"total_secs_reported": float(match.group(1))} if match else {}
+
+
+def ensure_loaded(backend: str, dataset: Dataset, log: Any = print) -> dict[str, Any] | None:
+    """Load a data set into a backend unless it is already there; the load's timing record."""
+    count = druid_count(dataset.datasource) if backend == "druid" else embedded_count(dataset)
+    reingest = os.environ.get("BENCH_REINGEST") == "1"
+    if count == dataset.sessions and not reingest:
+        return load_record(backend, dataset)
+    ensure_file(dataset, log)
+    log(f"loading {dataset.sessions:,} sessions into {backend} "
+        f"({dataset.datasource if backend == 'druid' else dataset.embedded_data_dir})")
+    env = cli_env(backend, dataset)
+    started = time.perf_counter()
+    output = cli(env, "load", str(dataset.path))
+    elapsed = time.perf_counter() - started
+    record = {
+        "sessions": dataset.sessions, "seed": dataset.seed, "secs": round(elapsed, 2),
+        "sessions_per_sec": round(dataset.sessions / elapsed), "bytes": dataset.path.stat().st_size,
+        "when": datetime.now(UTC).isoformat(timespec="seconds"), **_phases(output),
+        "output": output.strip().splitlines()[-6:],
+    }
+    records = _records()
+    records[f"{backend}:{dataset.tag}"] = record
+    LOADS.write_text(json.dumps(records, indent=2))
+    log(f"loaded in {elapsed:.1f} s ({record['sessions_per_sec']:,} sessions/s)")
+    return record

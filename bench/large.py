@@ -1,0 +1,80 @@
+"""Goal 3: a groupBy answering 100,000 rows: the service's share of the time, and its memory.
+
+One worker with one thread serves the large report, so the worker's peak resident memory
+(VmHWM) is that of one large request at a time; it is read before the first large request
+and after each, to show it stays flat across requests.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from proxy.app import _limits
+from proxy.backends.druid.backend import backend_rows
+from proxy.backends.druid.translator import translate
+from proxy.result import plan_result, render
+from proxy.settings import Settings
+from schemas.request import QuerySchema
+
+from bench import overhead
+from bench.reports import ORGANIZATION
+from bench.service import Client, Running
+
+
+def _status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def remap_ms(payload: dict[str, Any], answer: bytes, repeat: int = 5) -> dict[str, float]:
+    """In-process median ms of each remap step over the recorded 100k-row answer."""
+    settings = Settings()
+    plan = plan_result(QuerySchema(_limits(settings)).load(payload), settings.max_buckets, settings.max_result_rows)
+    keys = translate(plan, ORGANIZATION, "bench", "id", 1000).value_keys
+    steps: dict[str, list[float]] = {"decode": [], "rows": [], "render": [], "encode": []}
+    for _ in range(repeat):
+        marks = [time.perf_counter()]
+        decoded = orjson.loads(answer)
+        marks.append(time.perf_counter())
+        rows = list(backend_rows(decoded, keys, plan.grouped))
+        marks.append(time.perf_counter())
+        body = render(plan, rows)
+        marks.append(time.perf_counter())
+        orjson.dumps(body)
+        marks.append(time.perf_counter())
+        for (step, values), began, ended in zip(steps.items(), marks, marks[1:]):
+            values.append((ended - began) * 1000)
+    medians = {step: statistics.median(values) for step, values in steps.items()}
+    return {**medians, "total": sum(medians.values())}
+
+
+def run(running: Running, payload: dict[str, Any], rounds: int, log: Any) -> dict[str, Any]:
+    """Interleaved service vs broker on the large report, remap split, worker peak memory."""
+    (worker,) = running.worker_pids()
+    Client().query(running, ORGANIZATION, {**payload, "limit": 10})
+    before = _status_kib(worker, "VmHWM")
+    compared = overhead.compare(running, payload, rounds, warmup=1)
+    peaks = [_status_kib(worker, "VmHWM")]
+    for _ in range(3):
+        Client().query(running, ORGANIZATION, payload)
+        peaks.append(_status_kib(worker, "VmHWM"))
+    answer = compared.pop("answer")
+    result = {
+        **compared,
+        "answer_bytes": len(answer),
+        "remap_ms": remap_ms(payload, answer),
+        "worker_peak_kib_before": before,
+        "worker_peak_kib_after": peaks,
+        "worker_rss_kib_end": _status_kib(worker, "VmRSS"),
+    }
+    log(f"  large: {result['rows']:,} rows, service {compared['service']['median']:.0f} ms vs druid "
+        f"{compared['druid']['median']:.0f} ms (x{compared['ratio_median']:.3f}), remap "
+        f"{result['remap_ms']['total']:.0f} ms, worker peak {before // 1024} -> {peaks[-1] // 1024} MiB")
+    return result

@@ -1,0 +1,57 @@
+"""A small closed-loop HTTP/1.1 load generator: N keep-alive connections, each posting one body."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from urllib.parse import urlsplit
+
+
+async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes) -> tuple[int, bool]:
+    writer.write(raw)
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    length, close = 0, False
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"connection" and value.strip().lower() == b"close":
+            close = True
+    await reader.readexactly(length)
+    return status, close
+
+
+async def _worker(host: str, port: int, raw: bytes, until: float, counts: list[int]) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        while time.perf_counter() < until:
+            status, close = await _request(reader, writer, raw)
+            counts[0 if status == 200 else 1] += 1
+            if close:
+                writer.close()
+                reader, writer = await asyncio.open_connection(host, port)
+    finally:
+        writer.close()
+
+
+async def _run(url: str, body: bytes, headers: dict[str, str], connections: int, secs: float) -> tuple[int, int, float]:
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    raw = (f"POST {parts.path}?{parts.query} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+           f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{head}\r\n").encode() + body
+    counts = [0, 0]
+    started = time.perf_counter()
+    await asyncio.gather(*(_worker(host, port, raw, started + secs, counts) for _ in range(connections)))
+    return counts[0], counts[1], time.perf_counter() - started
+
+
+def requests_per_sec(url: str, body: bytes, headers: dict[str, str], connections: int, secs: float) -> float:
+    """Completed 200s per second over `secs`; raises if any answer was not a 200."""
+    ok, failed, elapsed = asyncio.run(_run(url, body, headers, connections, secs))
+    if failed:
+        raise RuntimeError(f"{failed} of {ok + failed} requests to {url} did not answer 200")
+    return ok / elapsed

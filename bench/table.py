@@ -1,0 +1,107 @@
+"""The results as Markdown: one summary row per goal, then the detail tables."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+
+def _mark(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def _overhead_rows(overhead: dict[str, Any]) -> list[str]:
+    rows = ["| report | rows | service median / p95 ms | Druid median / p95 ms | ratio median | ratio p95 |",
+            "|---|---|---|---|---|---|"]
+    for name, e in overhead.items():
+        rows.append(f"| {name} | {e['rows']} | {e['service']['median']:.1f} / {e['service']['p95']:.1f} | "
+                    f"{e['druid']['median']:.1f} / {e['druid']['p95']:.1f} | {e['ratio_median']:.3f} | {e['ratio_p95']:.3f} |")
+    return rows
+
+
+def _summary_overhead(overhead: dict[str, Any]) -> str:
+    ratios = [e["ratio_median"] for e in overhead.values()]
+    worst, middle = max(ratios), statistics.median(ratios)
+    n = next(iter(overhead.values()))["service"]["n"]
+    return (f"| 1 | proxy overhead on Druid, 1M sessions, {n} interleaved pairs per report | "
+            f"worst report x{worst:.3f}, median report x{middle:.3f} (ratio of medians) | "
+            f"≤ 1.10 every, ≤ 1.05 median | {_mark(worst <= 1.10 and middle <= 1.05)} |")
+
+
+def _summary_cpu(cpu: dict[str, Any]) -> str:
+    worst = max(e["total"] for e in cpu.values())
+    figures = ", ".join(f"{name} {e['total']:.0f}" for name, e in cpu.items())
+    return f"| 2 | service CPU per request (validate+plan+translate+remap), µs | {figures} | < 300 µs | {_mark(worst < 300)} |"
+
+
+def _summary_large(large: dict[str, Any]) -> str:
+    peak = large["worker_peak_kib_after"][-1] / 1024
+    return (f"| 3 | 100,000-row groupBy | service x{large['ratio_median']:.3f} of Druid "
+            f"({large['service']['median']:.0f} vs {large['druid']['median']:.0f} ms), remap "
+            f"{large['remap_ms']['total']:.0f} ms, worker peak {peak:.0f} MiB (flat over "
+            f"{len(large['worker_peak_kib_after'])} more requests: {'yes' if len(set(large['worker_peak_kib_after'])) <= 2 else 'no'}) "
+            f"| < 1.20, bounded | {_mark(large['ratio_median'] < 1.20)} |")
+
+
+def _summary_throughput(throughput: dict[str, Any]) -> str:
+    best = throughput["best"]
+    return (f"| 4 | throughput vs bare forwarder, stub broker, best model {best['workers']} | "
+            f"{best['service_rps']:.0f} vs {best['forwarder_rps']:.0f} req/s = x{best['ratio']:.3f} | ≥ 0.80 | "
+            f"{_mark(best['ratio'] >= 0.80)} |")
+
+
+def _summary_scaling(scaling: dict[str, Any]) -> str:
+    parts = []
+    for backend, sizes in scaling.items():
+        medians = {int(size): statistics.median(e["median"] for e in reports.values()) for size, reports in sizes.items()}
+        parts.append(f"{backend} " + " / ".join(f"{ms:.0f}" for _, ms in sorted(medians.items())))
+    sizes = sorted(int(s) for s in next(iter(scaling.values())))
+    label = " / ".join(f"{s // 1000}k" if s < 1_000_000 else f"{s // 1_000_000}M" for s in sizes)
+    return f"| 5 | median report latency at {label} sessions, ms | {'; '.join(parts)} | (describe) | – |"
+
+
+def _summary_ingestion(ingestion: dict[str, Any]) -> str:
+    parts = [f"{key.split(':')[0]} {record['sessions_per_sec']:,}/s" for key, record in ingestion.items()
+             if record and key.endswith(":1000000")]
+    return f"| 6 | ingestion through `reporting-proxy load`, 1M sessions | {', '.join(parts)} | (report) | – |"
+
+
+def _summary_accuracy(accuracy: dict[str, Any], storage: dict[str, Any]) -> str:
+    parts = []
+    for name, e in accuracy["estimators"].items():
+        parts.append(f"{name}: p95 {e['p95']:.2%}, p99 {e['p99']:.2%}, max {e['max']:.2%}")
+    public = accuracy["estimators"]["HLL sketch lgK 14 (*_sketch)"]
+    per_session = storage["bytes_per_session"]
+    cost = (f"; storage per session: sketch {per_session.get('visitor_id_sketch', 0):.1f} B, "
+            f"hll {per_session.get('visitor_id_hll', 0):.1f} B per column")
+    return (f"| 7 | unique-count error, {accuracy['pairs']} pairs, {accuracy['cardinality_min']:,}–"
+            f"{accuracy['cardinality_max']:,} distinct | {'; '.join(parts)}{cost} | p95 ≤ 2% (public column) | "
+            f"{_mark(public['p95'] <= 0.02)} |")
+
+
+def render_table(results: dict[str, Any]) -> str:
+    """Markdown of everything measured; missing phases are left out."""
+    m = results["machine"]
+    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}, "
+             f"Druid {m['druid']}, seed {m['seed']}, load average {m['load_average_start'][0]:.1f} at start "
+             f"(shared, noisy box). {results['when']}.", "",
+             "| # | measurement | figure | goal | |", "|---|---|---|---|---|"]
+    summaries = [("overhead", _summary_overhead), ("cpu_us", _summary_cpu), ("large", _summary_large),
+                 ("throughput", _summary_throughput), ("scaling", _summary_scaling),
+                 ("ingestion", _summary_ingestion)]
+    lines += [render(results[key]) for key, render in summaries if key in results]
+    if "accuracy" in results:
+        lines.append(_summary_accuracy(results["accuracy"], results["storage"]))
+    if "overhead" in results:
+        lines += ["", *_overhead_rows(results["overhead"])]
+    if "throughput" in results:
+        lines += ["", "| gunicorn model | service req/s | forwarder req/s | ratio |", "|---|---|---|---|"]
+        lines += [f"| {e['workers']} | {e['service_rps']:.0f} | {e['forwarder_rps']:.0f} | {e['ratio']:.3f} |"
+                  for e in results["throughput"]["models"]]
+    if "scaling" in results:
+        lines += ["", "| backend | sessions | " + " | ".join(next(iter(next(iter(results['scaling'].values())).values()))) + " |",
+                  "|---|---|" + "---|" * len(next(iter(next(iter(results['scaling'].values())).values())))]
+        for backend, sizes in results["scaling"].items():
+            for size, reports in sizes.items():
+                lines.append(f"| {backend} | {int(size):,} | " + " | ".join(f"{e['median']:.1f}" for e in reports.values()) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,101 @@
+"""Goal 4: requests/s under gunicorn against a broker that answers at once.
+
+The service (Druid backend pointed at the stub broker) and the bare forwarder run under the
+same gunicorn worker model, in alternating rounds, driven by the same closed-loop client.
+Every worker model in `MODELS` is measured; the best service figure picks the setting.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+import requests
+
+from bench.datasets import cli_env
+from bench.load import requests_per_sec
+from bench.reports import ORGANIZATION
+from bench.service import Running, Workers, free_port, grant, gunicorn
+
+MODELS = (Workers(2, 1), Workers(2, 4), Workers(3, 1), Workers(3, 2), Workers(4, 1))
+CONNECTIONS = 8
+
+
+@contextmanager
+def stub_broker(answer: bytes, directory: Path) -> Iterator[str]:
+    """The stub broker process answering every query with `answer`."""
+    body = directory / "answer.json"
+    body.write_bytes(answer)
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "bench.stub", str(port), str(body)])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                requests.post(url + "/druid/v2/", data=b"{}", timeout=1)
+                break
+            except requests.RequestException:
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _servers(stack: ExitStack, stub: str, native: dict[str, Any], workers: Workers,
+             directory: Path) -> dict[str, tuple[Running, dict[str, str]]]:
+    env = cli_env("druid", data_dir=directory / "service")
+    env.update(PROXY_DRUID_BROKER_URL=stub)
+    token = grant(directory / "service", ORGANIZATION)
+    service = stack.enter_context(gunicorn("proxy.app:create_app()", env, workers, directory / "service.log", token))
+    query = directory / "query.json"
+    query.write_bytes(orjson.dumps(native))
+    forwarder_env = {**os.environ, "BENCH_STUB_URL": stub, "BENCH_STUB_QUERY": str(query)}
+    forwarder = stack.enter_context(gunicorn("bench.forwarder:create_app()", forwarder_env, workers,
+                                             directory / "forwarder.log"))
+    return {"service": (service, {"Authorization": f"Token {token}"}), "forwarder": (forwarder, {})}
+
+
+def measure_model(stub: str, native: dict[str, Any], payload: dict[str, Any], workers: Workers,
+                  rounds: int, secs: float, directory: Path) -> dict[str, Any]:
+    """Alternating rounds of service and forwarder under one worker model; rps per round."""
+    body = orjson.dumps(payload)
+    with ExitStack() as stack:
+        servers = _servers(stack, stub, native, workers, directory)
+        for running, headers in servers.values():  # warm-up: imports, connections, caches
+            requests_per_sec(running.url(ORGANIZATION), body, headers, CONNECTIONS, 1.0)
+        samples: dict[str, list[float]] = {name: [] for name in servers}
+        for index in range(rounds):
+            order = list(servers) if index % 2 == 0 else list(reversed(servers))
+            for name in order:
+                running, headers = servers[name]
+                samples[name].append(requests_per_sec(running.url(ORGANIZATION), body, headers, CONNECTIONS, secs))
+    service, forwarder = statistics.median(samples["service"]), statistics.median(samples["forwarder"])
+    return {"workers": str(workers), "service_rps": service, "forwarder_rps": forwarder,
+            "ratio": service / forwarder, "samples": samples}
+
+
+def run(answer: bytes, native: dict[str, Any], payload: dict[str, Any], rounds: int, secs: float,
+        log: Any, models: tuple[Workers, ...] = MODELS) -> dict[str, Any]:
+    """Goal 4 for every worker model; the best model by service throughput."""
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp, stub_broker(answer, Path(tmp)) as stub:
+        for workers in models:
+            directory = Path(tmp) / str(workers).replace(" ", "-")
+            directory.mkdir()
+            entry = measure_model(stub, native, payload, workers, rounds, secs, directory)
+            log(f"  {entry['workers']}: service {entry['service_rps']:.0f} req/s, forwarder "
+                f"{entry['forwarder_rps']:.0f} req/s (x{entry['ratio']:.3f}, {rounds} rounds of {secs:g} s, "
+                f"{CONNECTIONS} connections)")
+            results.append(entry)
+    best = max(results, key=lambda entry: entry["service_rps"])
+    return {"models": results, "best": best}
