@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -30,6 +30,10 @@ from schemas.vocabulary import (
 )
 
 _ZONES = frozenset(available_timezones())
+# Instants a query may name. Python's datetime ends at years 1 and 9999, and bucket starts are
+# computed in the zone (a year bucket reaches 12 months on), so stay well inside its range.
+EARLIEST = datetime(1000, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,9 @@ class IntervalSchema(_StrictSchema):
             zone = _load_zone(data["time_zone"])
         except ValidationError as exc:
             raise ValidationError(exc.messages, "time_zone") from exc
+        for side in ("start", "end"):
+            if not EARLIEST <= data[side] <= LATEST:
+                raise ValidationError("Must lie between 1000-01-01 and 9000-01-01 (UTC).", side)
         if data["end"] <= data["start"]:
             raise ValidationError("Must be after start.", "end")
         return Interval(data["start"], data["end"], zone)

@@ -85,3 +85,30 @@ def test_numeric_text_beyond_64_bits_binds_on_duckdb(spec: dict[str, Any]) -> No
     connection = duckdb.connect()
     connection.execute(create_table_sql())
     assert connection.execute(query.sql, query.parameters).fetchall() == []
+
+
+EDGE_INTERVALS = [
+    # Year 1 or 9999 overflowed datetime in the zone or bucket arithmetic: a 500.
+    ("year_1_with_offset", {"start": "0001-01-01T00:00:00+01:00", "end": "0001-01-02T00:00:00+01:00"}, "start"),
+    ("year_1_in_new_york", {"start": "0001-01-01T00:00:00Z", "end": "0001-01-02T00:00:00Z",
+                            "time_zone": "America/New_York"}, "start"),
+    ("year_9999_west_of_utc", {"start": "9999-12-31T00:00:00-01:00", "end": "9999-12-31T23:59:00-01:00"}, "start"),
+    ("end_past_9000", {"start": "8999-12-01T00:00:00Z", "end": "9999-12-31T00:00:00Z"}, "end"),
+]
+
+
+@pytest.mark.parametrize(("interval", "side"), [(i, s) for _, i, s in EDGE_INTERVALS],
+                         ids=[name for name, _, _ in EDGE_INTERVALS])
+def test_interval_far_from_now_is_a_400(client_and_key: tuple[FlaskClient, str], interval: dict[str, str], side: str) -> None:
+    status, body = _post(client_and_key, {**BASE, "interval": interval, "granularity": "month"})
+    assert (status, body["code"]) == (400, "invalid_request")
+    assert side in body["errors"]["interval"]
+
+
+@pytest.mark.parametrize(("interval", "granularity"), [
+    ({"start": "1000-01-01T00:00:00Z", "end": "1000-12-31T00:00:00Z", "time_zone": "Pacific/Kiritimati"}, "month"),
+    ({"start": "8999-01-01T00:00:00Z", "end": "9000-01-01T00:00:00Z", "time_zone": "Pacific/Pago_Pago"}, "year"),
+], ids=["earliest", "latest"])
+def test_interval_at_the_edges_answers(client_and_key: tuple[FlaskClient, str], interval: dict[str, str], granularity: str) -> None:
+    status, body = _post(client_and_key, {**BASE, "interval": interval, "granularity": granularity})
+    assert status == 200, body
