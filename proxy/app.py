@@ -20,7 +20,12 @@ from proxy.access.authenticate import Authenticator, authorize, canonical_organi
 from proxy.access.store import AccessStore
 from proxy.backends.base import Backend
 from proxy.errors import BadRequest, ProxyError, UnsupportedMediaType
-from proxy.result import plan_result, render
+from proxy.limits import Limiter, Limits
+from proxy.logs import configure_logging, log_audit, log_request
+from proxy.meta import meta_document
+from proxy.metrics import backend_query, exposition, observe_request
+from proxy.openapi import openapi_document
+from proxy.result import BackendRow, ResultPlan, plan_result, render
 from proxy.settings import Settings, load_settings
 from schemas.request import QueryLimits, QuerySchema
 
@@ -28,6 +33,8 @@ log = logging.getLogger("proxy.access_log")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 ROUTE = "/api/reporting/v1/orgs/<organization_id>/visitor_sessions"
+# Metric labels take only these methods, so odd request methods cannot grow the series.
+_METHODS = frozenset({"GET", "POST", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -67,6 +74,8 @@ class ReportingService:
         self.authenticator = Authenticator(settings, self.store)
         self.schema = QuerySchema(_limits(settings))
         self.backend = backend or build_backend(settings)
+        self.limiter = Limiter(settings.limits_db_path, Limits.from_settings(settings))
+        self.meta_body = orjson.dumps(meta_document(settings))
 
     def load_query(self) -> Any:
         if not request.is_json:
@@ -83,22 +92,44 @@ class ReportingService:
             errors = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
             raise BadRequest("The query is invalid.", errors) from exc
 
-    def visitor_sessions(self, organization_id: str) -> Response:
+    def authorized_organization(self, organization_id: str) -> str:
+        """Authenticate the caller and check its access; the canonical organization id."""
         principal = self.authenticator.authenticate(request.headers.get("Authorization"))
         g.principal = principal.name
-        g.organization = organization_id
         authorize(principal, organization_id, self.store)
-        organization_id = canonical_organization_id(organization_id)
+        g.organization = canonical_organization_id(organization_id)
+        return str(g.organization)
+
+    def visitor_sessions(self, organization_id: str) -> Response:
+        organization_id = self.authorized_organization(organization_id)
+        explain = request.args.get("explain") == "true"
+        log_audit(g.request_id, g.principal, organization_id, explain)
         query = self.load_query()
         plan = plan_result(query, self.settings.max_buckets, self.settings.max_result_rows)
-        if request.args.get("explain") == "true":
-            explained = self.backend.explain(plan, organization_id, g.request_id)
-            return json_response({"backend": self.backend.name, "query": explained})
-        rows = self.backend.execute(plan, organization_id, g.request_id)
+        # An explanation runs nothing on the backend, so it takes no concurrency slot.
+        with self.limiter.admit(organization_id, g.principal, hold_slot=not explain):
+            g.backend = self.backend.name
+            if explain:
+                explained = self.backend.explain(plan, organization_id, g.request_id)
+                return json_response({"backend": self.backend.name, "query": explained})
+            rows = self._execute(plan, organization_id)
         return json_response(render(plan, rows))
+
+    def _execute(self, plan: ResultPlan, organization_id: str) -> list[BackendRow]:
+        started = time.perf_counter()
+        try:
+            with backend_query(self.backend.name):
+                return list(self.backend.execute(plan, organization_id, g.request_id))
+        finally:
+            g.backend_ms = (time.perf_counter() - started) * 1000
+
+    def visitor_sessions_meta(self, organization_id: str) -> Response:
+        self.authorized_organization(organization_id)
+        return Response(self.meta_body, mimetype="application/json")
 
 
 def _error_response(error: ProxyError) -> Response:
+    g.error_code = error.code
     body: dict[str, Any] = {"detail": error.detail, "code": error.code}
     if error.errors:
         body["errors"] = error.errors
@@ -106,7 +137,7 @@ def _error_response(error: ProxyError) -> Response:
 
 
 def _http_error_response(error: HTTPException) -> Response:
-    code = re.sub(r"[^a-z]+", "_", (error.name or "error").lower()).strip("_")
+    code = g.error_code = re.sub(r"[^a-z]+", "_", (error.name or "error").lower()).strip("_")
     body = {"detail": error.description or error.name, "code": code}
     headers = {"Allow": ", ".join(error.valid_methods)} if getattr(error, "valid_methods", None) else {}  # type: ignore[attr-defined]
     return json_response(body, error.code or 500, headers)
@@ -119,6 +150,7 @@ def _register_errors(app: Flask) -> None:
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Response:
         log.exception("unhandled error in request %s", g.get("request_id"))
+        g.error_code = "internal_error"
         return json_response({"detail": "Internal error.", "code": "internal_error"}, 500)
 
 
@@ -132,12 +164,36 @@ def _register_request_ids(app: Flask) -> None:
     @app.after_request
     def stamp(response: Response) -> Response:
         response.headers["X-Request-Id"] = g.get("request_id", "")
+        _observe(response.status_code)
         return response
+
+
+def _observe(status: int) -> None:
+    """The request's metrics and its one access-log line; never a header, query string or body."""
+    route = request.url_rule.rule if request.url_rule else "unmatched"
+    seconds = time.perf_counter() - g.get("started", time.perf_counter())
+    code = g.get("error_code")
+    observe_request(route, request.method if request.method in _METHODS else "other", status, code, seconds)
+    backend, backend_ms = g.get("backend"), g.get("backend_ms")
+    log_request({
+        "request_id": g.get("request_id"),
+        "method": request.method,
+        "route": route,
+        "organization": g.get("organization") or (request.view_args or {}).get("organization_id"),
+        "principal": g.get("principal"),
+        "status": status,
+        "error_code": code,
+        "duration_ms": round(seconds * 1000, 3),
+        "backend": backend,
+        "backend_ms": None if backend_ms is None else round(backend_ms, 3),
+        "druid_query_id": g.get("request_id") if backend == "druid" else None,
+    })
 
 
 def create_app(settings: Settings | None = None, backend: Backend | None = None) -> Flask:
     """Build the service; settings default to the `PROXY_*` environment."""
     settings = settings or load_settings()
+    configure_logging()
     service = ReportingService(settings, backend)
     app = Flask("proxy")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -147,6 +203,10 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     app.add_url_rule(ROUTE, "visitor_sessions", service.visitor_sessions, methods=["POST"])
     app.add_url_rule("/healthz", "healthz", lambda: json_response({"status": "ok"}))
     app.add_url_rule("/readyz", "readyz", lambda: _readiness(service))
+    app.add_url_rule(ROUTE + "/meta", "visitor_sessions_meta", service.visitor_sessions_meta)
+    spec = orjson.dumps(openapi_document(_REQUEST_ID.pattern))
+    app.add_url_rule("/openapi.json", "openapi", lambda: Response(spec, mimetype="application/json"))
+    app.add_url_rule("/metrics", "metrics", _metrics)
     return app
 
 
@@ -154,4 +214,10 @@ def _readiness(service: ReportingService) -> Response:
     if service.backend.ready():
         return json_response({"status": "ready", "backend": service.backend.name})
     body = {"detail": "The backend is not ready.", "code": "not_ready"}
+    g.error_code = "not_ready"
     return json_response(body, 503, {"Retry-After": "5"})
+
+
+def _metrics() -> Response:
+    body, content_type = exposition()
+    return Response(body, content_type=content_type)

@@ -1,0 +1,88 @@
+"""Prometheus metrics of the service, safe under gunicorn's worker processes.
+
+With `PROMETHEUS_MULTIPROC_DIR` set before prometheus_client is first imported (gunicorn's
+config module `proxy.gunicorn_conf` does it in the master), every worker writes its samples to
+files there and `GET /metrics` sums them across workers; without it (tests, one process) the
+default registry answers.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+from proxy.errors import BackendTimeout
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+REQUESTS = Counter(
+    "reporting_proxy_requests_total", "HTTP requests answered.", ["route", "method", "status"]
+)
+REQUEST_LATENCY = Histogram(
+    "reporting_proxy_request_duration_seconds",
+    "Time from request start to response, by route and status.",
+    ["route", "status"],
+    buckets=_LATENCY_BUCKETS,
+)
+BACKEND_LATENCY = Histogram(
+    "reporting_proxy_backend_duration_seconds",
+    "Time the backend took to answer a query, failures included.",
+    ["backend"],
+    buckets=_LATENCY_BUCKETS,
+)
+REJECTIONS = Counter(
+    "reporting_proxy_rejections_total", "Requests refused with a 4xx, by error code.", ["code"]
+)
+TIMEOUTS = Counter(
+    "reporting_proxy_backend_timeouts_total", "Queries that ran past the request deadline.", ["backend"]
+)
+IN_FLIGHT = Gauge(
+    "reporting_proxy_queries_in_flight",
+    "Queries running on the backend now.",
+    ["backend"],
+    multiprocess_mode="livesum",
+)
+
+
+def observe_request(route: str, method: str, status: int, code: str | None, seconds: float) -> None:
+    """Count one answered request, and its rejection when it is a 4xx."""
+    REQUESTS.labels(route, method, str(status)).inc()
+    REQUEST_LATENCY.labels(route, str(status)).observe(seconds)
+    if 400 <= status < 500 and code:
+        REJECTIONS.labels(code).inc()
+
+
+@contextmanager
+def backend_query(backend: str) -> Iterator[None]:
+    """Time one backend query and count it in flight while it runs."""
+    started = time.perf_counter()
+    try:
+        with IN_FLIGHT.labels(backend).track_inprogress():
+            yield
+    except BackendTimeout:
+        TIMEOUTS.labels(backend).inc()
+        raise
+    finally:
+        BACKEND_LATENCY.labels(backend).observe(time.perf_counter() - started)
+
+
+def exposition() -> tuple[bytes, str]:
+    """The text exposition of every metric, summed across workers in multiprocess mode."""
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return generate_latest(registry), CONTENT_TYPE_LATEST
