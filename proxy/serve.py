@@ -21,13 +21,15 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
         load_settings()  # fail here, with the variable's name, rather than in every worker
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
+    # The config module sets up multiprocess metrics and the worker-exit clean-up; the
+    # service writes its own JSON access line, so gunicorn's access log stays off.
     args = [
         sys.executable, "-m", "gunicorn",
+        "--config", "python:proxy.gunicorn_conf",
         "--bind", f"{host}:{port}",
         "--workers", str(workers),
         "--threads", str(threads),
         "--worker-class", "gthread",
-        "--access-logfile", "-",
         "proxy.app:create_app()",
     ]
     os.execv(sys.executable, args)

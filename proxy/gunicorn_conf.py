@@ -1,0 +1,57 @@
+"""gunicorn settings for the service: `reporting-proxy serve` uses them, and so can gunicorn
+directly: `gunicorn -c python:proxy.gunicorn_conf` (command-line flags override the defaults).
+
+gunicorn's master imports this module before it forks any worker, which makes it the one place
+to set `PROMETHEUS_MULTIPROC_DIR` in time: prometheus_client picks where it keeps samples when
+it is first imported. Each master gets its own directory under the data dir, so an old and a
+new master of a rolling restart never wipe each other's files.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from proxy.limits import Limiter, Limits, process_alive
+from proxy.settings import load_settings
+
+wsgi_app = "proxy.app:create_app()"
+worker_class = "gthread"
+workers = 2
+threads = 4
+
+_settings = load_settings()
+
+
+def _metrics_dir(root: Path) -> Path:
+    """A fresh directory for this master's samples; those of dead masters are removed."""
+    root.mkdir(parents=True, exist_ok=True)
+    for stale in root.iterdir():
+        if stale.name.isdigit() and not process_alive(int(stale.name), ""):
+            shutil.rmtree(stale, ignore_errors=True)
+    mine = root / str(os.getpid())
+    shutil.rmtree(mine, ignore_errors=True)
+    mine.mkdir()
+    return mine
+
+
+# An operator's own directory is used as it is (and cleaned by the operator).
+_owned_dir = None if "PROMETHEUS_MULTIPROC_DIR" in os.environ else _metrics_dir(_settings.data_dir / "prometheus")
+if _owned_dir is not None:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_owned_dir)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker is gone: drop its live gauges and any concurrency slot it still held."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+    Limiter(_settings.limits_db_path, Limits.from_settings(_settings)).release_process(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    """The master stops: its samples go with it."""
+    if _owned_dir is not None:
+        shutil.rmtree(_owned_dir, ignore_errors=True)
