@@ -29,6 +29,14 @@ BROKER = os.environ.get("BENCH_DRUID_BROKER_URL", "http://127.0.0.1:8082")
 OVERLORD = os.environ.get("BENCH_DRUID_OVERLORD_URL", "http://127.0.0.1:8081")
 ORGS = 5
 LOADS = WORK / "loads.json"
+# Admission limits high enough never to refuse the bench's load, low enough to stay on: the
+# limiter's per-request cost is part of what is measured.
+ADMISSION = {
+    "PROXY_RATE_LIMIT_PER_ORG_PER_MIN": "100000000",
+    "PROXY_RATE_LIMIT_PER_PRINCIPAL_PER_MIN": "100000000",
+    "PROXY_MAX_CONCURRENT_PER_ORG": "1000",
+    "PROXY_MAX_CONCURRENT_PER_PRINCIPAL": "1000",
+}
 
 
 @dataclass(frozen=True)
@@ -58,7 +66,7 @@ class Dataset:
 def cli_env(backend: str, dataset: Dataset | None = None, data_dir: Path | None = None) -> dict[str, str]:
     """The environment `reporting-proxy` and the service run with for a backend and data set."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("PROXY_")}
-    env.update(PROXY_BACKEND=backend, PROXY_REQUEST_TIMEOUT_SECS="120")
+    env.update(PROXY_BACKEND=backend, PROXY_REQUEST_TIMEOUT_SECS="120", **ADMISSION)
     if data_dir is not None:
         env["PROXY_DATA_DIR"] = str(data_dir)
     elif dataset is not None and backend == "embedded":

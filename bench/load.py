@@ -7,7 +7,7 @@ import time
 from urllib.parse import urlsplit
 
 
-async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes) -> tuple[int, bool]:
+async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes) -> tuple[int, bool, bytes]:
     writer.write(raw)
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.split(b"\r\n")
@@ -20,16 +20,18 @@ async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, r
             length = int(value)
         elif name == b"connection" and value.strip().lower() == b"close":
             close = True
-    await reader.readexactly(length)
-    return status, close
+    body = await reader.readexactly(length)
+    return status, close, body
 
 
-async def _worker(host: str, port: int, raw: bytes, until: float, counts: list[int]) -> None:
+async def _worker(host: str, port: int, raw: bytes, until: float, counts: list[int], failures: list[bytes]) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     try:
         while time.perf_counter() < until:
-            status, close = await _request(reader, writer, raw)
+            status, close, body = await _request(reader, writer, raw)
             counts[0 if status == 200 else 1] += 1
+            if status != 200 and len(failures) < 3:
+                failures.append(str(status).encode() + b" " + body[:200])
             if close:
                 writer.close()
                 reader, writer = await asyncio.open_connection(host, port)
@@ -37,21 +39,22 @@ async def _worker(host: str, port: int, raw: bytes, until: float, counts: list[i
         writer.close()
 
 
-async def _run(url: str, body: bytes, headers: dict[str, str], connections: int, secs: float) -> tuple[int, int, float]:
+async def _run(url: str, body: bytes, headers: dict[str, str], connections: int,
+               secs: float) -> tuple[int, int, float, list[bytes]]:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     raw = (f"POST {parts.path}?{parts.query} HTTP/1.1\r\nHost: {host}:{port}\r\n"
            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{head}\r\n").encode() + body
-    counts = [0, 0]
+    counts, failures = [0, 0], []
     started = time.perf_counter()
-    await asyncio.gather(*(_worker(host, port, raw, started + secs, counts) for _ in range(connections)))
-    return counts[0], counts[1], time.perf_counter() - started
+    await asyncio.gather(*(_worker(host, port, raw, started + secs, counts, failures) for _ in range(connections)))
+    return counts[0], counts[1], time.perf_counter() - started, failures
 
 
 def requests_per_sec(url: str, body: bytes, headers: dict[str, str], connections: int, secs: float) -> float:
     """Completed 200s per second over `secs`; raises if any answer was not a 200."""
-    ok, failed, elapsed = asyncio.run(_run(url, body, headers, connections, secs))
+    ok, failed, elapsed, failures = asyncio.run(_run(url, body, headers, connections, secs))
     if failed:
-        raise RuntimeError(f"{failed} of {ok + failed} requests to {url} did not answer 200")
+        raise RuntimeError(f"{failed} of {ok + failed} requests to {url} did not answer 200: {failures}")
     return ok / elapsed

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from proxy.errors import TooManyRequests
 from proxy.settings import Settings
+from proxy.sqlite_connections import ThreadConnections
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,8 @@ class Limiter:
         self._path = path
         self.limits = limits
         self._clock = clock
+        # The counters need no durability across a power cut; NORMAL skips the fsync per commit.
+        self._connections = ThreadConnections(path, _BUSY_TIMEOUT_SECS, ["PRAGMA synchronous = NORMAL"])
         if not limits.off:
             with self._connect() as conn:
                 # WAL: readers never block the writer; the mode is stored in the file.
@@ -162,14 +165,9 @@ class Limiter:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        # A connection per call, like the access store: nothing crosses threads or a fork.
-        conn = sqlite3.connect(self._path, timeout=_BUSY_TIMEOUT_SECS, isolation_level=None)
-        try:
-            # The counters need no durability across a power cut; NORMAL skips the fsync per commit.
-            conn.execute("PRAGMA synchronous = NORMAL")
+        # A connection per thread, like the access store: nothing crosses threads or a fork.
+        with self._connections.connection() as conn:
             yield conn
-        finally:
-            conn.close()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

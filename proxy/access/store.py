@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from proxy.access.authenticate import Principal, canonical_organization_id
+from proxy.sqlite_connections import ThreadConnections
 
 # Waiting this long for another worker's write lock beats failing with "database is locked".
 _BUSY_TIMEOUT_SECS = 10.0
@@ -88,6 +89,7 @@ class AccessStore:
 
     def __init__(self, path: Path) -> None:
         self._path = path
+        self._connections = ThreadConnections(path, _BUSY_TIMEOUT_SECS, ["PRAGMA foreign_keys = ON"])
         with self._connect() as conn:
             # WAL lets readers in other workers go on while one worker writes; the mode is
             # stored in the file, so setting it once at start-up covers every connection.
@@ -96,14 +98,10 @@ class AccessStore:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        # A connection per call: nothing is shared across threads or inherited through
-        # gunicorn's fork, and opening a local SQLite file costs microseconds.
-        conn = sqlite3.connect(self._path, timeout=_BUSY_TIMEOUT_SECS, isolation_level=None)
-        try:
-            conn.execute("PRAGMA foreign_keys = ON")
+        # A connection per thread and process: nothing is shared across threads or inherited
+        # through gunicorn's fork. Autocommit, so every read sees the latest revocation.
+        with self._connections.connection() as conn:
             yield conn
-        finally:
-            conn.close()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
