@@ -1,0 +1,359 @@
+"""Rate and concurrency limits: the limiter on its own (fake clock), across real processes,
+and through the service, where they apply after authorization and validation."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from proxy.errors import BackendError, BackendTimeout, TooManyRequests
+from proxy.limits import Limiter, Limits, process_alive, process_identity
+from proxy.settings import SettingsError, load_settings
+from tests.unit.web import ORG, OTHER_ORG, QUERY, StubBackend, make_web, url
+
+OFF = Limits(0, 0, 0, 0)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _outcome(limiter: Limiter, org: str = ORG, principal: str = "key:a") -> int:
+    """0 when admitted (holding no slot afterwards), else the Retry-After of the refusal."""
+    try:
+        with limiter.admit(org, principal):
+            return 0
+    except TooManyRequests as exc:
+        assert exc.retry_after is not None
+        return exc.retry_after
+
+
+@pytest.mark.parametrize(
+    ("per_min", "steps", "expected"),
+    [
+        # (seconds after start, requests then) → each request's outcome
+        (3, [(0, 4)], [0, 0, 0, 20]),
+        (3, [(0, 3), (19, 1), (20, 2)], [0, 0, 0, 1, 0, 20]),
+        (3, [(0, 3), (60, 4)], [0, 0, 0, 0, 0, 0, 20]),
+        (600, [(0, 601)], [0] * 600 + [1]),
+        (1, [(0, 2), (59.5, 1), (60, 1)], [0, 60, 1, 0]),
+    ],
+    ids=["burst_then_refused", "refills_one_per_interval", "full_bucket_after_a_minute", "default_rate", "one_a_minute"],
+)
+def test_org_rate_is_a_token_bucket(tmp_path: Path, per_min: int, steps: list[tuple[float, int]], expected: list[int]) -> None:
+    clock = Clock()
+    limiter = Limiter(tmp_path / "limits.sqlite3", Limits(per_min, 0, 0, 0), clock)
+    start = clock.now
+    outcomes = []
+    for offset, count in steps:
+        clock.now = start + offset
+        outcomes += [_outcome(limiter) for _ in range(count)]
+    assert outcomes == expected
+
+
+@pytest.mark.parametrize(
+    ("limits", "first", "then", "expected"),
+    [
+        (Limits(1, 0, 0, 0), (ORG, "key:a"), (ORG, "key:b"), 60),
+        (Limits(1, 0, 0, 0), (ORG, "key:a"), (OTHER_ORG, "key:a"), 0),
+        (Limits(0, 1, 0, 0), (ORG, "key:a"), (ORG, "key:a"), 60),
+        (Limits(0, 1, 0, 0), (ORG, "key:a"), (ORG, "key:b"), 0),
+        (Limits(0, 1, 0, 0), (ORG, "key:a"), (OTHER_ORG, "key:a"), 0),
+    ],
+    ids=["org_shared_by_principals", "org_not_shared_across_orgs", "principal", "principal_not_shared",
+         "principal_not_shared_across_orgs"],
+)
+def test_rate_keys(tmp_path: Path, limits: Limits, first: tuple[str, str], then: tuple[str, str], expected: int) -> None:
+    limiter = Limiter(tmp_path / "limits.sqlite3", limits, Clock())
+    assert _outcome(limiter, *first) == 0
+    assert _outcome(limiter, *then) == expected
+
+
+def test_a_refused_request_charges_no_rate(tmp_path: Path) -> None:
+    limiter = Limiter(tmp_path / "limits.sqlite3", Limits(2, 0, 1, 0), Clock())
+    with limiter.admit(ORG, "key:a"):
+        assert _outcome(limiter) == 1  # concurrency refused: must not spend the last token
+    assert _outcome(limiter) == 0
+    assert _outcome(limiter) == 30
+
+
+def test_a_clock_that_jumped_back_resets_the_bucket(tmp_path: Path) -> None:
+    clock = Clock()
+    limiter = Limiter(tmp_path / "limits.sqlite3", Limits(1, 0, 0, 0), clock)
+    assert _outcome(limiter) == 0
+    clock.now -= 3600
+    assert _outcome(limiter) == 0
+
+
+@pytest.mark.parametrize(
+    ("limits", "held", "then", "expected"),
+    [
+        (Limits(0, 0, 2, 0), [(ORG, "key:a"), (ORG, "key:b")], (ORG, "key:c"), 1),
+        (Limits(0, 0, 2, 0), [(ORG, "key:a"), (ORG, "key:b")], (OTHER_ORG, "key:a"), 0),
+        (Limits(0, 0, 0, 1), [(ORG, "key:a")], (ORG, "key:a"), 1),
+        (Limits(0, 0, 0, 1), [(ORG, "key:a")], (ORG, "key:b"), 0),
+        (Limits(0, 0, 0, 1), [(ORG, "key:a")], (OTHER_ORG, "key:a"), 0),
+    ],
+    ids=["org_full", "other_org_free", "principal_full", "other_principal_free", "principal_in_other_org_free"],
+)
+def test_concurrency_keys(
+    tmp_path: Path, limits: Limits, held: list[tuple[str, str]], then: tuple[str, str], expected: int
+) -> None:
+    limiter = Limiter(tmp_path / "limits.sqlite3", limits)
+    holders = [limiter.admit(*key) for key in held]
+    for holder in holders:
+        holder.__enter__()
+    assert _outcome(limiter, *then) == expected
+    for holder in holders:
+        holder.__exit__(None, None, None)
+    assert _outcome(limiter, *then) == 0
+
+
+def test_slots_are_released_when_the_block_raises(tmp_path: Path) -> None:
+    limiter = Limiter(tmp_path / "limits.sqlite3", Limits(0, 0, 1, 1))
+    with pytest.raises(ZeroDivisionError), limiter.admit(ORG, "key:a"):
+        assert limiter.slots_held(ORG) == 1
+        1 / 0  # noqa: B018
+    assert limiter.slots_held(ORG) == 0
+
+
+def test_a_stale_slot_is_reclaimed(tmp_path: Path) -> None:
+    clock = Clock()
+    limiter = Limiter(tmp_path / "limits.sqlite3", Limits(0, 0, 1, 0, stale_slot_secs=120), clock)
+    leaked = limiter.admit(ORG, "key:a")  # entered, never left: a leaked slot of a live process
+    leaked.__enter__()
+    clock.now += 119
+    assert _outcome(limiter) == 1
+    clock.now += 2
+    assert _outcome(limiter) == 0
+
+
+def test_without_limits_no_file_is_touched(tmp_path: Path) -> None:
+    limiter = Limiter(tmp_path / "limits.sqlite3", OFF)
+    assert [_outcome(limiter) for _ in range(1000)] == [0] * 1000
+    assert not (tmp_path / "limits.sqlite3").exists()
+
+
+def test_release_process_drops_its_slots(tmp_path: Path) -> None:
+    limiter = Limiter(tmp_path / "limits.sqlite3", Limits(0, 0, 5, 0))
+    held = [limiter.admit(ORG, "key:a") for _ in range(3)]
+    for holder in held:
+        holder.__enter__()
+    assert limiter.release_process(os.getpid()) == 3
+    assert limiter.slots_held(ORG) == 0
+
+
+def _own_start() -> str:
+    identity = process_identity(os.getpid())
+    assert identity is not None
+    return identity[1]
+
+
+@pytest.mark.parametrize(
+    ("pid", "started", "alive"),
+    [
+        ("self", "own", True),
+        ("self", "", True),
+        ("self", "12345", False),  # the pid was reused by another process
+        ("gone", "", False),
+    ],
+)
+def test_process_alive(pid: str, started: str, alive: bool) -> None:
+    number = os.getpid() if pid == "self" else 2**22 + 17  # above the kernel's pid_max
+    assert process_alive(number, _own_start() if started == "own" else started) is alive
+
+
+# ---- across real processes -------------------------------------------------------------
+
+_HOLDER = """
+import sys, time
+from pathlib import Path
+from proxy.limits import Limiter, Limits
+limiter = Limiter(Path(sys.argv[1]), Limits(0, 0, 1, 0))
+held = limiter.admit(sys.argv[2], "key:a")
+held.__enter__()
+print("holding", flush=True)
+time.sleep(60)
+"""
+
+_SPENDER = """
+import sys
+from pathlib import Path
+from proxy.errors import TooManyRequests
+from proxy.limits import Limiter, Limits
+limiter = Limiter(Path(sys.argv[1]), Limits(10, 0, 0, 0))
+admitted = 0
+for _ in range(20):
+    try:
+        with limiter.admit(sys.argv[2], "key:a"):
+            admitted += 1
+    except TooManyRequests:
+        pass
+print(admitted)
+"""
+
+
+def _python(script: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE, text=True)
+
+
+def test_rate_holds_across_processes(tmp_path: Path) -> None:
+    path = str(tmp_path / "limits.sqlite3")
+    Limiter(Path(path), Limits(10, 0, 0, 0))  # create the file before the race
+    spenders = [_python(_SPENDER, path, ORG) for _ in range(2)]
+    counts = [int(spender.communicate(timeout=60)[0]) for spender in spenders]
+    assert sum(counts) == 10
+
+
+@pytest.mark.parametrize("reaped", [True, False], ids=["reaped", "zombie"])
+def test_slots_of_a_killed_process_are_reclaimed(tmp_path: Path, reaped: bool) -> None:
+    path = tmp_path / "limits.sqlite3"
+    limiter = Limiter(path, Limits(0, 0, 1, 0))
+    holder = _python(_HOLDER, str(path), ORG)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "holding\n"
+        assert _outcome(limiter) == 1
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+    if reaped:
+        holder.wait(timeout=10)
+    else:
+        while (process_identity(holder.pid) or ("Z",))[0] != "Z":
+            pass
+    assert _outcome(limiter) == 0
+    assert limiter.slots_held(ORG) == 0
+    holder.wait(timeout=10)
+
+
+# ---- through the service ---------------------------------------------------------------
+
+
+def test_limited_request_is_429_with_retry_after(tmp_path: Path) -> None:
+    web = make_web(tmp_path, rate_limit_per_org_per_min=2)
+    statuses = [web.client.post(url(), json=QUERY, headers=web.auth("a")).status_code for _ in range(2)]
+    refused = web.client.post(url(), json=QUERY, headers=web.auth("b"))
+    assert statuses == [200, 200]
+    assert refused.status_code == 429
+    assert refused.json == {"detail": "More than 2 queries a minute for this organization.", "code": "too_many_requests"}
+    assert refused.headers["Retry-After"] == "30"
+    assert web.client.post(url(OTHER_ORG), json=QUERY, headers=web.auth("other")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("who", "org"),
+    [("a", ORG), ("jwt", ORG), ("both", OTHER_ORG), ("jwt", OTHER_ORG)],
+)
+def test_principal_rate_is_per_principal_and_org(tmp_path: Path, who: str, org: str) -> None:
+    web = make_web(tmp_path, rate_limit_per_principal_per_min=1, rate_limit_per_org_per_min=0)
+    assert web.client.post(url(org), json=QUERY, headers=web.auth(who)).status_code == 200
+    assert web.client.post(url(org), json=QUERY, headers=web.auth(who)).status_code == 429
+    others = {"a": "b", "jwt": "both", "both": "other"}
+    other_org = OTHER_ORG if org == ORG else ORG
+    assert web.client.post(url(org), json=QUERY, headers=web.auth(others[who])).status_code == 200
+    if who in ("both", "jwt"):
+        assert web.client.post(url(other_org), json=QUERY, headers=web.auth(who)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("request_kind", "status"),
+    [
+        ("invalid_body", 400),
+        ("not_json", 415),
+        ("no_credentials", 401),
+        ("other_org_key", 403),
+        ("unknown_org", 404),
+    ],
+)
+def test_limits_apply_after_authorization_and_validation(tmp_path: Path, request_kind: str, status: int) -> None:
+    web = make_web(tmp_path, rate_limit_per_org_per_min=1, max_concurrent_per_org=1)
+    requests: dict[str, dict[str, Any]] = {
+        "invalid_body": {"json": {"granularity": "day"}, "headers": web.auth("a")},
+        "not_json": {"data": "x", "headers": web.auth("a")},
+        "no_credentials": {"json": QUERY},
+        "other_org_key": {"json": QUERY, "headers": web.auth("other")},
+        "unknown_org": {"json": QUERY, "headers": web.auth("a"), "org": "9d4b7e2a-1111-4c39-9a2a-7a1f9f3c2d10"},
+    }
+    kwargs = requests[request_kind]
+    org = kwargs.pop("org", ORG)
+    # Refused requests charge nothing: the one token left is still there afterwards.
+    assert [web.client.post(url(org), **kwargs).status_code for _ in range(3)] == [status] * 3
+    assert web.client.post(url(), json=QUERY, headers=web.auth("a")).status_code == 200
+    assert web.client.post(url(org), **kwargs).status_code == status  # still not 429
+
+
+def _post_in_thread(web: Any, results: list[int], who: str = "a") -> threading.Thread:
+    thread = threading.Thread(target=lambda: results.append(web.client.post(url(), json=QUERY, headers=web.auth(who)).status_code))
+    thread.start()
+    return thread
+
+
+def test_concurrent_queries_over_the_limit_are_429_and_explain_takes_no_slot(tmp_path: Path) -> None:
+    backend = StubBackend(gate=threading.Event())
+    web = make_web(tmp_path, backend, max_concurrent_per_org=1)
+    results: list[int] = []
+    thread = _post_in_thread(web, results)
+    assert backend.entered.wait(10)
+    refused = web.client.post(url(), json=QUERY, headers=web.auth("b"))
+    explained = web.client.post(url(suffix="?explain=true"), json=QUERY, headers=web.auth("b"))
+    backend.gate.set()  # type: ignore[union-attr]
+    thread.join(10)
+    assert (refused.status_code, refused.json["code"], refused.headers["Retry-After"]) == (429, "too_many_requests", "1")
+    assert explained.status_code == 200
+    assert results == [200]
+    assert web.client.post(url(), json=QUERY, headers=web.auth("b")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (None, 200),
+        (BackendError("broken"), 502),
+        (BackendTimeout("slow"), 504),
+        (RuntimeError("bug"), 500),
+        (KeyboardInterrupt(), None),
+    ],
+    ids=["ok", "backend_error", "timeout", "unexpected", "base_exception"],
+)
+def test_slot_is_released_on_every_exit_path(tmp_path: Path, error: BaseException | None, status: int | None) -> None:
+    web = make_web(tmp_path, StubBackend(error=error), max_concurrent_per_org=1, max_concurrent_per_principal=1)
+    if status is None:
+        with pytest.raises(type(error)):  # type: ignore[arg-type]
+            web.client.post(url(), json=QUERY, headers=web.auth("a"))
+    else:
+        assert web.client.post(url(), json=QUERY, headers=web.auth("a")).status_code == status
+    assert web.service.limiter.slots_held(ORG) == 0
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "expected"),
+    [
+        ("RATE_LIMIT_PER_ORG_PER_MIN", "0", 0),
+        ("RATE_LIMIT_PER_PRINCIPAL_PER_MIN", "120", 120),
+        ("MAX_CONCURRENT_PER_ORG", "0", 0),
+        ("MAX_CONCURRENT_PER_PRINCIPAL", "3", 3),
+        ("MAX_CONCURRENT_PER_ORG", "-1", SettingsError),
+        ("RATE_LIMIT_PER_ORG_PER_MIN", "many", SettingsError),
+    ],
+)
+def test_limit_settings(variable: str, raw: str, expected: int | type[Exception]) -> None:
+    environ = {f"PROXY_{variable}": raw}
+    if isinstance(expected, int):
+        assert getattr(load_settings(environ), variable.lower()) == expected
+    else:
+        with pytest.raises(expected, match=f"PROXY_{variable}"):
+            load_settings(environ)
+
+
+def test_limit_defaults() -> None:
+    assert Limits.from_settings(load_settings({})) == Limits(600, 300, 8, 6, stale_slot_secs=120.0)

@@ -1,0 +1,92 @@
+"""A service under the Flask test client with a stub backend, for the web-layer tests."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+from flask.testing import FlaskClient
+
+from proxy.access.store import AccessStore
+from proxy.app import ReportingService, create_app
+from proxy.result import BackendRow, ResultPlan
+from proxy.settings import Settings
+
+ORG = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
+OTHER_ORG = "0b5c1e3e-8a7e-4c39-9a2a-7a1f9f3c2d10"
+UNKNOWN_ORG = "9d4b7e2a-1111-4c39-9a2a-7a1f9f3c2d10"
+JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
+ROUTE = "/api/reporting/v1/orgs/<organization_id>/visitor_sessions"
+QUERY = {
+    "interval": {"start": "2019-01-01T00:00:00Z", "end": "2019-01-02T00:00:00Z"},
+    "granularity": "day",
+    "aggregations": [{"type": "count"}],
+}
+
+
+def url(org: str = ORG, suffix: str = "") -> str:
+    return f"/api/reporting/v1/orgs/{org}/visitor_sessions{suffix}"
+
+
+@dataclass
+class StubBackend:
+    """Answers no rows, or raises `error`; with a `gate`, waits in execute until it is set."""
+
+    name: str = "stub"
+    error: BaseException | None = None
+    gate: threading.Event | None = None
+    entered: threading.Event = field(default_factory=threading.Event)
+
+    def execute(self, plan: ResultPlan, organization_id: str, request_id: str) -> list[BackendRow]:
+        self.entered.set()
+        if self.gate is not None:
+            assert self.gate.wait(10), "the test never opened the gate"
+        if self.error is not None:
+            raise self.error
+        return []
+
+    def explain(self, plan: ResultPlan, organization_id: str, request_id: str) -> Any:
+        return {"sql": "SELECT 1", "parameters": []}
+
+    def ready(self) -> bool:
+        return True
+
+
+@dataclass
+class Web:
+    client: FlaskClient
+    service: ReportingService
+    keys: dict[str, str]
+
+    def auth(self, who: str) -> dict[str, str]:
+        """Authorization headers: a key by name, or `jwt` / `jwt_other` for a bearer token."""
+        if who.startswith("jwt"):
+            orgs = [OTHER_ORG] if who == "jwt_other" else [ORG, OTHER_ORG]
+            claims = {"sub": "alice", "orgs": orgs, "exp": int(time.time()) + 60}
+            return {"Authorization": "Bearer " + jwt.encode(claims, JWT_SECRET, algorithm="HS256")}
+        return {"Authorization": f"Token {self.keys[who]}"}
+
+
+def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {"data_dir": tmp_path, "jwt_algorithm": "HS256", "jwt_secret": JWT_SECRET}
+    return Settings(**{**values, **overrides})
+
+
+def make_web(tmp_path: Path, backend: Any = None, **overrides: Any) -> Web:
+    """A service on `tmp_path` with keys `a`, `b` (ORG), `both` (ORG and OTHER_ORG), `other`."""
+    settings = settings_for(tmp_path, **overrides)
+    store = AccessStore(settings.access_db_path)
+    store.add_organization(ORG, "Demo")
+    store.add_organization(OTHER_ORG, "Other")
+    keys = {
+        "a": store.create_key([ORG], "a"),
+        "b": store.create_key([ORG], "b"),
+        "both": store.create_key([ORG, OTHER_ORG], "both"),
+        "other": store.create_key([OTHER_ORG], "other"),
+    }
+    app = create_app(settings, backend if backend is not None else StubBackend())
+    return Web(app.test_client(), app.extensions["reporting"], keys)
