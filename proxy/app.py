@@ -31,7 +31,8 @@ from schemas.request import QueryLimits, QuerySchema
 
 log = logging.getLogger("proxy.access_log")
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# A caller's id is echoed and logged, so one shaped like an API key (`rpk_...`) is replaced.
+_REQUEST_ID = re.compile(r"^(?!rpk_)[A-Za-z0-9._-]{1,64}$")
 ROUTE = "/api/reporting/v1/orgs/<organization_id>/visitor_sessions"
 # Metric labels take only these methods, so odd request methods cannot grow the series.
 _METHODS = frozenset({"GET", "POST", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
