@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,8 @@ class Service:
     base_url: str
     tokens: dict[str, str]
     data_dir: Path
+    pid: int = 0  # gunicorn's master process
+    env: Mapping[str, str] | None = None  # what the service and its CLI run with
 
     def post(self, organization: str, payload: Any, token_for: str | None = None, **kwargs: Any) -> requests.Response:
         token = self.tokens[token_for or organization]
@@ -109,9 +111,14 @@ def _require_druid() -> None:
     assert ready, f"no ready Druid broker at {BROKER}: run `reporting-proxy druid up` (make test does)"
 
 
-def start_service(backend: str, dataset: Dataset, data_dir: Path) -> Iterator[Service]:
-    """Load the dataset through the CLI, register orgs and keys, serve with gunicorn."""
-    env = _env(backend, data_dir)
+def start_service(
+    backend: str, dataset: Dataset, data_dir: Path, extra_env: Mapping[str, str] | None = None
+) -> Iterator[Service]:
+    """Load the dataset through the CLI, register orgs and keys, serve with gunicorn.
+
+    `extra_env` (e.g. PROXY_JWT_*, another PROXY_DRUID_DATASOURCE) applies to the CLI and server.
+    """
+    env = {**_env(backend, data_dir), **(extra_env or {})}
     if backend == "druid":
         _require_druid()
     _cli(env, "load", str(dataset.path))
@@ -126,7 +133,7 @@ def start_service(backend: str, dataset: Dataset, data_dir: Path) -> Iterator[Se
     base_url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(base_url, process)
-        yield Service(backend, base_url, tokens, data_dir)
+        yield Service(backend, base_url, tokens, data_dir, process.pid, env)
     finally:
         process.terminate()
         process.wait(timeout=30)
