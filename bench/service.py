@@ -90,7 +90,9 @@ def gunicorn(app: str, env: dict[str, str], workers: Workers, log: Path,
              token: str = "", health: str = "/healthz") -> Iterator[Running]:
     """Serve `app` (a gunicorn app spec) until the block ends; stops only this process."""
     port = free_port()
-    command = [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", *workers.args(),
+    # The service runs as `reporting-proxy serve` runs it: with its gunicorn config module.
+    config = ["--config", "python:proxy.gunicorn_conf"] if app.startswith("proxy.") else []
+    command = [str(BIN / "gunicorn"), *config, "--bind", f"127.0.0.1:{port}", *workers.args(),
                "--backlog", "2048", app]
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as sink:
