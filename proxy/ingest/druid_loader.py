@@ -16,10 +16,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
 import requests
+
+from proxy.ingest.ndjson import FileSummary
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "druid_specs" / "visitor_sessions.json"
 
@@ -34,18 +36,6 @@ Echo = Callable[[str], None]
 class DruidLoadError(RuntimeError):
     """The load did not complete; the message says which step and why."""
 
-
-class FileSummary(Protocol):
-    """What the loader needs of a validated file's summary."""
-
-    @property
-    def rows(self) -> int: ...
-
-    @property
-    def first_time(self) -> datetime: ...
-
-    @property
-    def last_time(self) -> datetime: ...
 
 
 @dataclass(frozen=True)

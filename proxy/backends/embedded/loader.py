@@ -17,14 +17,14 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import duckdb
 
 from proxy.backends.embedded.engine import Generations, create_table_sql, table_columns
 from proxy.backends.embedded.translator import TABLE, epoch_ms, quote
 from proxy.catalog import DIMENSION_COLUMNS, ORGANIZATION_COLUMN, TIME_COLUMN
-from proxy.ingest.ndjson import ARRAY_FIELDS, INTEGER_FIELDS, STRING_FIELDS
+from proxy.ingest.ndjson import ARRAY_FIELDS, INTEGER_FIELDS, STRING_FIELDS, FileSummary
 from proxy.settings import Settings
 
 Echo = Callable[[str], None]
@@ -57,18 +57,6 @@ TIMESTAMP_MS = """(
 class EmbeddedLoadError(RuntimeError):
     """The load did not complete; the previous generation is still the current one."""
 
-
-class FileSummary(Protocol):
-    """What the loader needs of the validated files' summary."""
-
-    @property
-    def rows(self) -> int: ...
-
-    @property
-    def first_time(self) -> datetime: ...
-
-    @property
-    def last_time(self) -> datetime: ...
 
 
 @dataclass(frozen=True)
