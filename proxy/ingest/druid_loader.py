@@ -9,8 +9,6 @@ counts exactly the ingested rows. Errors:
 
 from __future__ import annotations
 
-import copy
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,9 +19,9 @@ from urllib.parse import quote
 
 import requests
 
+from druid_specs import load_spec
 from proxy.ingest.ndjson import FileSummary
 
-SPEC_PATH = Path(__file__).resolve().parents[2] / "druid_specs" / "visitor_sessions.json"
 
 _TIMEOUT = (2.0, 30.0)
 _POLL_SECS = 1.0
@@ -106,7 +104,7 @@ def _iso(moment: datetime) -> str:
 
 def ingestion_spec(paths: Sequence[Path], datasource: str, interval: str) -> dict[str, Any]:
     """The spec template with the datasource, the input files and the replaced interval."""
-    spec: dict[str, Any] = copy.deepcopy(json.loads(SPEC_PATH.read_text()))
+    spec = load_spec()
     body = spec["spec"]
     body["dataSchema"]["dataSource"] = datasource
     body["dataSchema"]["granularitySpec"]["intervals"] = [interval]
