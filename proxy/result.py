@@ -78,11 +78,11 @@ _METRIC_DEFAULTS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def _normalize_metrics(plan: ResultPlan, values: Sequence[Any]) -> list[Any]:
+def _normalizer(plan: ResultPlan) -> Callable[[Sequence[Any]], list[Any]]:
+    """Group values as they are, each metric through its type's default; looked up once per plan."""
     width = len(plan.group_by)
-    groups = list(values[:width])
-    metrics = [_METRIC_DEFAULTS[agg.type](value) for agg, value in zip(plan.metrics, values[width:])]
-    return groups + metrics
+    converters = [_METRIC_DEFAULTS[agg.type] for agg in plan.metrics]
+    return lambda values: [*values[:width], *[c(v) for c, v in zip(converters, values[width:])]]
 
 
 def _zero_filled(plan: ResultPlan, rows: Iterable[BackendRow]) -> list[Prepared]:
@@ -91,10 +91,8 @@ def _zero_filled(plan: ResultPlan, rows: Iterable[BackendRow]) -> list[Prepared]
         # Druid stamps the single bucket with its own idea of the start; there is only one.
         by_bucket = {plan.bucket_starts_ms[0]: next(iter(by_bucket.values()))}
     empty = [None] * len(plan.metrics)
-    return [
-        (bucket, _normalize_metrics(plan, by_bucket.get(bucket, empty)))
-        for bucket in plan.bucket_starts_ms
-    ]
+    normalize = _normalizer(plan)
+    return [(bucket, normalize(by_bucket.get(bucket, empty))) for bucket in plan.bucket_starts_ms]
 
 
 def _value_key(position: int) -> Callable[[Prepared], tuple[bool, Any]]:
@@ -127,7 +125,8 @@ def _ordered(plan: ResultPlan, rows: list[Prepared]) -> list[Prepared]:
 def render(plan: ResultPlan, rows: Iterable[BackendRow]) -> dict[str, Any]:
     """Backend rows → `{"fields", "data"}`: zero-filled or grouped, ordered, capped."""
     if plan.grouped:
-        prepared = [(bucket, _normalize_metrics(plan, values)) for bucket, values in rows]
+        normalize = _normalizer(plan)
+        prepared = [(bucket, normalize(values)) for bucket, values in rows]
         if len(prepared) > plan.max_rows:
             raise ResultTooLarge(
                 f"The result has more than {plan.max_rows} rows; add a `limit` or narrow the query.",
@@ -142,13 +141,15 @@ def render(plan: ResultPlan, rows: Iterable[BackendRow]) -> dict[str, Any]:
 
 
 def _with_timestamps(plan: ResultPlan, rows: list[Prepared]) -> list[list[Any]]:
+    zone = plan.zone
+    if plan.query.granularity == "all":
+        text = format_timestamp(datetime.fromtimestamp(plan.bucket_starts_ms[0] / 1000, UTC), zone)
+        return [[text, *values] for _, values in rows]
     formatted: dict[int, str] = {}
-    start_ms = plan.bucket_starts_ms[0]
     data = []
     for bucket, values in rows:
-        key = start_ms if plan.query.granularity == "all" else bucket
-        text = formatted.get(key)
+        text = formatted.get(bucket)
         if text is None:
-            text = formatted[key] = format_timestamp(datetime.fromtimestamp(key / 1000, UTC), plan.zone)
+            text = formatted[bucket] = format_timestamp(datetime.fromtimestamp(bucket / 1000, UTC), zone)
         data.append([text, *values])
     return data
