@@ -19,11 +19,12 @@ from werkzeug.exceptions import HTTPException
 from proxy.access.authenticate import Authenticator, authorize, canonical_organization_id
 from proxy.access.store import AccessStore
 from proxy.backends.base import Backend
+from proxy.disconnect import client_probe
 from proxy.errors import BadRequest, ProxyError, UnsupportedMediaType
 from proxy.limits import Limiter, Limits
 from proxy.logs import configure_logging, log_audit, log_request
 from proxy.meta import meta_document
-from proxy.metrics import backend_query, exposition, observe_request
+from proxy.metrics import backend_query, exposition, observe_request, start_backend
 from proxy.openapi import openapi_document
 from proxy.result import BackendRow, ResultPlan, plan_result, render
 from proxy.settings import Settings, load_settings
@@ -120,7 +121,8 @@ class ReportingService:
         started = time.perf_counter()
         try:
             with backend_query(self.backend.name):
-                return list(self.backend.execute(plan, organization_id, g.request_id))
+                gone = client_probe(request.environ)
+                return list(self.backend.execute(plan, organization_id, g.request_id, gone))
         finally:
             g.backend_ms = (time.perf_counter() - started) * 1000
 
@@ -199,6 +201,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     app = Flask("proxy")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.extensions["reporting"] = service
+    start_backend(service.backend.name)
     _register_errors(app)
     _register_request_ids(app)
     app.add_url_rule(ROUTE, "visitor_sessions", service.visitor_sessions, methods=["POST"])

@@ -57,6 +57,13 @@ IN_FLIGHT = Gauge(
 )
 
 
+def start_backend(backend: str) -> None:
+    """Create the backend's series at zero, so dashboards see them before its first query."""
+    IN_FLIGHT.labels(backend)
+    TIMEOUTS.labels(backend)
+    BACKEND_LATENCY.labels(backend)
+
+
 def observe_request(route: str, method: str, status: int, code: str | None, seconds: float) -> None:
     """Count one answered request, and its rejection when it is a 4xx."""
     REQUESTS.labels(route, method, str(status)).inc()

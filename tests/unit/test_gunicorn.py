@@ -1,0 +1,144 @@
+"""`reporting-proxy serve` under real gunicorn with two worker processes: metrics summed
+across workers, one rate limit for all of them, JSON access lines on stderr, and a killed
+worker's gauges and concurrency slots dropped by the config module's hooks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from proxy.access.store import AccessStore
+from proxy.limits import process_identity
+from tests.unit.web import ORG, QUERY, ROUTE, url
+
+BIN = Path(sys.executable).parent
+RATE = 5
+
+
+@dataclass(frozen=True)
+class Served:
+    base: str
+    master: subprocess.Popen[bytes]
+    data_dir: Path
+    stderr: Path
+    key: str
+
+    @property
+    def metrics_dir(self) -> Path:
+        return self.data_dir / "prometheus" / str(self.master.pid)
+
+    def workers(self) -> list[int]:
+        children = Path(f"/proc/{self.master.pid}/task/{self.master.pid}/children").read_text()
+        return [int(pid) for pid in children.split()]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _until(check: object, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _healthy(base: str) -> bool:
+    try:
+        return requests.get(base + "/healthz", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    store = AccessStore(tmp_path / "access.sqlite3")
+    store.add_organization(ORG, "Demo")
+    key = store.create_key([ORG], "k")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROXY_", "PROMETHEUS_"))}
+    env.update(PROXY_DATA_DIR=str(tmp_path), PROXY_RATE_LIMIT_PER_ORG_PER_MIN=str(RATE))
+    port = _free_port()
+    stderr = tmp_path / "stderr.log"
+    command = [str(BIN / "reporting-proxy"), "serve", "--port", str(port), "--workers", "2", "--threads", "2"]
+    with stderr.open("wb") as sink:
+        master = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=sink)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _until(lambda: master.poll() is None and _healthy(base))
+        yield Served(base, master, tmp_path, stderr, key)
+    finally:
+        master.terminate()
+        master.wait(timeout=30)
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith(name + "{"):
+            series, value = line.rsplit(" ", 1)
+            got = ",".join(sorted(series[len(name) + 1 : -1].split(",")))
+            if got == wanted:
+                return float(value)
+    return 0.0
+
+
+def _access_lines(served: Served, method: str) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in served.stderr.read_text().splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("event") == "request" and line["method"] == method]
+
+
+def test_two_workers_share_metrics_and_limits(served: Served) -> None:
+    auth = {"Authorization": f"Token {served.key}"}
+    statuses: list[int] = []
+    # Fresh connections until both workers have answered a query: the limit and the metrics
+    # below then hold for the two processes together.
+    while len(statuses) < 2 * RATE or len({line["pid"] for line in _access_lines(served, "POST")}) < 2:
+        assert len(statuses) < 100, "one worker never answered"
+        statuses.append(requests.post(served.base + url(), json=QUERY, headers=auth, timeout=10).status_code)
+    text = requests.get(served.base + "/metrics", timeout=5).text
+    posts = _access_lines(served, "POST")
+    assert statuses.count(200) == RATE and statuses.count(429) == len(statuses) - RATE
+    assert [line["status"] for line in posts] == statuses
+    assert _metric(text, "reporting_proxy_requests_total", route=ROUTE, method="POST", status="200") == RATE
+    assert _metric(text, "reporting_proxy_requests_total", route=ROUTE, method="POST", status="429") == len(statuses) - RATE
+    assert _metric(text, "reporting_proxy_rejections_total", code="too_many_requests") == len(statuses) - RATE
+    assert _metric(text, "reporting_proxy_backend_duration_seconds_count", backend="embedded") == RATE
+    assert served.key.split("_", 2)[2] not in served.stderr.read_text()
+
+
+def test_a_killed_worker_leaves_no_gauge_and_no_slot(served: Served) -> None:
+    victim = served.workers()[0]
+    identity = process_identity(victim)
+    assert identity is not None
+    with sqlite3.connect(served.data_dir / "limits.sqlite3") as conn:
+        conn.execute(
+            "INSERT INTO slots (organization, principal, pid, pid_started, acquired) VALUES (?, ?, ?, ?, ?)",
+            (ORG, "key:x", victim, identity[1], time.time()),
+        )
+    _until((served.metrics_dir / f"gauge_livesum_{victim}.db").exists)
+    os.kill(victim, signal.SIGKILL)
+    _until(lambda: not (served.metrics_dir / f"gauge_livesum_{victim}.db").exists())
+    with sqlite3.connect(served.data_dir / "limits.sqlite3") as conn:
+        assert conn.execute("SELECT count(*) FROM slots WHERE pid = ?", (victim,)).fetchone() == (0,)
+
+
+def test_the_master_removes_its_metrics_dir(served: Served) -> None:
+    assert served.metrics_dir.is_dir()
+    served.master.terminate()
+    served.master.wait(timeout=30)
+    assert not served.metrics_dir.exists()
