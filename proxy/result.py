@@ -143,8 +143,8 @@ def render(plan: ResultPlan, rows: Iterable[BackendRow]) -> dict[str, Any]:
 def _with_timestamps(plan: ResultPlan, rows: list[Prepared]) -> list[list[Any]]:
     zone = plan.zone
     if plan.query.granularity == "all":
-        text = format_timestamp(datetime.fromtimestamp(plan.bucket_starts_ms[0] / 1000, UTC), zone)
-        return [[text, *values] for _, values in rows]
+        start = format_timestamp(datetime.fromtimestamp(plan.bucket_starts_ms[0] / 1000, UTC), zone)
+        return [[start, *values] for _, values in rows]
     formatted: dict[int, str] = {}
     data = []
     for bucket, values in rows:
