@@ -116,11 +116,11 @@ def test_metrics_endpoint_is_prometheus_text(tmp_path: Path) -> None:
     assert response.content_type.startswith("text/plain; version=")
     types = dict(line.split()[2:4] for line in response.text.splitlines() if line.startswith("# TYPE"))
     assert {
-        "reporting_proxy_requests": "counter",
+        "reporting_proxy_requests_total": "counter",
         "reporting_proxy_request_duration_seconds": "histogram",
         "reporting_proxy_backend_duration_seconds": "histogram",
-        "reporting_proxy_rejections": "counter",
-        "reporting_proxy_backend_timeouts": "counter",
+        "reporting_proxy_rejections_total": "counter",
+        "reporting_proxy_backend_timeouts_total": "counter",
         "reporting_proxy_queries_in_flight": "gauge",
     }.items() <= types.items()
 
