@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 
 from proxy.access.store import AccessStore
 from proxy.app import ReportingService, create_app
+from proxy.disconnect import ClientGone, never_gone
 from proxy.result import BackendRow, ResultPlan
 from proxy.settings import Settings
 
@@ -41,7 +42,7 @@ class StubBackend:
     gate: threading.Event | None = None
     entered: threading.Event = field(default_factory=threading.Event)
 
-    def execute(self, plan: ResultPlan, organization_id: str, request_id: str) -> list[BackendRow]:
+    def execute(self, plan: ResultPlan, organization_id: str, request_id: str, client_gone: Any = None) -> list[BackendRow]:
         self.entered.set()
         if self.gate is not None:
             assert self.gate.wait(10), "the test never opened the gate"
