@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from proxy.app import _limits
-from proxy.backends.druid.backend import backend_rows
+from proxy.backends.druid.backend import plan_rows
 from proxy.backends.druid.translator import translate
 from proxy.result import plan_result, render
 from proxy.settings import Settings
@@ -34,7 +34,7 @@ def _stage_calls(payload: dict[str, Any], answer: bytes) -> dict[str, Callable[[
     druid = translate(plan, ORGANIZATION, "bench", "request-id", 28_500)
 
     def remap() -> bytes:
-        rows = backend_rows(orjson.loads(answer), druid.value_keys, plan.grouped)
+        rows = plan_rows(orjson.loads(answer), druid, plan)
         return orjson.dumps(render(plan, rows))
 
     return {

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from proxy.app import _limits
-from proxy.backends.druid.backend import backend_rows
+from proxy.backends.druid.backend import plan_rows
 from proxy.backends.druid.translator import translate
 from proxy.result import plan_result, render
 from proxy.settings import Settings
@@ -37,13 +37,13 @@ def remap_ms(payload: dict[str, Any], answer: bytes, repeat: int = 5) -> dict[st
     """In-process median ms of each remap step over the recorded 100k-row answer."""
     settings = Settings()
     plan = plan_result(QuerySchema(_limits(settings)).load(payload), settings.max_buckets, settings.max_result_rows)
-    keys = translate(plan, ORGANIZATION, "bench", "id", 1000).value_keys
+    druid = translate(plan, ORGANIZATION, "bench", "id", 1000)
     steps: dict[str, list[float]] = {"decode": [], "rows": [], "render": [], "encode": []}
     for _ in range(repeat):
         marks = [time.perf_counter()]
         decoded = orjson.loads(answer)
         marks.append(time.perf_counter())
-        rows = list(backend_rows(decoded, keys, plan.grouped))
+        rows = plan_rows(decoded, druid, plan)
         marks.append(time.perf_counter())
         body = render(plan, rows)
         marks.append(time.perf_counter())

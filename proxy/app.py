@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 from proxy.access.authenticate import Authenticator, authorize, canonical_organization_id
 from proxy.access.store import AccessStore
 from proxy.backends.base import Backend
+from proxy.disconnect import client_probe
 from proxy.errors import BadRequest, ProxyError, UnsupportedMediaType
 from proxy.limits import Limiter, Limits
 from proxy.logs import configure_logging, log_audit, log_request
@@ -120,7 +121,8 @@ class ReportingService:
         started = time.perf_counter()
         try:
             with backend_query(self.backend.name):
-                return list(self.backend.execute(plan, organization_id, g.request_id))
+                gone = client_probe(request.environ)
+                return list(self.backend.execute(plan, organization_id, g.request_id, gone))
         finally:
             g.backend_ms = (time.perf_counter() - started) * 1000
 

@@ -9,6 +9,7 @@
     │   └── OrganizationNotFound      404 organization_not_found
     ├── UnsupportedMediaType          415 unsupported_media_type
     ├── TooManyRequests               429 too_many_requests (Retry-After)
+    ├── ClientDisconnected            499 client_closed_request (nobody reads it)
     ├── BackendError                  502 backend_error      (answered garbage or failed)
     ├── BackendUnavailable            503 backend_unavailable (Retry-After)
     │   └── BackendOverloaded         503 backend_overloaded  (Retry-After)
@@ -95,6 +96,13 @@ class TooManyRequests(ProxyError):
     def __init__(self, detail: str, retry_after: int = 1) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+
+
+class ClientDisconnected(ProxyError):
+    """The caller hung up while its query ran; the backend query was abandoned."""
+
+    status = 499
+    code = "client_closed_request"
 
 
 class BackendError(ProxyError):

@@ -24,6 +24,8 @@ class Settings:
     druid_broker_url: str | None = None
     druid_overlord_url: str | None = None
     druid_datasource: str = "visitor_sessions"
+    # Druid query lane (`context.lane`); the broker's laning strategy caps its concurrency.
+    druid_lane: str | None = None
     request_timeout_secs: float = 30.0
     connect_timeout_secs: float = 2.0
     max_interval_days: int = 366

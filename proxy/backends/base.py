@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from proxy.disconnect import ClientGone, never_gone
 from proxy.result import BackendRow, ResultPlan
 
 
@@ -13,8 +14,13 @@ class Backend(Protocol):
 
     name: str
 
-    def execute(self, plan: ResultPlan, organization_id: str, request_id: str) -> Iterable[BackendRow]:
-        """Rows for the plan: bucket start in epoch ms, then group and metric values in order."""
+    def execute(
+        self, plan: ResultPlan, organization_id: str, request_id: str, client_gone: ClientGone = never_gone
+    ) -> Iterable[BackendRow]:
+        """Rows for the plan: bucket start in epoch ms, then group and metric values in order.
+
+        `client_gone` says whether the caller has hung up; a backend may stop early then.
+        """
 
     def explain(self, plan: ResultPlan, organization_id: str, request_id: str) -> Any:
         """The backend query that `execute` would run, as JSON-ready data."""

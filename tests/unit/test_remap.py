@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from proxy.backends.druid.backend import backend_rows
+from proxy.backends.druid.backend import plan_rows
 from proxy.backends.druid.translator import translate
 from proxy.errors import ResultTooLarge
 from proxy.result import plan_result, render
@@ -14,10 +14,9 @@ from schemas.request import QuerySchema
 from tests.unit.golden import cases
 
 
-def _respond(request: dict[str, Any], druid_rows: list[dict[str, Any]], max_rows: int = 100) -> Any:
+def _respond(request: dict[str, Any], druid_rows: list[Any], max_rows: int = 100) -> Any:
     plan = plan_result(QuerySchema().load(request), max_buckets=10_000, max_rows=max_rows)
-    keys = translate(plan, "org", "visitor_sessions", "q", 1000).value_keys
-    return render(plan, backend_rows(druid_rows, keys, plan.grouped))
+    return render(plan, plan_rows(druid_rows, translate(plan, "org", "visitor_sessions", "q", 1000), plan))
 
 
 @pytest.mark.parametrize("case", cases("remap"))
@@ -32,9 +31,6 @@ def test_result_over_the_row_cap_is_refused() -> None:
         "group_by": ["city"],
         "aggregations": [{"type": "count"}],
     }
-    rows = [
-        {"timestamp": "2019-03-01T00:00:00.000Z", "event": {"city": f"c{i}", "count": 1}}
-        for i in range(3)
-    ]
+    rows = [[f"c{i}", 1] for i in range(3)]  # resultAsArray, granularity all: no timestamp
     with pytest.raises(ResultTooLarge):
         _respond(request, rows, max_rows=2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from proxy.backends.druid.client import DruidClient
@@ -36,8 +37,8 @@ class DruidBackend:
         druid_query = self._translate(plan, organization_id, request_id)
         rows = self.client.query(druid_query.native, self.deadline_secs)
         try:
-            return list(backend_rows(rows, druid_query.value_keys, plan.grouped))
-        except (KeyError, TypeError, ValueError) as exc:
+            return plan_rows(rows, druid_query, plan)
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise BackendError("The analytics backend answered in an unexpected shape.") from exc
 
     def ready(self) -> bool:
@@ -54,3 +55,23 @@ def backend_rows(rows: list[dict[str, Any]], keys: tuple[str, ...], grouped: boo
             bucket = parsed[stamp] = int(datetime.fromisoformat(stamp).timestamp() * 1000)
         values = row[body]
         yield bucket, [values.get(key) for key in keys]
+
+
+def plan_rows(rows: list[Any], query: DruidQuery, plan: ResultPlan) -> list[BackendRow]:
+    """Druid's answer → backend rows: arrays for groupBy, result objects for timeseries."""
+    if plan.grouped:
+        return array_rows(rows, query, plan.bucket_starts_ms[0])
+    return list(backend_rows(rows, query.value_keys, grouped=False))
+
+
+def array_rows(rows: list[Any], query: DruidQuery, start_ms: int) -> list[BackendRow]:
+    """groupBy rows answered as arrays (`resultAsArray`) → backend rows; `start_ms` stamps the
+    rows of granularity `all`, which carry no timestamp."""
+    pick = itemgetter(*query.value_positions)
+    single = len(query.value_positions) == 1
+    stamp = query.timestamp_position
+    if not all(isinstance(row, list) for row in rows):
+        raise TypeError("groupBy rows must be arrays")
+    if stamp is None:
+        return [(start_ms, [pick(row)] if single else list(pick(row))) for row in rows]
+    return [(int(row[stamp]), [pick(row)] if single else list(pick(row))) for row in rows]

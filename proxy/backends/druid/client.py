@@ -2,24 +2,30 @@
 
 Druid's failures are mapped to the service's error tree here, at the boundary:
 refused/unreachable → BackendUnavailable, over capacity → BackendOverloaded, deadline →
-BackendTimeout (and the query is cancelled on the broker), anything malformed → BackendError.
+BackendTimeout (and the query is cancelled on the broker), caller gone → ClientDisconnected
+(cancelled too), anything malformed → BackendError. One budget bounds the whole call.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import threading
+from functools import partial
 from typing import Any
 
 import orjson
 import requests
 
+from proxy.backends.druid.watch import QueryWatch, Reason
+from proxy.disconnect import ClientGone, never_gone
 from proxy.errors import (
     BackendError,
     BackendOverloaded,
     BackendTimeout,
     BackendUnavailable,
     BadRequest,
+    ClientDisconnected,
     ProxyError,
 )
 
@@ -39,7 +45,14 @@ _MESSAGES: dict[type[ProxyError], str] = {
     BadRequest: "The query needs more resources than allowed; narrow it or add a limit.",
     BackendError: "The analytics backend failed to answer the query.",
     BackendUnavailable: "The analytics backend is unavailable; retry shortly.",
+    ClientDisconnected: "The caller closed the connection; the query was cancelled.",
 }
+# Why a QueryWatch fired → what the caller is told.
+_WATCH_ERRORS: dict[Reason, type[ProxyError]] = {
+    "deadline": BackendTimeout,
+    "disconnected": ClientDisconnected,
+}
+_CHUNK_BYTES = 64 * 1024
 
 
 class DruidClient:
@@ -56,33 +69,68 @@ class DruidClient:
             session = self._local.session = requests.Session()
         return session
 
-    def query(self, native: dict[str, Any], deadline_secs: float) -> list[dict[str, Any]]:
-        """Run a native query; the rows, or a mapped ProxyError."""
+    def _drop_session(self) -> None:
+        # A cut stream may leave a half-read connection behind: start the next query afresh.
+        session: requests.Session | None = getattr(self._local, "session", None)
+        self._local.session = None
+        if session is not None:
+            session.close()
+
+    def query(
+        self, native: dict[str, Any], budget_secs: float, client_gone: ClientGone = never_gone
+    ) -> list[dict[str, Any]]:
+        """Run a native query within `budget_secs` (connect, wait and read all included).
+
+        Past the deadline, or once `client_gone()` says the caller left, the query is cut
+        short and the broker told to cancel it (`DELETE /druid/v2/{queryId}`).
+        """
         query_id = str(native.get("context", {}).get("queryId", ""))
+        with QueryWatch(budget_secs, partial(self.cancel, query_id), client_gone) as watch:
+            try:
+                status, body = self._post(native, watch)
+                _raise_if_fired(watch)
+                return _rows(status, body, query_id)
+            except BackendTimeout:
+                watch.expire()  # our clock or Druid's: either way Druid is told to stop
+                raise
+            finally:
+                if watch.reason is not None:
+                    self._drop_session()
+
+    def _post(self, native: dict[str, Any], watch: QueryWatch) -> tuple[int, bytes]:
+        remaining = max(watch.remaining(), 0.001)
         try:
             response = self._session().post(
                 f"{self.broker_url}/druid/v2/",
                 data=orjson.dumps(native),
                 headers={"Content-Type": "application/json"},
-                timeout=(self.connect_timeout_secs, deadline_secs),
+                timeout=(min(self.connect_timeout_secs, remaining), remaining),
+                stream=True,
             )
-            body = response.content
-        except requests.Timeout as exc:
+            with response:
+                watch.attach(partial(_cut, response))
+                return response.status_code, _read(response, watch)
+        except requests.ConnectTimeout as exc:
             # Timeout is a ConnectionError subclass for connect timeouts: test it first.
-            self.cancel(query_id)
-            if isinstance(exc, requests.ConnectTimeout):
-                raise BackendUnavailable(_MESSAGES[BackendUnavailable]) from exc
+            raise BackendUnavailable(_MESSAGES[BackendUnavailable]) from exc
+        except requests.Timeout as exc:
+            _raise_if_fired(watch, exc)
             raise BackendTimeout(_MESSAGES[BackendTimeout]) from exc
         except requests.RequestException as exc:
+            # A stream the watch cut, or a read timeout mid-body (requests calls it a
+            # ConnectionError), or the broker going away.
+            _raise_if_fired(watch, exc)
+            if watch.remaining() <= 0:
+                raise BackendTimeout(_MESSAGES[BackendTimeout]) from exc
             raise BackendUnavailable(_MESSAGES[BackendUnavailable]) from exc
-        return _rows(response.status_code, body, query_id)
 
     def cancel(self, query_id: str) -> None:
-        """Ask the broker to stop a query; best effort, never raises."""
+        """Ask the broker to stop a query; best effort, never raises, any thread."""
         if not query_id:
             return
         try:
-            self._session().delete(
+            # A one-off session: this runs on the watch's thread, not the worker's.
+            requests.delete(
                 f"{self.broker_url}/druid/v2/{query_id}", timeout=(self.connect_timeout_secs, 2.0)
             )
         except requests.RequestException:
@@ -98,6 +146,32 @@ class DruidClient:
         except requests.RequestException:
             return False
         return response.status_code == 200
+
+
+def _read(response: requests.Response, watch: QueryWatch) -> bytes:
+    chunks = []
+    for chunk in response.iter_content(_CHUNK_BYTES):
+        if watch.reason is not None:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _cut(response: requests.Response) -> None:
+    """Shut the response's socket down so a read blocked on it in another thread returns."""
+    connection = getattr(response.raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    if isinstance(sock, socket.socket):
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed
+
+
+def _raise_if_fired(watch: QueryWatch, cause: BaseException | None = None) -> None:
+    if watch.reason is not None:
+        kind = _WATCH_ERRORS[watch.reason]
+        raise kind(_MESSAGES[kind]) from cause
 
 
 def _decode(body: bytes) -> Any:

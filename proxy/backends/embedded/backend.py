@@ -10,6 +10,7 @@ import duckdb
 
 from proxy.backends.embedded.engine import Reader
 from proxy.backends.embedded.translator import SqlQuery, translate
+from proxy.disconnect import ClientGone, never_gone
 from proxy.errors import BackendError, BackendTimeout, BackendUnavailable
 from proxy.result import BackendRow, ResultPlan
 from proxy.settings import Settings
@@ -29,7 +30,10 @@ class EmbeddedBackend:
     def explain(self, plan: ResultPlan, organization_id: str, request_id: str) -> Any:
         return translate(plan, organization_id).explain()
 
-    def execute(self, plan: ResultPlan, organization_id: str, request_id: str) -> list[BackendRow]:
+    def execute(
+        self, plan: ResultPlan, organization_id: str, request_id: str, client_gone: ClientGone = never_gone
+    ) -> list[BackendRow]:
+        # `client_gone` is not watched: a local query is bounded by its deadline interrupt.
         query = translate(plan, organization_id)
         try:
             rows = self._run(query)
