@@ -9,6 +9,7 @@ from typing import Any
 
 from proxy.backends.druid.client import DruidClient
 from proxy.backends.druid.translator import DruidQuery, translate
+from proxy.disconnect import ClientGone, never_gone
 from proxy.errors import BackendError
 from proxy.result import BackendRow, ResultPlan
 from proxy.settings import Settings
@@ -23,19 +24,22 @@ class DruidBackend:
         assert settings.druid_broker_url is not None
         self.datasource = settings.druid_datasource
         self.deadline_secs = settings.request_timeout_secs
+        self.lane = settings.druid_lane
         self.client = DruidClient(settings.druid_broker_url, settings.connect_timeout_secs)
 
     def _translate(self, plan: ResultPlan, organization_id: str, request_id: str) -> DruidQuery:
-        # Druid gets slightly less than the HTTP read timeout so it reports its own timeout.
+        # Druid gets slightly less than the request budget so it usually reports its own timeout.
         timeout_ms = int(self.deadline_secs * 1000 * 0.95)
-        return translate(plan, organization_id, self.datasource, request_id, timeout_ms)
+        return translate(plan, organization_id, self.datasource, request_id, timeout_ms, self.lane)
 
     def explain(self, plan: ResultPlan, organization_id: str, request_id: str) -> Any:
         return self._translate(plan, organization_id, request_id).native
 
-    def execute(self, plan: ResultPlan, organization_id: str, request_id: str) -> list[BackendRow]:
+    def execute(
+        self, plan: ResultPlan, organization_id: str, request_id: str, client_gone: ClientGone = never_gone
+    ) -> list[BackendRow]:
         druid_query = self._translate(plan, organization_id, request_id)
-        rows = self.client.query(druid_query.native, self.deadline_secs)
+        rows = self.client.query(druid_query.native, self.deadline_secs, client_gone)
         try:
             return plan_rows(rows, druid_query, plan)
         except (KeyError, IndexError, TypeError, ValueError) as exc:

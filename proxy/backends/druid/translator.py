@@ -256,12 +256,19 @@ def _dimension_spec(name: str) -> Json:
 
 
 def translate(
-    plan: ResultPlan, organization_id: str, datasource: str, query_id: str, timeout_ms: int
+    plan: ResultPlan,
+    organization_id: str,
+    datasource: str,
+    query_id: str,
+    timeout_ms: int,
+    lane: str | None = None,
 ) -> DruidQuery:
     """The native `timeseries` (no group_by) or `groupBy` query for a plan, scoped to one org."""
     query = plan.query
     aggregations, post_aggregations = _aggregators(query.aggregations)
     context: Json = {"queryId": query_id, "timeout": timeout_ms}
+    if lane is not None:
+        context["lane"] = lane
     native: Json = {
         "queryType": "groupBy" if plan.grouped else "timeseries",
         "dataSource": datasource,
