@@ -34,3 +34,14 @@ def test_result_over_the_row_cap_is_refused() -> None:
     rows = [[f"c{i}", 1] for i in range(3)]  # resultAsArray, granularity all: no timestamp
     with pytest.raises(ResultTooLarge):
         _respond(request, rows, max_rows=2)
+
+
+def test_bucket_starts_are_shared_by_equal_intervals_in_any_offset() -> None:
+    helsinki = {"start": "2019-03-01T00:00:00+02:00", "end": "2019-03-03T00:00:00+02:00", "time_zone": "Europe/Helsinki"}
+    utc_spelled = {**helsinki, "start": "2019-02-28T22:00:00Z", "end": "2019-03-02T22:00:00Z"}
+    plans = [
+        plan_result(QuerySchema().load({"interval": interval, "granularity": "day", "aggregations": [{"type": "count"}]}),
+                    max_buckets=10_000, max_rows=100)
+        for interval in (helsinki, utc_spelled)
+    ]
+    assert plans[0].bucket_starts_ms == plans[1].bucket_starts_ms == (1551391200000, 1551477600000)
