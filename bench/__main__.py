@@ -74,12 +74,16 @@ def main() -> None:
         service = stack.enter_context(gunicorn(
             "proxy.app:create_app()", cli_env("druid", main_set, data_dir), SERVICE_WORKERS, tmp / "service.log", token))
         log(f"1. overhead through the service ({SERVICE_WORKERS}) vs straight to the broker, {main_set.sessions:,} sessions")
-        results["overhead"] = overhead.run(service, REPORTS, rounds(100), log)
+        results["overhead"] = overhead.run(service, REPORTS, rounds(100), log, tmp / "service.log")
         answers = {name: entry.pop("answer") for name, entry in results["overhead"].items()}
         log("2. service CPU per request without the backend")
-        results["cpu_us"] = cpu.measure({name: (REPORTS[name], answers[name]) for name in REPORTS})
+        cases = {name: (REPORTS[name], answers[name]) for name in REPORTS}
+        results["cpu_us"] = cpu.measure(cases)
+        whole = cpu.whole_request(cases)
         for name, entry in results["cpu_us"].items():
-            log(f"  {name}: {entry['total']:.0f} µs (" + ", ".join(f"{s} {entry[s]:.0f}" for s in cpu.STAGES) + ")")
+            entry["whole_request"] = whole[name]
+            log(f"  {name}: {entry['total']:.0f} µs (" + ", ".join(f"{s} {entry[s]:.0f}" for s in cpu.STAGES)
+                + f"); whole request in-process {whole[name]:.0f} µs")
     if wanted("large"):
         log("3. large result: 100,000 rows")
         with tempfile.TemporaryDirectory(prefix="bench-large-") as tmp:

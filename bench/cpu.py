@@ -22,10 +22,12 @@ from typing import Any
 
 import orjson
 
+import proxy.backends.druid.backend as backend_module
+import proxy.result as result_module
 from proxy.app import _limits, create_app
 from proxy.backends.druid.backend import DruidBackend, plan_rows
 from proxy.backends.druid.translator import translate
-from proxy.result import ResultPlan, plan_result, render
+from proxy.result import ResultPlan, _bucket_starts_ms, plan_result, render
 from proxy.settings import Settings, load_settings
 from schemas.request import QuerySchema
 
@@ -72,8 +74,38 @@ def measure(cases: dict[str, tuple[dict[str, Any], bytes]], rounds: int = 15, lo
     results: dict[str, Any] = {}
     for name, rows in samples.items():
         medians = {stage: statistics.median(row[i] for row in rows) for i, stage in enumerate(STAGES)}
-        results[name] = {**medians, "total": statistics.median(sum(row) for row in rows)}
+        results[name] = {**medians, "total": statistics.median(sum(row) for row in rows),
+                         "plan_cold": _plan_cold_us(cases[name][0], rounds),
+                         "remap_cold": _remap_cold_us(*cases[name], rounds)}
     return results
+
+
+def _remap_cold_us(payload: dict[str, Any], answer: bytes, rounds: int) -> float:
+    """The remap stage with the shared timestamp caches emptied first."""
+    settings = Settings()
+    plan = plan_result(QuerySchema(_limits(settings)).load(payload), settings.max_buckets, settings.max_result_rows)
+    druid = translate(plan, ORGANIZATION, "bench", "request-id", 28_500)
+    samples = []
+    for _ in range(rounds * 10):
+        result_module._PRINTED.clear()
+        backend_module._PARSED.clear()
+        began = time.thread_time()
+        orjson.dumps(render(plan, plan_rows(orjson.loads(answer), druid, plan)))
+        samples.append((time.thread_time() - began) * 1e6)
+    return statistics.median(samples)
+
+
+def _plan_cold_us(payload: dict[str, Any], rounds: int) -> float:
+    """The plan stage with the bucket cache emptied first: a first request for its interval."""
+    settings = Settings()
+    query = QuerySchema(_limits(settings)).load(payload)
+    samples = []
+    for _ in range(rounds * 10):
+        _bucket_starts_ms.cache_clear()
+        began = time.thread_time()
+        plan_result(query, settings.max_buckets, settings.max_result_rows)
+        samples.append((time.thread_time() - began) * 1e6)
+    return statistics.median(samples)
 
 
 class _RecordedBackend(DruidBackend):

@@ -8,9 +8,11 @@ Each direct call gets a fresh `queryId`, as each service request does.
 from __future__ import annotations
 
 import copy
+import statistics
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -62,14 +64,29 @@ def compare(running: Running, payload: dict[str, Any], rounds: int, warmup: int 
     return result
 
 
-def run(running: Running, reports: dict[str, dict[str, Any]], rounds: int, log: Any) -> dict[str, Any]:
+def _inside(service_log: Path, offset: int) -> dict[str, float]:
+    """Median ms the service spent per request (its access log) and in the backend call."""
+    lines = service_log.read_bytes()[offset:].splitlines()
+    records = [orjson.loads(line) for line in lines if line.startswith(b"{") and b'"event":"request"' in line]
+    answered = [r for r in records if r.get("status") == 200 and r.get("backend_ms") is not None]
+    if not answered:
+        return {}
+    return {"in_service_ms": statistics.median(r["duration_ms"] for r in answered),
+            "in_backend_call_ms": statistics.median(r["backend_ms"] for r in answered)}
+
+
+def run(running: Running, reports: dict[str, dict[str, Any]], rounds: int, log: Any,
+        service_log: Path | None = None) -> dict[str, Any]:
     """Goal 1 over every report; one entry per report."""
     results = {}
     for name, payload in reports.items():
         started = time.monotonic()
-        results[name] = compare(running, payload, rounds)
-        entry = results[name]
+        offset = service_log.stat().st_size if service_log else 0
+        results[name] = entry = compare(running, payload, rounds)
+        if service_log:
+            entry.update(_inside(service_log, offset))
         log(f"  {name}: service {entry['service']['median']:.1f} ms vs druid {entry['druid']['median']:.1f} ms "
             f"(x{entry['ratio_median']:.3f} median, x{entry['ratio_p95']:.3f} p95, {rounds} pairs, "
-            f"{time.monotonic() - started:.0f} s)")
+            f"{time.monotonic() - started:.0f} s; in the service {entry.get('in_service_ms', 0):.1f} ms, "
+            f"of which the broker call {entry.get('in_backend_call_ms', 0):.1f} ms)")
     return results

@@ -49,16 +49,26 @@ class DruidBackend:
         return self.client.ready()
 
 
+# Druid's bucket timestamps (`2019-06-01T00:00:00.000+03:00`) → epoch ms, shared by every
+# request as dashboards ask for the same buckets; emptied when it grows past the cap.
+_PARSED: dict[str, int] = {}
+_PARSED_CAP = 100_000
+
+
+def _epoch_ms(stamp: str) -> int:
+    bucket = _PARSED.get(stamp)
+    if bucket is None:
+        if len(_PARSED) >= _PARSED_CAP:
+            _PARSED.clear()
+        bucket = _PARSED[stamp] = int(datetime.fromisoformat(stamp).timestamp() * 1000)
+    return bucket
+
+
 def backend_rows(rows: list[dict[str, Any]], keys: tuple[str, ...], grouped: bool) -> Iterator[BackendRow]:
     body = "event" if grouped else "result"
-    parsed: dict[str, int] = {}
     for row in rows:
-        stamp = row["timestamp"]
-        bucket = parsed.get(stamp)
-        if bucket is None:
-            bucket = parsed[stamp] = int(datetime.fromisoformat(stamp).timestamp() * 1000)
         values = row[body]
-        yield bucket, [values.get(key) for key in keys]
+        yield _epoch_ms(row["timestamp"]), [values.get(key) for key in keys]
 
 
 def plan_rows(rows: list[Any], query: DruidQuery, plan: ResultPlan) -> list[BackendRow]:
