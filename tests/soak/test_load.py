@@ -1,0 +1,85 @@
+"""Load: 50 clients in a second process for 60 s of the integration query set, through gunicorn,
+to the soak cluster's real Druid. No request may fail (admission limits are off), and the
+workers' memory must stay flat: the median RSS of the last quarter of the run (after a
+warm-up) within 20% of the first quarter's.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.integration.queries import QUERIES
+from tests.soak.conftest import SUMMARY, SoakData
+from tests.soak.harness import Service, post_query, rss_bytes, serving
+
+pytestmark = pytest.mark.soak
+
+CLIENTS = 50
+SECONDS = 60.0
+WARM_UP_SECS = 10.0
+SAMPLE_EVERY_SECS = 0.5
+MB = 1024 * 1024
+
+
+def _percentile(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _warm(service: Service, data: SoakData) -> None:
+    for name, body in QUERIES.items():
+        response, _ = post_query(service.base_url, data.organization, data.token, body, f"warm-{name}")
+        assert response.status_code == 200, (name, response.text)
+
+
+def _run(service: Service, data: SoakData, out: Path) -> list[tuple[float, int]]:
+    """Run the load generator; (seconds since start, summed worker RSS) sampled meanwhile."""
+    command = [sys.executable, "-m", "tests.soak.loadgen", service.base_url, data.organization, data.token,
+               "--clients", str(CLIENTS), "--seconds", str(SECONDS), "--out", str(out)]
+    workers = service.worker_pids()
+    samples: list[tuple[float, int]] = []
+    started = time.monotonic()
+    generator = subprocess.Popen(command, cwd=Path(__file__).parents[2])
+    try:
+        while generator.poll() is None:
+            samples.append((time.monotonic() - started, sum(rss_bytes(pid) for pid in workers)))
+            time.sleep(SAMPLE_EVERY_SECS)
+    finally:
+        if generator.poll() is None:
+            generator.kill()
+        generator.wait(timeout=30)
+    assert generator.returncode == 0, "the load generator failed"
+    assert service.worker_pids() == workers, "a worker was replaced during the run"
+    return samples
+
+
+def test_fifty_clients_for_a_minute(soak_data: SoakData) -> None:
+    service = soak_data.service("load", request_timeout_secs="30")
+    service.threads = 4  # gunicorn_conf's default: 2 workers x 4 threads
+    with serving(service):
+        _warm(service, soak_data)
+        samples = _run(service, soak_data, soak_data.data_dir / "load.json")
+    result = orjson.loads((soak_data.data_dir / "load.json").read_bytes())
+    records = result["records"]
+    failures = [r for r in records if r[2] != 200]
+    latencies = sorted(r[1] for r in records)
+    steady = [rss for at, rss in samples if at >= WARM_UP_SECS]
+    quarter = len(steady) // 4
+    medians = [statistics.median(steady[i * quarter:(i + 1) * quarter]) / MB for i in range(4)]
+    SUMMARY["load: 50 clients x 60 s, integration query set, gunicorn 2 workers x 4 threads, real Druid"] = [
+        f"requests {len(records)} in {result['wall_secs']:.1f} s ({len(records) / result['wall_secs']:.1f}/s), "
+        f"failures {len(failures)}",
+        f"latency p50 {_percentile(latencies, 0.5) * 1000:.0f} ms, p99 {_percentile(latencies, 0.99) * 1000:.0f} ms, "
+        f"max {latencies[-1] * 1000:.0f} ms",
+        "workers' RSS (sum of 2) median by quarter after a %.0f s warm-up: %s MB; last/first %.2f"
+        % (WARM_UP_SECS, " / ".join(f"{m:.0f}" for m in medians), medians[3] / medians[0]),
+    ]
+    assert result["clients"] == CLIENTS and len(records) >= CLIENTS
+    assert failures == [], f"{len(failures)} failed requests, e.g. {failures[:5]}"
+    assert medians[3] <= 1.2 * medians[0], f"worker memory grew: {medians}"
