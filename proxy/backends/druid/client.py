@@ -132,10 +132,13 @@ class DruidClient:
         if not query_id:
             return
         try:
-            # A one-off session: this runs on the watch's thread, not the worker's.
-            requests.delete(
-                f"{self.broker_url}/druid/v2/{query_id}", timeout=(self.connect_timeout_secs, 2.0)
-            )
+            # A one-off session: this runs on the watch's thread, not the worker's; like the
+            # query it ignores proxy variables, so it goes where the query went.
+            with requests.Session() as session:
+                session.trust_env = False
+                session.delete(
+                    f"{self.broker_url}/druid/v2/{query_id}", timeout=(self.connect_timeout_secs, 2.0)
+                )
         except requests.RequestException:
             log.warning("could not cancel druid query %s", query_id)
 
