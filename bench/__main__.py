@@ -73,17 +73,23 @@ def main() -> None:
         token = grant(data_dir, ORGANIZATION)
         service = stack.enter_context(gunicorn(
             "proxy.app:create_app()", cli_env("druid", main_set, data_dir), SERVICE_WORKERS, tmp / "service.log", token))
-        log(f"1. overhead through the service ({SERVICE_WORKERS}) vs straight to the broker, {main_set.sessions:,} sessions")
-        results["overhead"] = overhead.run(service, REPORTS, rounds(100), log, tmp / "service.log")
-        answers = {name: entry.pop("answer") for name, entry in results["overhead"].items()}
-        log("2. service CPU per request without the backend")
-        cases = {name: (REPORTS[name], answers[name]) for name in REPORTS}
-        results["cpu_us"] = cpu.measure(cases)
-        whole = cpu.whole_request(cases)
-        for name, entry in results["cpu_us"].items():
-            entry["whole_request"] = whole[name]
-            log(f"  {name}: {entry['total']:.0f} µs (" + ", ".join(f"{s} {entry[s]:.0f}" for s in cpu.STAGES)
-                + f"); whole request in-process {whole[name]:.0f} µs")
+        if wanted("overhead"):
+            log(f"1. overhead through the service ({SERVICE_WORKERS}) vs straight to the broker, "
+                f"{main_set.sessions:,} sessions")
+            results["overhead"] = overhead.run(service, REPORTS, rounds(100), log, tmp / "service.log")
+            for entry in results["overhead"].values():
+                entry.pop("answer")
+        # Recorded Druid answers and native queries for the CPU and throughput phases.
+        recorded = {name: overhead.record(service, payload) for name, payload in REPORTS.items()}
+        if wanted("cpu"):
+            log("2. service CPU per request without the backend")
+            cases = {name: (REPORTS[name], recorded[name][1]) for name in REPORTS}
+            results["cpu_us"] = cpu.measure(cases)
+            whole = cpu.whole_request(cases)
+            for name, entry in results["cpu_us"].items():
+                entry["whole_request"] = whole[name]
+                log(f"  {name}: {entry['total']:.0f} µs (" + ", ".join(f"{s} {entry[s]:.0f}" for s in cpu.STAGES)
+                    + f"); whole request in-process {whole[name]:.0f} µs")
     if wanted("large"):
         log("3. large result: 100,000 rows")
         with tempfile.TemporaryDirectory(prefix="bench-large-") as tmp:
@@ -93,8 +99,7 @@ def main() -> None:
                 results["large"] = large.run(one, LARGE, rounds(7), log)
     if wanted("throughput"):
         log("4. throughput against a stub broker, service vs bare forwarder, per worker model")
-        answer = answers["day_series_30d"]
-        native = results["overhead"]["day_series_30d"]["native"]
+        native, answer = recorded["day_series_30d"]
         results["throughput"] = throughput.run(answer, native, REPORTS["day_series_30d"], rounds(3), 3.0, log)
     if wanted("scaling"):
         log("5. scaling: typical reports per backend and size")

@@ -130,36 +130,42 @@ def embedded_count(dataset: Dataset) -> int:
     return int(row[0]) if row else 0
 
 
-def month_files(dataset: Dataset) -> list[Path]:
-    """The data set split by UTC month of the session start, one file per month (made once).
+def split_files(dataset: Dataset) -> list[Path]:
+    """The data set split by UTC month (by ISO week past 2M sessions) of the session start,
+    one file per part, made once.
 
     One `load` of a year of 1M sessions fails on the local Druid: the indexer's single task keeps
     a segment per day open and runs out of direct memory (256 MiB) while persisting them.
     """
-    directory = WORK / f"months-{dataset.tag}"
+    weekly = dataset.sessions > 2_000_000
+    directory = WORK / f"{'weeks' if weekly else 'months'}-{dataset.tag}"
     done = directory / "DONE"
     if not done.exists():
         directory.mkdir(parents=True, exist_ok=True)
         sinks: dict[str, Any] = {}
         with dataset.path.open("rb") as source:
             for line in source:
-                month = _utc_month(line)
-                sink = sinks.get(month)
+                part = _utc_part(line, weekly)
+                sink = sinks.get(part)
                 if sink is None:
-                    sink = sinks[month] = (directory / f"{month}.ndjson").open("wb")
+                    sink = sinks[part] = (directory / f"{part}.ndjson").open("wb")
                 sink.write(line)
         for sink in sinks.values():
             sink.close()
         done.write_text("\n".join(sorted(sinks)))
-    return [directory / f"{month}.ndjson" for month in done.read_text().split()]
+    return [directory / f"{part}.ndjson" for part in done.read_text().split()]
 
 
-def _utc_month(line: bytes) -> str:
+def _utc_part(line: bytes, weekly: bool) -> str:
     # The generator writes `timestamp` first, in UTC (`...Z`); anything else is parsed.
-    if line.startswith(b'{"timestamp":"') and line[37:39] == b'Z"':
+    if not weekly and line.startswith(b'{"timestamp":"') and line[37:39] == b'Z"':
         return line[14:21].decode()
-    stamp = datetime.fromisoformat(orjson.loads(line)["timestamp"].replace("Z", "+00:00"))
-    return stamp.astimezone(UTC).strftime("%Y-%m")
+    if line.startswith(b'{"timestamp":"') and line[37:39] == b'Z"':
+        stamp = datetime.fromisoformat(line[14:37].decode().replace("Z", "+00:00"))
+    else:
+        stamp = datetime.fromisoformat(orjson.loads(line)["timestamp"].replace("Z", "+00:00"))
+    year, week, _ = stamp.astimezone(UTC).isocalendar()
+    return f"{year}-W{week:02d}" if weekly else stamp.astimezone(UTC).strftime("%Y-%m")
 
 
 def _records() -> dict[str, Any]:
@@ -188,7 +194,7 @@ def ensure_loaded(backend: str, dataset: Dataset, log: Any = print) -> dict[str,
     log(f"loading {dataset.sessions:,} sessions into {backend} "
         f"({dataset.datasource if backend == 'druid' else dataset.embedded_data_dir})")
     env = cli_env(backend, dataset)
-    files = month_files(dataset) if backend == "druid" and dataset.sessions > DRUID_SINGLE_LOAD else [dataset.path]
+    files = split_files(dataset) if backend == "druid" and dataset.sessions > DRUID_SINGLE_LOAD else [dataset.path]
     started = time.perf_counter()
     output = "\n".join(cli(env, "load", str(path)) for path in files)
     elapsed = time.perf_counter() - started

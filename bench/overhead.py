@@ -47,6 +47,13 @@ def service_call(client: Client, running: Running, payload: dict[str, Any]) -> C
     return lambda: client.post(url, body, headers)
 
 
+def record(running: Running, payload: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+    """The native query of a payload and the broker's answer to it."""
+    client = Client()
+    native = native_query(client, running, payload)
+    return native, direct_call(client, native)()
+
+
 def compare(running: Running, payload: dict[str, Any], rounds: int, warmup: int = 5) -> dict[str, Any]:
     """Interleaved latencies (ms) through the service and straight to the broker, and ratios."""
     service_client, broker_client = Client(), Client()
