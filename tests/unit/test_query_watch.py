@@ -46,6 +46,16 @@ def test_watch_fires_once_cut_before_cancel(budget: float, gone_after: float | N
     assert calls.events == (["cut", "cancel"] if reason else [])
 
 
+def test_a_finished_call_is_not_cancelled_by_the_clock_but_still_by_expire() -> None:
+    calls = Calls()
+    with QueryWatch(0.05, calls.record("cancel"), poll_secs=0.01) as watch:
+        assert watch.finish() is None
+        time.sleep(0.2)
+        assert (watch.reason, calls.events) == (None, [])
+        watch.expire()  # Druid's own 504 arrives in a complete body
+    assert (watch.reason, calls.events) == ("deadline", ["cancel"])
+
+
 def test_expire_fires_at_once_and_only_once() -> None:
     calls = Calls()
     with QueryWatch(60.0, calls.record("cancel")) as watch:

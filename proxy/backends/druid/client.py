@@ -91,6 +91,8 @@ class DruidClient:
         with QueryWatch(budget_secs, partial(self.cancel, query_id), client_gone) as watch:
             try:
                 status, body = self._post(native, watch)
+                # Settle the race with the watch: once the body is in, only an earlier fire counts.
+                watch.finish()
                 _raise_if_fired(watch)
                 return _rows(status, body, query_id)
             except BackendTimeout:

@@ -1,8 +1,9 @@
 """Watch one in-flight Druid query and cut it short past its deadline or once its caller left.
 
 The worker thread blocks inside `requests` while Druid works, so a small watcher thread per
-query wakes every `poll_secs`. When the deadline passes, the caller hangs up, or the worker
-calls `expire()`, the watch fires once: it cuts the response stream if one is attached (the
+query wakes every `poll_secs`. When the deadline passes or the caller hangs up before the
+worker has the whole answer (`finish()`), or when the worker calls `expire()`, the watch fires
+once: it cuts the response stream if one is attached (the
 worker's read returns at once) and then asks Druid to cancel the query. Druid honours a
 cancel only while the query still runs on the data servers; once the broker streams results,
 cutting our side of the connection is what stops it. Before any response arrives the worker
@@ -39,6 +40,7 @@ class QueryWatch:
         self._poll_secs = poll_secs
         self._cancel_grace_secs = cancel_grace_secs
         self._cut: Callable[[], None] | None = None
+        self._finished = False
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="druid-query-watch", daemon=True)
@@ -63,18 +65,31 @@ class QueryWatch:
         with self._lock:
             self._cut = cut
 
+    def finish(self) -> Reason | None:
+        """The answer is in: the watch no longer fires by itself (only `expire` fires it).
+        Why it fired before, if it did."""
+        with self._lock:
+            self._finished = True
+            return self.reason
+
     def expire(self) -> None:
-        """The worker saw the deadline pass (its own timeout or Druid's): fire now."""
-        self._fire("deadline")
+        """The worker saw the deadline pass (its own timeout or Druid's 504): fire now."""
+        with self._lock:
+            if self.reason is None:
+                self.reason = "deadline"
         self._wake.set()
 
     def _fire(self, reason: Reason) -> None:
         with self._lock:
-            if self.reason is None:
+            if self.reason is None and not self._finished:
                 self.reason = reason
 
+    def _next_wait(self) -> float | None:
+        # Once the answer is in, only `expire` or the end of the call wakes the watch.
+        return None if self._finished else min(self._poll_secs, self.remaining())
+
     def _watch(self) -> None:
-        while not self._wake.wait(min(self._poll_secs, self.remaining())):
+        while not self._wake.wait(self._next_wait()):
             if self.remaining() <= 0:
                 self._fire("deadline")
             elif self._client_gone():
