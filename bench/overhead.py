@@ -58,14 +58,17 @@ def compare(running: Running, payload: dict[str, Any], rounds: int, warmup: int 
     """Interleaved latencies (ms) through the service and straight to the broker, and ratios."""
     service_client, broker_client = Client(), Client()
     native = native_query(service_client, running, payload)
+    floor_client = Client()
     calls = {"service": service_call(service_client, running, payload),
-             "druid": direct_call(broker_client, native)}
+             "druid": direct_call(broker_client, native),
+             # The floor: an empty request (GET /healthz) through the same gunicorn and hop.
+             "empty": lambda: floor_client.session.get(running.base_url + "/healthz", timeout=30)}
     interleaved(calls, warmup)
     samples = interleaved(calls, rounds)
     result: dict[str, Any] = {name: summary([s * 1000 for s in values]) for name, values in samples.items()}
     result["ratio_median"] = result["service"]["median"] / result["druid"]["median"]
     result["ratio_p95"] = result["service"]["p95"] / result["druid"]["p95"]
-    result["answer"] = calls["druid"]()  # a recorded Druid answer, for the CPU phase
+    result["answer"] = calls["druid"]()
     result["native"] = native
     result["rows"] = len(orjson.loads(calls["service"]())["data"])
     return result
@@ -94,6 +97,7 @@ def run(running: Running, reports: dict[str, dict[str, Any]], rounds: int, log: 
             entry.update(_inside(service_log, offset))
         log(f"  {name}: service {entry['service']['median']:.1f} ms vs druid {entry['druid']['median']:.1f} ms "
             f"(x{entry['ratio_median']:.3f} median, x{entry['ratio_p95']:.3f} p95, {rounds} pairs, "
-            f"{time.monotonic() - started:.0f} s; in the service {entry.get('in_service_ms', 0):.1f} ms, "
+            f"{time.monotonic() - started:.0f} s; empty request {entry['empty']['median']:.1f} ms; "
+            f"in the service {entry.get('in_service_ms', 0):.1f} ms, "
             f"of which the broker call {entry.get('in_backend_call_ms', 0):.1f} ms)")
     return results
