@@ -6,6 +6,7 @@ of its own, so the integration suite's data is never replaced).
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import jwt
 import orjson
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -20,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from proxy.ingest.generator import generate, organization_ids
 from schemas.vocabulary import DIMENSIONS
+from tests.hardening.fuzz_requests import Target
 from tests.integration.conftest import Dataset, Service, start_service
 
 SEED = 20240607
@@ -129,3 +132,19 @@ def druid_hardened(tenants: Tenants, tmp_path_factory: pytest.TempPathFactory) -
     data_dir = tmp_path_factory.mktemp("hardening-druid")
     env = {"PROXY_DRUID_DATASOURCE": DRUID_DATASOURCE, **NO_RATE_LIMITS}
     yield from start_service("druid", tenants.dataset, data_dir, env)
+
+
+def bearer_token(keys: JwtKeys, organization: str, lifetime_secs: int = 3600) -> str:
+    """A valid RS256 token for the embedded service, granted one organization."""
+    now = int(time.time())
+    claims = {"sub": "hardening", "iss": JWT_ISSUER, "aud": JWT_AUDIENCE, "iat": now, "exp": now + lifetime_secs,
+              "orgs": [organization]}
+    return jwt.encode(claims, keys.private, algorithm="RS256")
+
+
+def fuzz_target(service: Service, tenants: Tenants, keys: JwtKeys | None = None) -> Target:
+    """The fuzz runs' view of a service: the first org's key, the second org as a stranger."""
+    own, other = tenants.organizations[:2]
+    values = {name: tenants.values(name, own)[:80] for name in DIMENSIONS}
+    sign = None if keys is None else (lambda organization: bearer_token(keys, organization))
+    return Target(service.base_url, service.backend, own, other, service.tokens, values, sign)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import requests
 
 ERROR_KEYS = frozenset({"detail", "code", "errors"})
 
@@ -86,3 +87,13 @@ def serving_worker(server_port: int, client_port: int, workers: set[int]) -> int
             except OSError:
                 continue
     return None
+
+
+def serving_problem(base_url: str, master: int, workers: set[int], log: Path) -> str | None:
+    """Why the service is not still serving as before: health, the same workers, no 500 logged."""
+    if requests.get(f"{base_url}/healthz", timeout=10).status_code != 200:
+        return "the health check failed"
+    if worker_pids(master) != workers:
+        return f"workers changed: {sorted(workers)} -> {sorted(worker_pids(master))}"
+    unhandled = log.read_text(errors="replace").count("unhandled error")
+    return f"{unhandled} unhandled errors in {log}" if unhandled else None

@@ -39,7 +39,8 @@ Json = dict[str, Any]
 
 @pytest.fixture(params=ENGINES)
 def service(request: pytest.FixtureRequest) -> Service:
-    return request.getfixturevalue(request.param)
+    started: Service = request.getfixturevalue(request.param)
+    return started
 
 
 def _escaped(text: str, special: str) -> str:
