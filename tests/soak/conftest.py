@@ -7,6 +7,7 @@ done to the cluster this file starts, at `PROXY_SOAK_DRUID_PORT_OFFSET` (default
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ PORT_OFFSET = int(os.environ.get("PROXY_SOAK_DRUID_PORT_OFFSET", "230"))
 
 # Lines for the terminal summary, filled by the tests: title → rows.
 SUMMARY: dict[str, list[str]] = {}
+SETUP: list[str] = []
+SUMMARY["soak set-up"] = SETUP
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,9 @@ class SoakData:
 def soak_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     cluster = Cluster(PORT_OFFSET, tmp_path_factory.mktemp("druid-soak"))
     try:
+        started = time.monotonic()
         cluster.up()
+        SETUP.append(f"second Druid up in {time.monotonic() - started:.0f} s (ports +{PORT_OFFSET}, {cluster.state_dir})")
         yield cluster
     finally:
         cluster.down()
@@ -74,7 +79,9 @@ def soak_data(soak_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -
         druid_overlord_url=soak_cluster.overlord_url,
         druid_datasource=DATASOURCE,
     )
+    started = time.monotonic()
     cli(env, "load", str(path))
+    SETUP.append(f"{SESSIONS} sessions loaded with `reporting-proxy load` in {time.monotonic() - started:.0f} s")
     (organization,) = organization_ids(1, SEED)
     cli(env, "orgs", "add", organization, "--name", "soak")
     token = cli(env, "tokens", "create", "--org", organization).strip().splitlines()[-1]

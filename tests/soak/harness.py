@@ -66,9 +66,13 @@ class Cluster:
     def down(self) -> None:
         cli(clean_env(), "druid", "down", *self._args(), timeout=120)
 
-    def broker_pid(self) -> int:
+    def pids(self) -> dict[str, int]:
+        """The pids `druid up` recorded, by service."""
         records: dict[str, dict[str, int]] = json.loads((self.state_dir / "pids.json").read_text())
-        return records["broker"]["pid"]
+        return {service: record["pid"] for service, record in records.items()}
+
+    def broker_pid(self) -> int:
+        return self.pids()["broker"]
 
     def signal_broker(self, signum: signal.Signals) -> None:
         os.kill(self.broker_pid(), signum)
@@ -128,6 +132,12 @@ class Service:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_bytes(pid: int) -> int:

@@ -6,6 +6,7 @@ warm-up) within 20% of the first quarter's.
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import pytest
 
 from tests.integration.queries import QUERIES
 from tests.soak.conftest import SUMMARY, SoakData
-from tests.soak.harness import Service, post_query, rss_bytes, serving
+from tests.soak.harness import Service, cpu_seconds, post_query, rss_bytes, serving
 
 pytestmark = pytest.mark.soak
 
@@ -38,11 +39,18 @@ def _warm(service: Service, data: SoakData) -> None:
         assert response.status_code == 200, (name, response.text)
 
 
-def _run(service: Service, data: SoakData, out: Path) -> list[tuple[float, int]]:
-    """Run the load generator; (seconds since start, summed worker RSS) sampled meanwhile."""
+def _cpu(pids: dict[str, int]) -> dict[str, float]:
+    return {name: cpu_seconds(pid) for name, pid in pids.items()}
+
+
+def _run(service: Service, data: SoakData, out: Path) -> tuple[list[tuple[float, int]], dict[str, float]]:
+    """Run the load generator; (seconds since start, summed worker RSS) sampled meanwhile, and
+    the CPU seconds the workers and each Druid service used during the run."""
     command = [sys.executable, "-m", "tests.soak.loadgen", service.base_url, data.organization, data.token,
                "--clients", str(CLIENTS), "--seconds", str(SECONDS), "--out", str(out)]
     workers = service.worker_pids()
+    watched = {**data.cluster.pids(), **{f"worker {pid}": pid for pid in workers}}
+    cpu_before = _cpu(watched)
     samples: list[tuple[float, int]] = []
     started = time.monotonic()
     generator = subprocess.Popen(command, cwd=Path(__file__).parents[2])
@@ -54,9 +62,10 @@ def _run(service: Service, data: SoakData, out: Path) -> list[tuple[float, int]]
         if generator.poll() is None:
             generator.kill()
         generator.wait(timeout=30)
+    cpu_used = {name: seconds - cpu_before[name] for name, seconds in _cpu(watched).items()}
     assert generator.returncode == 0, "the load generator failed"
     assert service.worker_pids() == workers, "a worker was replaced during the run"
-    return samples
+    return samples, cpu_used
 
 
 def test_fifty_clients_for_a_minute(soak_data: SoakData) -> None:
@@ -64,7 +73,7 @@ def test_fifty_clients_for_a_minute(soak_data: SoakData) -> None:
     service.threads = 4  # gunicorn_conf's default: 2 workers x 4 threads
     with serving(service):
         _warm(service, soak_data)
-        samples = _run(service, soak_data, soak_data.data_dir / "load.json")
+        samples, cpu = _run(service, soak_data, soak_data.data_dir / "load.json")
     result = orjson.loads((soak_data.data_dir / "load.json").read_bytes())
     records = result["records"]
     failures = [r for r in records if r[2] != 200]
@@ -79,6 +88,9 @@ def test_fifty_clients_for_a_minute(soak_data: SoakData) -> None:
         f"max {latencies[-1] * 1000:.0f} ms",
         "workers' RSS (sum of 2) median by quarter after a %.0f s warm-up: %s MB; last/first %.2f"
         % (WARM_UP_SECS, " / ".join(f"{m:.0f}" for m in medians), medians[3] / medians[0]),
+        "CPU seconds used during the run: proxy workers %.0f, %s (machine: %d cores, shared)"
+        % (sum(v for k, v in cpu.items() if k.startswith("worker")),
+           ", ".join(f"{k} {v:.0f}" for k, v in cpu.items() if not k.startswith("worker")), os.cpu_count() or 0),
     ]
     assert result["clients"] == CLIENTS and len(records) >= CLIENTS
     assert failures == [], f"{len(failures)} failed requests, e.g. {failures[:5]}"
