@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import orjson
 import pytest
 from flask.testing import FlaskClient
 
@@ -112,3 +113,19 @@ def test_interval_far_from_now_is_a_400(client_and_key: tuple[FlaskClient, str],
 def test_interval_at_the_edges_answers(client_and_key: tuple[FlaskClient, str], interval: dict[str, str], granularity: str) -> None:
     status, body = _post(client_and_key, {**BASE, "interval": interval, "granularity": granularity})
     assert status == 200, body
+
+
+NOT_PLAIN_NUMBERS = ["1_000", "١٢", " 12 ", "12 ", "+5", "0x10", "1e", ".5", "5.", "Infinity", "nan", "1e400"]
+
+
+@pytest.mark.parametrize("text", NOT_PLAIN_NUMBERS)
+@pytest.mark.parametrize("spec", [
+    {"type": "selector", "dimension": "session_duration_secs", "value": "{}"},
+    {"type": "in", "dimension": "distinct_visited_urls_count", "values": [1, "{}"]},
+    {"type": "bound", "dimension": "session_duration_secs", "lower": "{}"},
+], ids=["selector", "in", "bound"])
+def test_numeric_text_is_plain_ascii(client_and_key: tuple[FlaskClient, str], spec: dict[str, Any], text: str) -> None:
+    # Python's float() reads "1_000" and "١٢"; Druid did not: a bound on "1_000" matched every row.
+    filled = orjson.loads(orjson.dumps(spec).replace(b"{}", text.encode()))
+    status, body = _post(client_and_key, {**BASE, "filters": filled})
+    assert (status, body["code"]) == (400, "invalid_request")
