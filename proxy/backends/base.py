@@ -15,11 +15,17 @@ class Backend(Protocol):
     name: str
 
     def execute(
-        self, plan: ResultPlan, organization_id: str, request_id: str, client_gone: ClientGone = never_gone
+        self,
+        plan: ResultPlan,
+        organization_id: str,
+        request_id: str,
+        client_gone: ClientGone = never_gone,
+        budget_secs: float | None = None,
     ) -> Iterable[BackendRow]:
         """Rows for the plan: bucket start in epoch ms, then group and metric values in order.
 
         `client_gone` says whether the caller has hung up; a backend may stop early then.
+        `budget_secs` is what the request has left of its time budget (None: all of it).
         """
 
     def explain(self, plan: ResultPlan, organization_id: str, request_id: str) -> Any:

@@ -227,6 +227,13 @@ def test_timeout_cancels_the_druid_query(client: FlaskClient, broker: responses.
     assert cancel.call_count == 1
 
 
+def test_a_budget_spent_before_the_call_is_504_without_asking_druid(settings: Settings, keys: dict[str, str], broker: responses.RequestsMock) -> None:
+    # Nothing is registered on the broker: a query sent anyway would fail as 503.
+    client = create_app(replace(settings, request_timeout_secs=1e-6)).test_client()
+    response = client.post(URL, json=QUERY, headers=_header(keys, "good_key"))
+    assert (response.status_code, response.json["code"]) == (504, "backend_timeout")
+
+
 def test_the_lane_setting_goes_into_the_context(settings: Settings, keys: dict[str, str], broker: responses.RequestsMock) -> None:
     client = create_app(replace(settings, druid_lane="limited")).test_client()
     context = {"queryId": "req-3", "timeout": 2850, "skipEmptyBuckets": True, "lane": "limited"}

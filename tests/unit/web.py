@@ -42,7 +42,9 @@ class StubBackend:
     gate: threading.Event | None = None
     entered: threading.Event = field(default_factory=threading.Event)
 
-    def execute(self, plan: ResultPlan, organization_id: str, request_id: str, client_gone: Any = None) -> list[BackendRow]:
+    def execute(
+        self, plan: ResultPlan, organization_id: str, request_id: str, client_gone: Any = None, budget_secs: Any = None
+    ) -> list[BackendRow]:
         self.entered.set()
         if self.gate is not None:
             assert self.gate.wait(10), "the test never opened the gate"

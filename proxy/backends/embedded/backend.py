@@ -31,9 +31,15 @@ class EmbeddedBackend:
         return translate(plan, organization_id).explain()
 
     def execute(
-        self, plan: ResultPlan, organization_id: str, request_id: str, client_gone: ClientGone = never_gone
+        self,
+        plan: ResultPlan,
+        organization_id: str,
+        request_id: str,
+        client_gone: ClientGone = never_gone,
+        budget_secs: float | None = None,
     ) -> list[BackendRow]:
-        # `client_gone` is not watched: a local query is bounded by its deadline interrupt.
+        # Neither `client_gone` nor `budget_secs` is used: a local query is bounded by its own
+        # deadline interrupt (the full request timeout).
         query = translate(plan, organization_id)
         try:
             rows = self._run(query)
