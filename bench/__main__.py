@@ -92,10 +92,10 @@ def main() -> None:
                     + f"); whole request in-process {whole[name]:.0f} µs")
     if wanted("large"):
         log("3. large result: 100,000 rows")
-        with tempfile.TemporaryDirectory(prefix="bench-large-") as tmp:
-            token = grant(Path(tmp), ORGANIZATION)
-            env = cli_env("druid", main_set, Path(tmp))
-            with gunicorn("proxy.app:create_app()", env, Workers(1, 1), Path(tmp) / "service.log", token) as one:
+        with tempfile.TemporaryDirectory(prefix="bench-large-") as large_tmp:
+            token = grant(Path(large_tmp), ORGANIZATION)
+            env = cli_env("druid", main_set, Path(large_tmp))
+            with gunicorn("proxy.app:create_app()", env, Workers(1, 1), Path(large_tmp) / "service.log", token) as one:
                 results["large"] = large.run(one, LARGE, rounds(7), log)
     if wanted("throughput"):
         log("4. throughput against a stub broker, service vs bare forwarder, per worker model")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from bench.stats import summary
 from proxy.ingest.generator import organization_ids
 
 COLUMNS = ("session_id", "visitor_id")
-ESTIMATORS = {
+ESTIMATORS: dict[str, Callable[[str], dict[str, Any]]] = {
     "hyperUnique (*_hll)": lambda column: {"type": "hyperUnique", "fieldName": f"{column}_hll", "round": False},
     "HLL sketch lgK 14 (*_sketch)": lambda column: {"type": "HLLSketchMerge", "fieldName": f"{column}_sketch",
                                                     "lgK": 14, "tgtHllType": "HLL_4", "round": False},

@@ -46,7 +46,8 @@ async def _run(url: str, body: bytes, headers: dict[str, str], connections: int,
     head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     raw = (f"POST {parts.path}?{parts.query} HTTP/1.1\r\nHost: {host}:{port}\r\n"
            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{head}\r\n").encode() + body
-    counts, failures = [0, 0], []
+    counts: list[int] = [0, 0]
+    failures: list[bytes] = []
     started = time.perf_counter()
     await asyncio.gather(*(_worker(host, port, raw, started + secs, counts, failures) for _ in range(connections)))
     return counts[0], counts[1], time.perf_counter() - started, failures

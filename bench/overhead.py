@@ -59,7 +59,7 @@ def compare(running: Running, payload: dict[str, Any], rounds: int, warmup: int 
     service_client, broker_client = Client(), Client()
     native = native_query(service_client, running, payload)
     floor_client = Client()
-    calls = {"service": service_call(service_client, running, payload),
+    calls: dict[str, Callable[[], Any]] = {"service": service_call(service_client, running, payload),
              "druid": direct_call(broker_client, native),
              # The floor: an empty request (GET /healthz) through the same gunicorn and hop.
              "empty": lambda: floor_client.session.get(running.base_url + "/healthz", timeout=30)}

@@ -7,6 +7,7 @@ so all of them see the same machine load.
 from __future__ import annotations
 
 import tempfile
+from functools import partial
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ def run(datasets: list[Dataset], backends: list[str], reports: dict[str, dict[st
                     for backend in backends for dataset in datasets}
         client = Client()
         calls = {
-            f"{backend}|{size}|{name}": (lambda r=running, p=payload: client.query(r, ORGANIZATION, p))
+            f"{backend}|{size}|{name}": partial(client.query, running, ORGANIZATION, payload)
             for (backend, size), running in services.items() for name, payload in reports.items()
         }
         interleaved(calls, 2)

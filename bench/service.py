@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
-import psutil
+import psutil  # type: ignore[import-untyped]
 import requests
 
 from proxy.access.store import AccessStore, AccessStoreError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 
@@ -35,7 +35,7 @@ def timed(call: Callable[[], Any]) -> float:
     return time.perf_counter() - started
 
 
-def interleaved(calls: dict[str, Callable[[], Any]], rounds: int) -> dict[str, list[float]]:
+def interleaved(calls: Mapping[str, Callable[[], Any]], rounds: int) -> dict[str, list[float]]:
     """Run every call once per round, rotating who goes first; seconds per call per name."""
     names = list(calls)
     samples: dict[str, list[float]] = {name: [] for name in names}
