@@ -13,9 +13,11 @@ from flask.testing import FlaskClient
 from proxy.access.store import AccessStore
 from proxy.app import create_app
 from proxy.backends.embedded.engine import create_table_sql
+from proxy.backends.druid.translator import translate_filter
 from proxy.backends.embedded.translator import translate
 from proxy.result import plan_result
 from proxy.settings import Settings
+from schemas.filters import load_filter
 from schemas.request import QuerySchema
 
 ORG = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
@@ -129,3 +131,16 @@ def test_numeric_text_is_plain_ascii(client_and_key: tuple[FlaskClient, str], sp
     filled = orjson.loads(orjson.dumps(spec).replace(b"{}", text.encode()))
     status, body = _post(client_and_key, {**BASE, "filters": filled})
     assert (status, body["code"]) == (400, "invalid_request")
+
+
+@pytest.mark.parametrize(("pattern", "sent"), [
+    ("(?i)zürich", "(?u)(?i)zürich"),
+    ("(?mi)^SÃO", "(?u)(?mi)^SÃO"),
+    ("a(?i:B)", "(?u)a(?i:B)"),
+    ("(?s-i:x)", "(?s-i:x)"),
+    ("zürich", "zürich"),
+])
+def test_druid_regex_folds_unicode_case_like_re2(pattern: str, sent: str) -> None:
+    # java.util.regex folds only ASCII case under (?i): "(?i)ZÜRICH" missed Zürich on Druid.
+    native = translate_filter(load_filter({"type": "regex", "dimension": "city", "pattern": pattern}))
+    assert native["pattern"] == sent

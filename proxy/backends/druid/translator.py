@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -107,8 +108,15 @@ def _bound(leaf: Bound) -> Json:
     return native
 
 
+# An inline flag group that turns case-insensitive matching on: (?i), (?mi), (?is:...).
+_CASE_INSENSITIVE = re.compile(r"\(\?[ms]*i")
+
+
 def _regex(leaf: Regex) -> Json:
-    return {"type": "regex", "dimension": _column(leaf.dimension), "pattern": leaf.pattern}
+    # java.util.regex folds only ASCII case under (?i) unless UNICODE_CASE (?u) is on as well;
+    # RE2 and Python fold Unicode, so "(?i)ZÜRICH" matched Zürich on the embedded engine only.
+    pattern = f"(?u){leaf.pattern}" if _CASE_INSENSITIVE.search(leaf.pattern) else leaf.pattern
+    return {"type": "regex", "dimension": _column(leaf.dimension), "pattern": pattern}
 
 
 def _like(leaf: Like) -> Json:
