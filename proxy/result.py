@@ -167,14 +167,16 @@ def _printed(bucket: int, zone: ZoneInfo) -> str:
 
 def _with_timestamps(plan: ResultPlan, rows: list[Prepared]) -> list[list[Any]]:
     zone = plan.zone
+    # The prepared value lists are this render's own: the timestamp goes in front of each in place.
     if plan.query.granularity == "all":
         start = _printed(plan.bucket_starts_ms[0], zone)
-        return [[start, *values] for _, values in rows]
+        for _, values in rows:
+            values.insert(0, start)
+        return [values for _, values in rows]
     formatted: dict[int, str] = {}
-    data = []
     for bucket, values in rows:
         text = formatted.get(bucket)
         if text is None:
             text = formatted[bucket] = _printed(bucket, zone)
-        data.append([text, *values])
-    return data
+        values.insert(0, text)
+    return [values for _, values in rows]
