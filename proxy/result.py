@@ -90,8 +90,15 @@ _METRIC_DEFAULTS: dict[str, Callable[[Any], Any]] = {
 def _normalizer(plan: ResultPlan) -> Callable[[Sequence[Any]], list[Any]]:
     """Group values as they are, each metric through its type's default; looked up once per plan."""
     width = len(plan.group_by)
-    converters = [_METRIC_DEFAULTS[agg.type] for agg in plan.metrics]
-    return lambda values: [*values[:width], *[c(v) for c, v in zip(converters, values[width:])]]
+    converters = tuple(enumerate([_METRIC_DEFAULTS[agg.type] for agg in plan.metrics], start=width))
+
+    def normalize(values: Sequence[Any]) -> list[Any]:
+        row = list(values)
+        for index, convert in converters:
+            row[index] = convert(row[index])
+        return row
+
+    return normalize
 
 
 def _zero_filled(plan: ResultPlan, rows: Iterable[BackendRow]) -> list[Prepared]:
