@@ -286,13 +286,14 @@ class RecordingProxy:
 
 
 def post_query(base_url: str, organization: str, token: str, body: dict[str, Any], request_id: str,
-               timeout: float = 60) -> tuple[requests.Response, float]:
+               timeout: float = 60, params: dict[str, str] | None = None) -> tuple[requests.Response, float]:
     """POST a query; the response and the seconds it took."""
     started = time.monotonic()
     response = requests.post(
         f"{base_url}/api/reporting/v1/orgs/{organization}/visitor_sessions",
         json=body,
         headers={"Authorization": f"Token {token}", "X-Request-Id": request_id},
+        params=params,
         timeout=timeout,
     )
     return response, time.monotonic() - started
