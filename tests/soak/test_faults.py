@@ -24,7 +24,7 @@ from tests.soak.harness import RecordingProxy, Service, post_query, serving
 
 pytestmark = pytest.mark.soak
 
-SLACK_SECS = 1.0
+SLACK_SECS = 0.6
 CONNECT_SECS = 1.0
 TIGHT_SECS = 0.15
 SHORT_SECS = 3.0
