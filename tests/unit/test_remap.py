@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from proxy.backends.druid.backend import plan_rows
 from proxy.backends.druid.translator import translate
 from proxy.errors import ResultTooLarge
-from proxy.result import plan_result, render
+from proxy.result import _ordered, _sort_keys, plan_result, render
 from schemas.request import QuerySchema
 from tests.unit.golden import cases
 
@@ -45,3 +46,21 @@ def test_bucket_starts_are_shared_by_equal_intervals_in_any_offset() -> None:
         for interval in (helsinki, utc_spelled)
     ]
     assert plans[0].bucket_starts_ms == plans[1].bucket_starts_ms == (1551391200000, 1551477600000)
+
+
+@pytest.mark.parametrize("group_by", [["city"], ["city", "distinct_visited_urls_count"], ["city", "country", "os_name"]])
+def test_default_order_in_one_pass_matches_one_pass_per_key(group_by: list[str]) -> None:
+    request = {"interval": {"start": "2019-03-01T00:00:00Z", "end": "2019-03-04T00:00:00Z"},
+               "granularity": "day", "group_by": group_by, "aggregations": [{"type": "count"}]}
+    plan = plan_result(QuerySchema().load(request), max_buckets=10_000, max_rows=100)
+    pick = random.Random(7).choice
+    values = [None, "a", "b", "B", "ä"] if len(group_by) != 2 else [None, "a", "b"]
+    rows = [
+        (pick(plan.bucket_starts_ms), [*(pick(values) if name != "distinct_visited_urls_count" else pick([None, 0, 2, 10])
+                                         for name in group_by), 1])
+        for _ in range(300)
+    ]
+    expected = list(rows)
+    for key, descending in reversed(_sort_keys(plan)):
+        expected.sort(key=key, reverse=descending)
+    assert _ordered(plan, list(rows)) == expected
