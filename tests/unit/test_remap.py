@@ -64,3 +64,12 @@ def test_default_order_in_one_pass_matches_one_pass_per_key(group_by: list[str])
     for key, descending in reversed(_sort_keys(plan)):
         expected.sort(key=key, reverse=descending)
     assert _ordered(plan, list(rows)) == expected
+
+
+@pytest.mark.parametrize("druid_rows", [[{"event": {"city": "x", "count": 1}}], [["x"]], [[None, "x"], {"city": "y"}]])
+def test_grouped_rows_in_another_shape_are_refused(druid_rows: list[Any]) -> None:
+    request = {"interval": {"start": "2019-03-01T00:00:00Z", "end": "2019-03-02T00:00:00Z"},
+               "granularity": "all", "group_by": ["city"], "aggregations": [{"type": "count"}]}
+    plan = plan_result(QuerySchema().load(request), max_buckets=10_000, max_rows=100)
+    with pytest.raises((KeyError, IndexError, TypeError)):
+        plan_rows(druid_rows, translate(plan, "org", "visitor_sessions", "q", 1000), plan)

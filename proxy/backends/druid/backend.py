@@ -91,11 +91,12 @@ def plan_rows(rows: list[Any], query: DruidQuery, plan: ResultPlan) -> list[Back
 def array_rows(rows: list[Any], query: DruidQuery, start_ms: int) -> list[BackendRow]:
     """groupBy rows answered as arrays (`resultAsArray`) → backend rows; `start_ms` stamps the
     rows of granularity `all`, which carry no timestamp."""
-    pick = itemgetter(*query.value_positions)
-    single = len(query.value_positions) == 1
+    # Rows in another shape (objects) fail in `pick` with a KeyError, which the caller maps.
+    positions = query.value_positions
+    pick = itemgetter(*positions) if len(positions) > 1 else (lambda row: (row[positions[0]],))
     stamp = query.timestamp_position
-    if not all(isinstance(row, list) for row in rows):
+    if rows and not isinstance(rows[0], list):
         raise TypeError("groupBy rows must be arrays")
     if stamp is None:
-        return [(start_ms, [pick(row)] if single else list(pick(row))) for row in rows]
-    return [(int(row[stamp]), [pick(row)] if single else list(pick(row))) for row in rows]
+        return [(start_ms, pick(row)) for row in rows]
+    return [(int(row[stamp]), pick(row)) for row in rows]
