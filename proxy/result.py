@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence, Sized
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from proxy.buckets import format_timestamp, iter_buckets
 from proxy.errors import BadRequest, ResultTooLarge
+from proxy.gc_pause import gc_paused
 from schemas.model import Aggregation, Interval, Query
 
 # A backend row: (bucket start in epoch milliseconds, group values + metric values in plan order).
@@ -158,6 +159,11 @@ def _ordered(plan: ResultPlan, rows: list[Prepared]) -> list[Prepared]:
 
 def render(plan: ResultPlan, rows: Iterable[BackendRow]) -> dict[str, Any]:
     """Backend rows → `{"fields", "data"}`: zero-filled or grouped, ordered, capped."""
+    with gc_paused(len(rows) if isinstance(rows, Sized) else 0):
+        return _render(plan, rows)
+
+
+def _render(plan: ResultPlan, rows: Iterable[BackendRow]) -> dict[str, Any]:
     if plan.grouped:
         normalize = _normalizer(plan)
         prepared = [(bucket, normalize(values)) for bucket, values in rows]
