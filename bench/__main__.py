@@ -33,7 +33,7 @@ FULL = os.environ.get("BENCH_FULL") == "1"
 SCALE = float(os.environ.get("BENCH_ROUNDS", "1"))
 ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
 # The worker model `reporting-proxy serve` defaults to; chosen from goal 4's measurement.
-SERVICE_WORKERS = Workers(2, 4)
+SERVICE_WORKERS = Workers(3, 2)
 
 
 def log(message: str) -> None:
