@@ -98,4 +98,4 @@ def run(answer: bytes, native: dict[str, Any], payload: dict[str, Any], rounds: 
                 f"{CONNECTIONS} connections)")
             results.append(entry)
     best = max(results, key=lambda entry: entry["service_rps"])
-    return {"models": results, "best": best}
+    return {"models": results, "best": best, "forwarder_best": max(results, key=lambda e: e["forwarder_rps"])}
