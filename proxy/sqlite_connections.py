@@ -44,3 +44,17 @@ class ThreadConnections:
             if conn.in_transaction:
                 self._local.conn = None
                 conn.close()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection inside one write transaction, rolled back on any failure."""
+        # IMMEDIATE takes the write lock up front (waiting on busy_timeout); a deferred
+        # transaction upgrading from read to write fails at once under WAL instead.
+        with self.connection() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")

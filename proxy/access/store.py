@@ -12,7 +12,7 @@ import re
 import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -103,18 +103,8 @@ class AccessStore:
         with self._connections.connection() as conn:
             yield conn
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        # IMMEDIATE takes the write lock up front (waiting on busy_timeout); a deferred
-        # transaction upgrading from read to write fails at once under WAL instead.
-        with self._connect() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._connections.write()
 
     def add_organization(self, organization_id: str, name: str) -> None:
         """Register an organization; its id must be a UUID not registered yet."""
