@@ -163,11 +163,9 @@ class Limiter:
             row = conn.execute("SELECT count(*) FROM slots WHERE organization = ?", (organization,))
             return int(row.fetchone()[0])
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
         # A connection per thread, like the access store: nothing crosses threads or a fork.
-        with self._connections.connection() as conn:
-            yield conn
+        return self._connections.connection()
 
     def _write(self) -> AbstractContextManager[sqlite3.Connection]:
         return self._connections.write()

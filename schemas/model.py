@@ -9,6 +9,13 @@ from zoneinfo import ZoneInfo
 Scalar = str | int | float | None
 
 
+def scalar_text(value: Scalar) -> str | None:
+    """A filter value as the text a string dimension is compared with (5.0 → "5")."""
+    if value is None or isinstance(value, str):
+        return value
+    return str(int(value)) if float(value).is_integer() else repr(value)
+
+
 @dataclass(frozen=True)
 class Interval:
     """Half-open `[start, end)` in absolute time, with the zone buckets are aligned in."""

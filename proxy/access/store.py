@@ -11,8 +11,8 @@ import hmac
 import re
 import secrets
 import sqlite3
-from collections.abc import Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -96,12 +96,10 @@ class AccessStore:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.executescript(_SCHEMA)
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
         # A connection per thread and process: nothing is shared across threads or inherited
         # through gunicorn's fork. Autocommit, so every read sees the latest revocation.
-        with self._connections.connection() as conn:
-            yield conn
+        return self._connections.connection()
 
     def _write(self) -> AbstractContextManager[sqlite3.Connection]:
         return self._connections.write()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
@@ -80,17 +79,12 @@ def _load_druid(paths: Sequence[Path], summary: FileSummary, settings: Settings,
 def _load_embedded(
     paths: Sequence[Path], summary: FileSummary, settings: Settings, echo: Echo
 ) -> Any:
-    name = "proxy.backends.embedded.loader"
+    # Imported here so `gen` and Druid loads never import DuckDB.
+    from proxy.backends.embedded.loader import EmbeddedLoadError, load_into_embedded
+
     try:
-        # By name: the embedded loader may be absent from a checkout, and `gen` must still work.
-        module = importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name is None or not name.startswith(exc.name):
-            raise
-        raise click.ClickException(f"the embedded backend has no loader yet ({name})") from exc
-    try:
-        return module.load_into_embedded(paths, summary, settings, echo)
-    except module.EmbeddedLoadError as exc:
+        return load_into_embedded(paths, summary, settings, echo)
+    except EmbeddedLoadError as exc:
         raise click.ClickException(f"embedded: {exc}") from exc
 
 

@@ -19,6 +19,7 @@ from proxy.catalog import (
 )
 from proxy.result import ResultPlan
 from schemas.model import (
+    scalar_text,
     Aggregation,
     And,
     Bound,
@@ -76,11 +77,6 @@ def _column(dimension: str) -> str:
     return DIMENSION_COLUMNS[dimension]
 
 
-def _text(value: Scalar) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    return str(int(value)) if float(value).is_integer() else repr(value)
-
 
 def _is_null(dimension: str) -> Json:
     return {"type": "null", "column": _column(dimension)}
@@ -91,20 +87,20 @@ def _not(native: Json) -> Json:
 
 
 def _selector(leaf: Selector) -> Json:
-    return {"type": "selector", "dimension": _column(leaf.dimension), "value": _text(leaf.value)}
+    return {"type": "selector", "dimension": _column(leaf.dimension), "value": scalar_text(leaf.value)}
 
 
 def _in(leaf: In) -> Json:
-    values = sorted({text for text in map(_text, leaf.values) if text is not None})
+    values = sorted({text for text in map(scalar_text, leaf.values) if text is not None})
     return {"type": "in", "dimension": _column(leaf.dimension), "values": values}
 
 
 def _bound(leaf: Bound) -> Json:
     native: Json = {"type": "bound", "dimension": _column(leaf.dimension), "ordering": leaf.ordering}
     if leaf.lower is not None:
-        native.update(lower=_text(leaf.lower), lowerStrict=leaf.lower_strict)
+        native.update(lower=scalar_text(leaf.lower), lowerStrict=leaf.lower_strict)
     if leaf.upper is not None:
-        native.update(upper=_text(leaf.upper), upperStrict=leaf.upper_strict)
+        native.update(upper=scalar_text(leaf.upper), upperStrict=leaf.upper_strict)
     return native
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from proxy.catalog import DIMENSION_COLUMNS, ORGANIZATION_COLUMN, TIME_COLUMN
 from proxy.result import ResultPlan
 from schemas.model import (
+    scalar_text,
     Aggregation,
     And,
     Bound,
@@ -75,12 +76,6 @@ def _kind(dimension: str) -> DimensionKind:
     return DIMENSIONS[dimension]
 
 
-def _text(value: Scalar) -> str | None:
-    # The same text the Druid translator sends: numbers for string dimensions compare as text.
-    if value is None or isinstance(value, str):
-        return value
-    return str(int(value)) if float(value).is_integer() else repr(value)
-
 
 def _number(value: Scalar) -> int | float:
     # The schemas only let numbers (or numeric strings) through for numeric comparisons.
@@ -103,7 +98,7 @@ def _number(value: Scalar) -> int | float:
 
 
 def _value(dimension: str, value: Scalar) -> Any:
-    return _number(value) if _kind(dimension) is DimensionKind.NUMBER else _text(value)
+    return _number(value) if _kind(dimension) is DimensionKind.NUMBER else scalar_text(value)
 
 
 def _join(parts: Sequence[Fragment], separator: str) -> Fragment:
@@ -153,7 +148,7 @@ def _in(leaf: In) -> Fragment:
 
 def _bound_predicate(leaf: Bound) -> Predicate:
     numeric = leaf.ordering == "numeric"
-    convert: Callable[[Scalar], Any] = _number if numeric else _text
+    convert: Callable[[Scalar], Any] = _number if numeric else scalar_text
     cast = not numeric and _kind(leaf.dimension) is DimensionKind.NUMBER
     sides = [
         (leaf.lower, ">" if leaf.lower_strict else ">="),
