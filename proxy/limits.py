@@ -186,7 +186,8 @@ class Limiter:
 
     def _release(self, slot: int) -> None:
         try:
-            with self._write() as conn:
+            # One statement is its own transaction: no read precedes the write to go stale.
+            with self._connect() as conn:
                 conn.execute("DELETE FROM slots WHERE id = ?", (slot,))
         except sqlite3.Error:
             log.exception("could not release limiter slot %d; it expires on its own", slot)
@@ -195,17 +196,24 @@ class Limiter:
         self, conn: sqlite3.Connection, organization: str, principal: str, now: float
     ) -> list[tuple[str, float]]:
         keys = [
-            (f"org:{organization}", self.limits.per_org_per_min, "organization"),
-            (f"principal:{organization}:{principal}", self.limits.per_principal_per_min, "credential"),
+            (key, per_min, whose)
+            for key, per_min, whose in (
+                (f"org:{organization}", self.limits.per_org_per_min, "organization"),
+                (f"principal:{organization}:{principal}", self.limits.per_principal_per_min, "credential"),
+            )
+            if per_min
         ]
+        if not keys:
+            return []
+        marks = ", ".join("?" * len(keys))
+        stored = dict(conn.execute(f"SELECT key, tat FROM rates WHERE key IN ({marks})", [k for k, _, _ in keys]))
         charged: list[tuple[str, float]] = []
         for key, per_min, whose in keys:
-            if per_min:
-                tat = _next_arrival(conn, key, per_min, now)
-                if tat - now > _WINDOW_SECS:
-                    wait = math.ceil(tat - now - _WINDOW_SECS)
-                    raise TooManyRequests(f"More than {per_min} queries a minute for this {whose}.", wait)
-                charged.append((key, tat))
+            tat = _next_arrival(stored.get(key), per_min, now)
+            if tat - now > _WINDOW_SECS:
+                wait = math.ceil(tat - now - _WINDOW_SECS)
+                raise TooManyRequests(f"More than {per_min} queries a minute for this {whose}.", wait)
+            charged.append((key, tat))
         return charged
 
     def _take_slot(self, conn: sqlite3.Connection, organization: str, principal: str, now: float) -> int:
@@ -247,9 +255,8 @@ class Limiter:
         return bool(dead or stale)
 
 
-def _next_arrival(conn: sqlite3.Connection, key: str, per_min: int, now: float) -> float:
-    row = conn.execute("SELECT tat FROM rates WHERE key = ?", (key,)).fetchone()
-    tat = float(row[0]) if row else now
+def _next_arrival(stored: float | None, per_min: int, now: float) -> float:
+    tat = now if stored is None else float(stored)
     # A time further ahead than one window can only come from a clock that jumped back: reset.
     if tat - now > _WINDOW_SECS:
         tat = now
