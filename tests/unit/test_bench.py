@@ -43,3 +43,16 @@ def test_interleaved_rounds_rotate_who_goes_first() -> None:
 )
 def test_a_session_goes_to_the_utc_month_or_iso_week_of_its_start(line: bytes, weekly: bool, part: str) -> None:
     assert _utc_part(line, weekly) == part
+
+
+def test_new_bodies_are_one_query_in_more_distinct_bodies_than_the_parse_cache_holds() -> None:
+    import orjson
+
+    from bench.throughput import distinct_bodies
+    from proxy.app import _CACHED_BODIES, _CACHED_BODY_BYTES
+
+    payload = {"granularity": "day", "aggregations": [{"type": "count"}]}
+    bodies = distinct_bodies(payload)
+    assert len(set(bodies)) == len(bodies) > _CACHED_BODIES
+    assert all(orjson.loads(body) == payload for body in bodies)
+    assert all(len(body) <= _CACHED_BODY_BYTES for body in bodies)
