@@ -1,4 +1,5 @@
-"""QueryWatch on its own, and DruidClient against a loopback broker that stalls on purpose.
+"""QueryWatch on its own (one watcher thread per process), and DruidClient against a loopback
+broker that stalls on purpose.
 
 The stalling broker answers `DELETE` with 202 and records it; a `POST` either never answers,
 or sends its headers and a first chunk and then nothing. Every case must end within the
@@ -7,10 +8,11 @@ budget plus a small slack, with the cancel sent.
 
 from __future__ import annotations
 
-import socket
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 import pytest
@@ -18,6 +20,7 @@ import pytest
 from proxy.backends.druid.client import DruidClient
 from proxy.backends.druid.watch import QueryWatch
 from proxy.errors import BackendTimeout, BackendUnavailable, ClientDisconnected, ProxyError
+from tests.unit.stub_broker import Answer, Stall, StubBroker, refused_connects, stub_broker
 
 SLACK_SECS = 0.5
 QUERY = {"queryType": "timeseries", "context": {"queryId": "q-1"}}
@@ -64,47 +67,62 @@ def test_expire_fires_at_once_and_only_once() -> None:
     assert (watch.reason, calls.events) == ("deadline", ["cancel"])
 
 
-@dataclass
-class StallingBroker:
-    """A loopback HTTP server: POST stalls (`headers_first` or not), DELETE gets 202."""
-
-    headers_first: bool
-    requests: list[str] = field(default_factory=list)
-    delete_at: list[float] = field(default_factory=list)
-
-    def serve(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
-
-    def _handle(self, conn: socket.socket) -> None:
-        with conn:
-            head = conn.recv(65536).decode("latin-1")
-            self.requests.append(head.split("\r\n", 1)[0])
-            if head.startswith("DELETE"):
-                self.delete_at.append(time.monotonic())
-                conn.sendall(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
-                return
-            if self.headers_first:
-                conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n[\r\n")
-            conn.settimeout(10)
-            try:
-                while conn.recv(65536):  # b"" once the client cuts the connection
-                    pass
-            except OSError:
-                pass
+def test_a_stream_attached_after_the_watch_fired_is_cut_at_once() -> None:
+    calls = Calls()
+    with QueryWatch(60.0, calls.record("cancel")) as watch:
+        watch.expire()
+        watch.attach(calls.record("cut"))
+    assert sorted(calls.events) == ["cancel", "cut"]
 
 
-@pytest.fixture(params=[False, True], ids=["stalls_before_headers", "stalls_mid_body"])
-def broker(request: pytest.FixtureRequest) -> Iterator[tuple[str, StallingBroker]]:
-    stalling = StallingBroker(headers_first=request.param)
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        threading.Thread(target=stalling.serve, args=(listener,), daemon=True).start()
-        host, port = listener.getsockname()
-        yield f"http://{host}:{port}", stalling
+def _watch_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == "druid-query-watch"]
+
+
+def test_one_watcher_thread_serves_every_query() -> None:
+    calls = Calls()
+    with ExitStack() as stack:
+        watches = [stack.enter_context(QueryWatch(0.05 * (i + 1), calls.record(f"cancel-{i}"), poll_secs=0.01)) for i in range(5)]
+        time.sleep(0.35)
+        assert len(_watch_threads()) == 1
+    assert [watch.reason for watch in watches] == ["deadline"] * 5
+    assert sorted(calls.events) == [f"cancel-{i}" for i in range(5)]
+
+
+def test_a_slow_cancel_does_not_hold_up_other_queries() -> None:
+    stuck = threading.Event()
+    calls, started = Calls(), time.monotonic()
+    with QueryWatch(0.05, lambda: stuck.wait(2), poll_secs=0.01, cancel_grace_secs=0.0):
+        with QueryWatch(0.2, calls.record("cancel"), poll_secs=0.01) as second:
+            second.attach(calls.record("cut"))
+            time.sleep(0.3)
+            assert calls.events == ["cut", "cancel"]
+    stuck.set()
+    assert time.monotonic() - started < 0.3 + SLACK_SECS
+
+
+def test_a_forked_child_watches_with_its_own_thread() -> None:
+    with QueryWatch(60.0, lambda: None):
+        pass  # the parent's watcher thread runs from now on
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if its query is cut by the deadline
+        with QueryWatch(0.05, lambda: None, poll_secs=0.01) as watch:
+            time.sleep(0.3)
+        os._exit(0 if watch.reason == "deadline" and len(_watch_threads()) == 1 else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.fixture(params=["before_headers", "mid_body"], ids=["stalls_before_headers", "stalls_mid_body"])
+def stall(request: pytest.FixtureRequest) -> Stall:
+    return request.param
+
+
+@pytest.fixture
+def broker(stall: Stall) -> Iterator[StubBroker]:
+    with stub_broker() as stub:
+        stub.on("POST", "/druid/v2/", Answer(stall=stall))
+        yield stub
 
 
 def _run(client: DruidClient, budget: float, gone: Callable[[], bool]) -> tuple[type[ProxyError], float]:
@@ -114,28 +132,26 @@ def _run(client: DruidClient, budget: float, gone: Callable[[], bool]) -> tuple[
     return type(raised.value), time.monotonic() - started
 
 
-def test_a_stalled_broker_costs_the_budget_and_gets_cancelled(broker: tuple[str, StallingBroker]) -> None:
-    url, stalling = broker
-    error, elapsed = _run(DruidClient(url, 1.0), 0.6, lambda: False)
+def test_a_stalled_broker_costs_the_budget_and_gets_cancelled(broker: StubBroker) -> None:
+    error, elapsed = _run(DruidClient(broker.url, 1.0), 0.6, lambda: False)
     assert error is BackendTimeout
     assert 0.6 <= elapsed < 0.6 + SLACK_SECS
-    assert stalling.requests == ["POST /druid/v2/ HTTP/1.1", "DELETE /druid/v2/q-1 HTTP/1.1"]
+    broker.wait_for("DELETE /druid/v2/q-1")
+    assert broker.lines() == ["POST /druid/v2/", "DELETE /druid/v2/q-1"]
 
 
-def test_a_caller_hanging_up_cancels_at_once(broker: tuple[str, StallingBroker]) -> None:
-    url, stalling = broker
+def test_a_caller_hanging_up_cancels_at_once(broker: StubBroker, stall: Stall) -> None:
     started = time.monotonic()
     gone = lambda: time.monotonic() - started > 0.2  # noqa: E731
-    error, elapsed = _run(DruidClient(url, 1.0), 1.5, gone)
+    error, elapsed = _run(DruidClient(broker.url, 1.0), 0.8, gone)
     assert error is ClientDisconnected
-    assert stalling.delete_at[0] - started < 0.2 + SLACK_SECS
+    assert broker.wait_for("DELETE /druid/v2/q-1").at - started < 0.2 + SLACK_SECS
     # Mid-body the stream is cut and the worker is free at once. Before any header only
     # Druid's answer to the cancel frees it, and this broker never answers: the budget does.
-    assert elapsed < (0.2 if stalling.headers_first else 1.5) + SLACK_SECS
+    assert elapsed < (0.2 if stall == "mid_body" else 0.8) + SLACK_SECS
 
 
 def test_a_refused_connection_is_unavailable_at_once() -> None:
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        host, port = listener.getsockname()
-    error, elapsed = _run(DruidClient(f"http://{host}:{port}", 1.0), 5.0, lambda: False)
+    with refused_connects() as url:
+        error, elapsed = _run(DruidClient(url, 1.0), 5.0, lambda: False)
     assert (error, elapsed < 0.5) == (BackendUnavailable, True)
