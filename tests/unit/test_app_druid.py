@@ -1,26 +1,24 @@
-"""The HTTP contract over a broker mocked at the transport: access order, errors, faults."""
+"""The HTTP contract over a stub broker on a loopback port: access order, errors, faults."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import replace
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
-import requests
-import responses
 from flask.testing import FlaskClient
-from responses import matchers
 
 from proxy.access.store import AccessStore
 from proxy.app import create_app
 from proxy.settings import Settings
+from tests.unit.stub_broker import Answer, StubBroker, refused_connects, stub_broker, unanswered_connects
 
-BROKER = "http://druid.test:8082"
 ORG = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 OTHER_ORG = "0b5c1e3e-8a7e-4c39-9a2a-7a1f9f3c2d10"
 UNKNOWN_ORG = "9d4b7e2a-1111-4c39-9a2a-7a1f9f3c2d10"
@@ -36,11 +34,17 @@ DRUID_ROWS = [{"timestamp": "2019-01-01T00:00:00.000+02:00", "result": {"visitor
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def broker() -> Iterator[StubBroker]:
+    with stub_broker() as stub:
+        yield stub
+
+
+@pytest.fixture
+def settings(tmp_path: Path, broker: StubBroker) -> Settings:
     return Settings(
         backend="druid",
         data_dir=tmp_path,
-        druid_broker_url=BROKER,
+        druid_broker_url=broker.url,
         request_timeout_secs=3.0,
         jwt_algorithm="HS256",
         jwt_secret=SECRET,
@@ -60,12 +64,6 @@ def keys(settings: Settings) -> dict[str, str]:
 @pytest.fixture
 def client(settings: Settings, keys: dict[str, str]) -> FlaskClient:
     return create_app(settings).test_client()
-
-
-@pytest.fixture
-def broker() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
-        yield mock
 
 
 def _jwt(**claims: Any) -> str:
@@ -120,26 +118,26 @@ def test_access_is_checked_before_anything_else(
 
 @pytest.mark.parametrize("credential", ["good_key", "good_jwt"])
 def test_seed_example_through_the_service(
-    client: FlaskClient, broker: responses.RequestsMock, keys: dict[str, str], credential: str
+    client: FlaskClient, broker: StubBroker, keys: dict[str, str], credential: str
 ) -> None:
-    call = broker.post(f"{BROKER}/druid/v2/", json=DRUID_ROWS)
+    broker.on("POST", "/druid/v2/", Answer.json(DRUID_ROWS))
     response = client.post(URL, json=QUERY, headers={**_header(keys, credential), "X-Request-Id": "req-42"})
     assert response.status_code == 200
     assert response.json == {
         "fields": [{"name": "timestamp", "type": "dimension"}, {"name": "visitor_id_hyper_unique", "type": "metric"}],
         "data": [["2019-01-01T00:00:00.000+02:00", 212.05452]],
     }
-    sent = json.loads(call.calls[0].request.body)
+    (sent,) = [request.json() for request in broker.received]
     assert sent["context"] == {"queryId": "req-42", "timeout": 2850, "skipEmptyBuckets": True}
     assert sent["filter"]["fields"][0]["matchValue"] == ORG
 
 
-def test_explain_runs_nothing(client: FlaskClient, keys: dict[str, str], broker: responses.RequestsMock) -> None:
+def test_explain_runs_nothing(client: FlaskClient, keys: dict[str, str], broker: StubBroker) -> None:
     response = client.post(URL + "?explain=true", json=QUERY, headers=_header(keys, "good_key"))
     assert response.status_code == 200
     assert response.json["backend"] == "druid"
     assert response.json["query"]["queryType"] == "timeseries"
-    assert len(broker.calls) == 0
+    assert broker.received == []
 
 
 @pytest.mark.parametrize(
@@ -178,7 +176,7 @@ def test_routing_errors_are_json(client: FlaskClient, method: str, path: str, st
     assert (response.status_code, response.json["code"]) == (status, code)
 
 
-def _druid_error(category: str, status: int) -> dict[str, Any]:
+def _druid_error(category: str, status: int) -> Answer:
     body = {
         "error": "druidException",
         "errorCode": "x",
@@ -187,65 +185,95 @@ def _druid_error(category: str, status: int) -> dict[str, Any]:
         "errorMessage": "secret internals at historical-7:8083",
         "context": {"host": "historical-7:8083"},
     }
-    return {"json": body, "status": status}
+    return Answer.json(body, status)
 
 
 @pytest.mark.parametrize(
-    ("mocked", "status", "code"),
+    ("answer", "status", "code"),
     [
-        ({"body": requests.ConnectionError("refused")}, 503, "backend_unavailable"),
-        ({"body": requests.ConnectTimeout("connect timeout")}, 503, "backend_unavailable"),
-        ({"body": requests.ReadTimeout("read timeout")}, 504, "backend_timeout"),
+        (Answer(stall="before_headers"), 504, "backend_timeout"),
         (_druid_error("TIMEOUT", 504), 504, "backend_timeout"),
         (_druid_error("CAPACITY_EXCEEDED", 429), 503, "backend_overloaded"),
         (_druid_error("RUNTIME_FAILURE", 500), 502, "backend_error"),
         (_druid_error("INVALID_INPUT", 400), 502, "backend_error"),
-        ({"json": {"error": "Query timeout", "errorClass": "x", "host": "h"}, "status": 500}, 504, "backend_timeout"),
-        ({"json": {"error": "Resource limit exceeded"}, "status": 400}, 400, "invalid_request"),
-        ({"body": "<html>Bad gateway</html>", "status": 502, "content_type": "text/html"}, 503, "backend_unavailable"),
-        ({"body": '[{"timestamp": "2019-01-01T00:00:00.000+02:00", "res', "status": 200}, 502, "backend_error"),
-        ({"json": {"unexpected": "object"}, "status": 200}, 502, "backend_error"),
-        ({"json": [{"no_timestamp": 1}], "status": 200}, 502, "backend_error"),
+        (Answer.json({"error": "Query timeout", "errorClass": "x", "host": "h"}, 500), 504, "backend_timeout"),
+        (Answer.json({"error": "Resource limit exceeded"}, 400), 400, "invalid_request"),
+        (Answer(502, b"<html>Bad gateway</html>", "text/html"), 503, "backend_unavailable"),
+        (Answer(200, b'[{"timestamp": "2019-01-01T00:00:00.000+02:00", "res'), 502, "backend_error"),
+        (Answer(200, b'[{"timestamp": "2019-01-01T00:00:00.000+02:00", "result": {}}]', truncate_at=20), 503, "backend_unavailable"),
+        (Answer.json({"unexpected": "object"}), 502, "backend_error"),
+        (Answer.json([{"no_timestamp": 1}]), 502, "backend_error"),
+    ],
+    ids=[
+        "no_answer_in_the_budget", "druid_timeout", "druid_capacity", "druid_runtime_failure", "druid_invalid_input",
+        "legacy_timeout", "legacy_resource_limit", "html_bad_gateway", "truncated_200", "connection_dropped_mid_body",
+        "object_instead_of_rows", "rows_without_timestamp",
     ],
 )
 def test_broker_failures_are_mapped(
-    client: FlaskClient, broker: responses.RequestsMock, keys: dict[str, str], mocked: dict[str, Any], status: int, code: str
+    settings: Settings, broker: StubBroker, keys: dict[str, str], answer: Answer, status: int, code: str
 ) -> None:
-    broker.post(f"{BROKER}/druid/v2/", **mocked)
-    if code == "backend_timeout":  # Druid's own timeout too: the cancel is unconditional
-        broker.delete(f"{BROKER}/druid/v2/req-7", status=202)
+    broker.on("POST", "/druid/v2/", answer)
+    client = create_app(replace(settings, request_timeout_secs=0.5)).test_client()
     response = client.post(URL, json=QUERY, headers={**_header(keys, "good_key"), "X-Request-Id": "req-7"})
     assert (response.status_code, response.json["code"]) == (status, code)
     assert "historical" not in response.get_data(as_text=True)
     assert ("Retry-After" in response.headers) == (status == 503)
+    if code == "backend_timeout":  # Druid's own timeout too: the cancel is unconditional
+        broker.wait_for("DELETE /druid/v2/req-7")
+    assert broker.lines() == ["POST /druid/v2/"] + (["DELETE /druid/v2/req-7"] if code == "backend_timeout" else [])
 
 
-def test_timeout_cancels_the_druid_query(client: FlaskClient, broker: responses.RequestsMock, keys: dict[str, str]) -> None:
-    broker.post(f"{BROKER}/druid/v2/", body=requests.ReadTimeout("slow"))
-    cancel = broker.delete(f"{BROKER}/druid/v2/req-9", status=202)
+@pytest.mark.parametrize("unreachable", [refused_connects, unanswered_connects], ids=["refused", "connect_timeout"])
+def test_an_unreachable_broker_is_unavailable(
+    settings: Settings, keys: dict[str, str], unreachable: Callable[[], AbstractContextManager[str]]
+) -> None:
+    with unreachable() as url:
+        app = create_app(replace(settings, druid_broker_url=url, connect_timeout_secs=0.2))
+        started = time.monotonic()
+        response = app.test_client().post(URL, json=QUERY, headers=_header(keys, "good_key"))
+    assert (response.status_code, response.json["code"]) == (503, "backend_unavailable")
+    assert time.monotonic() - started < 0.5  # the connect timeout and some slack
+
+
+def test_a_broker_slower_than_the_connect_timeout_still_answers_in_the_budget(
+    settings: Settings, broker: StubBroker, keys: dict[str, str]
+) -> None:
+    broker.on("POST", "/druid/v2/", replace(Answer.json(DRUID_ROWS), delay_secs=0.4))
+    client = create_app(replace(settings, connect_timeout_secs=0.2)).test_client()
+    response = client.post(URL, json=QUERY, headers=_header(keys, "good_key"))
+    assert response.status_code == 200
+
+
+def test_timeout_cancels_the_druid_query(settings: Settings, broker: StubBroker, keys: dict[str, str]) -> None:
+    broker.on("POST", "/druid/v2/", Answer(stall="before_headers"))
+    client = create_app(replace(settings, request_timeout_secs=0.3)).test_client()
     client.post(URL, json=QUERY, headers={**_header(keys, "good_key"), "X-Request-Id": "req-9"})
-    assert cancel.call_count == 1
+    broker.wait_for("DELETE /druid/v2/req-9")
+    assert broker.lines().count("DELETE /druid/v2/req-9") == 1
 
 
-def test_a_budget_spent_before_the_call_is_504_without_asking_druid(settings: Settings, keys: dict[str, str], broker: responses.RequestsMock) -> None:
-    # Nothing is registered on the broker: a query sent anyway would fail as 503.
+def test_a_budget_spent_before_the_call_is_504_without_asking_druid(settings: Settings, keys: dict[str, str], broker: StubBroker) -> None:
     client = create_app(replace(settings, request_timeout_secs=1e-6)).test_client()
     response = client.post(URL, json=QUERY, headers=_header(keys, "good_key"))
     assert (response.status_code, response.json["code"]) == (504, "backend_timeout")
+    assert broker.received == []
 
 
-def test_the_lane_setting_goes_into_the_context(settings: Settings, keys: dict[str, str], broker: responses.RequestsMock) -> None:
+def test_the_lane_setting_goes_into_the_context(settings: Settings, keys: dict[str, str], broker: StubBroker) -> None:
     client = create_app(replace(settings, druid_lane="limited")).test_client()
-    context = {"queryId": "req-3", "timeout": 2850, "skipEmptyBuckets": True, "lane": "limited"}
-    broker.post(f"{BROKER}/druid/v2/", json=DRUID_ROWS, match=[matchers.json_params_matcher({"context": context}, strict_match=False)])
+    broker.on("POST", "/druid/v2/", Answer.json(DRUID_ROWS))
     response = client.post(URL, json=QUERY, headers={**_header(keys, "good_key"), "X-Request-Id": "req-3"})
     assert response.status_code == 200
+    (sent,) = [request.json() for request in broker.received]
+    assert sent["context"] == {"queryId": "req-3", "timeout": 2850, "skipEmptyBuckets": True, "lane": "limited"}
 
 
-def test_query_body_is_exactly_the_translation(client: FlaskClient, broker: responses.RequestsMock, keys: dict[str, str]) -> None:
+def test_query_body_is_exactly_the_translation(client: FlaskClient, broker: StubBroker, keys: dict[str, str]) -> None:
     expected = json.loads((Path(__file__).parent.parent / "golden/druid/seed_example_unique_visitors_helsinki.json").read_text())["expected"]
     expected["context"] = {"queryId": "req-1", "timeout": 2850, "skipEmptyBuckets": True}
     seed = {**QUERY, "filters": [*QUERY["filters"], {"type": "selector", "dimension": "country", "value": "FI"}]}
-    broker.post(f"{BROKER}/druid/v2/", json=DRUID_ROWS, match=[matchers.json_params_matcher(expected)])
+    broker.on("POST", "/druid/v2/", Answer.json(DRUID_ROWS))
     response = client.post(URL, json=seed, headers={**_header(keys, "good_key"), "X-Request-Id": "req-1"})
     assert response.status_code == 200
+    assert [request.json() for request in broker.received] == [expected]

@@ -1,4 +1,4 @@
-"""HTTP client for a Druid broker: the only module that speaks `requests` on the serving path.
+"""HTTP client for a Druid broker: urllib3 straight, one connection pool shared by the threads.
 
 Druid's failures are mapped to the service's error tree here, at the boundary:
 refused/unreachable → BackendUnavailable, over capacity → BackendOverloaded, deadline →
@@ -9,13 +9,18 @@ BackendTimeout (and the query is cancelled on the broker), caller gone → Clien
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import orjson
-import requests
+from urllib3 import BaseHTTPResponse, HTTPConnectionPool, HTTPSConnectionPool, Timeout
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, ReadTimeoutError
+from urllib3.util import Url, parse_url
 
 from proxy.backends.druid.watch import QueryWatch, Reason
 from proxy.disconnect import ClientGone, never_gone
@@ -53,32 +58,33 @@ _WATCH_ERRORS: dict[Reason, type[ProxyError]] = {
     "deadline": BackendTimeout,
     "disconnected": ClientDisconnected,
 }
-_CHUNK_BYTES = 64 * 1024
+_JSON_HEADERS = {"Content-Type": "application/json"}
+# Above any worker's thread count plus its cancels in flight; only connections that were in use
+# at the same time are ever kept, and past this many a connection is closed after its call.
+_POOL_CONNECTIONS = 32
+# Cancels and readiness checks answer at once when the broker is well.
+_SHORT_READ_SECS = 2.0
 
 
 class DruidClient:
-    """Posts native queries to one broker with a pooled session per thread."""
+    """Posts native queries to one broker over keep-alive connections pooled per process."""
 
     def __init__(self, broker_url: str, connect_timeout_secs: float) -> None:
         self.broker_url = broker_url.rstrip("/")
         self.connect_timeout_secs = connect_timeout_secs
-        self._local = threading.local()
+        self._url = parse_url(self.broker_url)
+        if not self._url.host:
+            raise ValueError(f"no host in the broker URL {broker_url!r}")
+        self._path = self._url.path or ""
+        self._pools: dict[int, HTTPConnectionPool] = {}
 
-    def _session(self) -> requests.Session:
-        session: requests.Session | None = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
-            # The broker URL is configured, not discovered: without this, every query scans the
-            # environment for proxy variables and .netrc (~160 µs CPU a request on the bench box).
-            session.trust_env = False
-        return session
-
-    def _drop_session(self) -> None:
-        # A cut stream may leave a half-read connection behind: start the next query afresh.
-        session: requests.Session | None = getattr(self._local, "session", None)
-        self._local.session = None
-        if session is not None:
-            session.close()
+    def _pool(self) -> HTTPConnectionPool:
+        # By process id: a forked child must not share its parent's sockets.
+        pid = os.getpid()
+        pool = self._pools.get(pid)
+        if pool is None:
+            pool = self._pools.setdefault(pid, _broker_pool(self._url))  # atomic: one wins
+        return pool
 
     def query(
         self, native: dict[str, Any], budget_secs: float, client_gone: ClientGone = never_gone
@@ -99,32 +105,29 @@ class DruidClient:
             except BackendTimeout:
                 watch.expire()  # our clock or Druid's: either way Druid is told to stop
                 raise
-            finally:
-                if watch.reason is not None:
-                    self._drop_session()
 
     def _post(self, native: dict[str, Any], watch: QueryWatch) -> tuple[int, bytes]:
         remaining = max(watch.remaining(), 0.001)
         try:
-            response = self._session().post(
-                f"{self.broker_url}/druid/v2/",
-                data=orjson.dumps(native),
-                headers={"Content-Type": "application/json"},
-                timeout=(min(self.connect_timeout_secs, remaining), remaining),
-                stream=True,
+            response = self._pool().urlopen(
+                "POST",
+                f"{self._path}/druid/v2/",
+                body=orjson.dumps(native),
+                headers=_JSON_HEADERS,
+                timeout=Timeout(connect=min(self.connect_timeout_secs, remaining), read=remaining),
+                retries=False,
+                redirect=False,
+                preload_content=False,
             )
-            with response:
-                watch.attach(partial(_cut, response))
-                return response.status_code, _read(response, watch)
-        except requests.ConnectTimeout as exc:
-            # Timeout is a ConnectionError subclass for connect timeouts: test it first.
+            return response.status, _read(response, watch)
+        except ConnectTimeoutError as exc:
+            # Refused and unreachable (NewConnectionError) are connect timeouts to urllib3 too.
             raise BackendUnavailable(_MESSAGES[BackendUnavailable]) from exc
-        except requests.Timeout as exc:
+        except ReadTimeoutError as exc:
             _raise_if_fired(watch, exc)
             raise BackendTimeout(_MESSAGES[BackendTimeout]) from exc
-        except requests.RequestException as exc:
-            # A stream the watch cut, or a read timeout mid-body (requests calls it a
-            # ConnectionError), or the broker going away.
+        except HTTPError as exc:
+            # A stream the watch cut, or the broker going away mid-answer.
             _raise_if_fired(watch, exc)
             if watch.remaining() <= 0:
                 raise BackendTimeout(_MESSAGES[BackendTimeout]) from exc
@@ -135,46 +138,98 @@ class DruidClient:
         if not query_id:
             return
         try:
-            # A one-off session: this runs on the watch's thread, not the worker's; like the
-            # query it ignores proxy variables, so it goes where the query went.
-            with requests.Session() as session:
-                session.trust_env = False
-                session.delete(
-                    f"{self.broker_url}/druid/v2/{query_id}", timeout=(self.connect_timeout_secs, 2.0)
-                )
-        except requests.RequestException:
+            self._request("DELETE", f"/druid/v2/{query_id}")
+        except HTTPError:
             log.warning("could not cancel druid query %s", query_id)
 
     def ready(self) -> bool:
         """Whether the broker has synced its segment view and accepts queries."""
         try:
-            response = self._session().get(
-                f"{self.broker_url}/druid/broker/v1/readiness",
-                timeout=(self.connect_timeout_secs, 2.0),
-            )
-        except requests.RequestException:
+            return self._request("GET", "/druid/broker/v1/readiness").status == 200
+        except HTTPError:
             return False
-        return response.status_code == 200
+
+    def _request(self, method: str, path: str) -> BaseHTTPResponse:
+        return self._pool().urlopen(
+            method,
+            f"{self._path}{path}",
+            timeout=Timeout(connect=self.connect_timeout_secs, read=_SHORT_READ_SECS),
+            retries=False,
+            redirect=False,
+        )
 
 
-def _read(response: requests.Response, watch: QueryWatch) -> bytes:
-    chunks = []
-    for chunk in response.iter_content(_CHUNK_BYTES):
-        if watch.reason is not None:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _read(response: BaseHTTPResponse, watch: QueryWatch) -> bytes:
+    """The whole body, unless the watch cuts the stream first.
+
+    urllib3 hands the connection back to the pool once the body is read to its end, and closes
+    it first on any error, a cut included: nothing half-read goes back.
+    """
+    connection = response.connection
+    if isinstance(connection, _BrokerConnection):
+        watch.attach(connection.cutter())
+    return response.read()
 
 
-def _cut(response: requests.Response) -> None:
-    """Shut the response's socket down so a read blocked on it in another thread returns."""
-    connection = getattr(response.raw, "connection", None)
-    sock = getattr(connection, "sock", None)
-    if isinstance(sock, socket.socket):
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass  # already closed
+class _BrokerConnection(HTTPConnection):
+    """A pooled connection that a query's watch can cut only while that query is using it.
+
+    A watch may fire just after its answer was read in full, when the connection may already
+    serve another thread's query: counting the requests sent tells the two apart.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._guard = threading.Lock()
+        self._requests_sent = 0
+        self._was_cut = False
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        with self._guard:
+            self._requests_sent += 1
+            if self._was_cut:
+                # Cut while idle in the pool, too late for the pool's own check: connect afresh.
+                self._was_cut = False
+                self.close()
+        super().request(*args, **kwargs)
+
+    def cutter(self) -> Callable[[], None]:
+        """Shuts the socket down, so a read blocked on it in another thread returns, unless the
+        connection has moved on to another request by then."""
+        return partial(self._cut, self._requests_sent)
+
+    def _cut(self, request_number: int) -> None:
+        with self._guard:
+            sock = self.sock
+            if request_number != self._requests_sent or sock is None:
+                return
+            self._was_cut = True
+            try:
+                # The plain socket's shutdown: a TLS socket's own also drops its TLS state,
+                # under the feet of the thread reading from it.
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
+
+
+class _BrokerTLSConnection(_BrokerConnection, HTTPSConnection):
+    """The same over TLS."""
+
+
+class _BrokerPool(HTTPConnectionPool):
+    ConnectionCls = _BrokerConnection
+
+
+class _BrokerTLSPool(HTTPSConnectionPool):
+    ConnectionCls = _BrokerTLSConnection
+
+
+_POOLS: dict[str, type[HTTPConnectionPool]] = {"http": _BrokerPool, "https": _BrokerTLSPool}
+
+
+def _broker_pool(url: Url) -> HTTPConnectionPool:
+    """Thread-safe; never blocks for a free connection; no retries, redirects or proxies."""
+    return _POOLS[url.scheme or "http"](str(url.host), url.port, maxsize=_POOL_CONNECTIONS, block=False, retries=False)
 
 
 def _raise_if_fired(watch: QueryWatch, cause: BaseException | None = None) -> None:
