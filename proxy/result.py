@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence, Sized
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from itertools import islice
-from typing import Any
+from operator import itemgetter
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from proxy.buckets import format_timestamp, iter_buckets
@@ -16,10 +17,11 @@ from proxy.errors import BadRequest, ResultTooLarge
 from proxy.gc_pause import gc_paused
 from schemas.model import Aggregation, Interval, Query
 
-# A backend row: (bucket start in epoch milliseconds, group values + metric values in plan order).
-BackendRow = tuple[int, Sequence[Any]]
-# A row on its way out: bucket start and its normalized values.
-Prepared = tuple[int, list[Any]]
+# A backend row: the bucket start in epoch milliseconds, then the group values and the metric
+# values in plan order. Druid's array rows and DuckDB's tuples have this shape as they come.
+BackendRow = Sequence[Any]
+# A response row: the printed bucket start, the group values, the metric values.
+OutputRow = list[Any]
 
 
 @dataclass(frozen=True)
@@ -81,103 +83,130 @@ def plan_result(query: Query, max_buckets: int, max_rows: int) -> ResultPlan:
     return ResultPlan(query, starts, max_rows)
 
 
-_METRIC_DEFAULTS: dict[str, Callable[[Any], Any]] = {
-    "count": lambda value: 0 if value is None else int(value),
-    "hyperUnique": lambda value: 0.0 if value is None else float(value),
-    "avg": lambda value: None if value is None or not math.isfinite(value) else float(value),
+class _MetricOutput(NamedTuple):
+    """How a metric's backend values become response values."""
+
+    kept: type | None  # values of exactly this type are already response values
+    convert: Callable[[Any], Any]
+
+
+_METRIC_OUTPUTS: dict[str, _MetricOutput] = {
+    "count": _MetricOutput(int, lambda value: 0 if value is None else int(value)),
+    "hyperUnique": _MetricOutput(float, lambda value: 0.0 if value is None else float(value)),
+    # Every value converts: a float may be NaN or infinite, which the response shows as null.
+    "avg": _MetricOutput(None, lambda value: None if value is None or not math.isfinite(value) else float(value)),
 }
 
 
-def _normalizer(plan: ResultPlan) -> Callable[[Sequence[Any]], list[Any]]:
-    """Group values as they are, each metric through its type's default; looked up once per plan."""
-    width = len(plan.group_by)
-    converters = tuple(enumerate([_METRIC_DEFAULTS[agg.type] for agg in plan.metrics], start=width))
-
-    def normalize(values: Sequence[Any]) -> list[Any]:
-        row = list(values)
-        for index, convert in converters:
+def _convert_metrics(plan: ResultPlan, rows: list[OutputRow]) -> None:
+    """Each metric column through its type's conversion, in place; skipped when already converted."""
+    for index, agg in enumerate(plan.metrics, start=1 + len(plan.group_by)):
+        kept, convert = _METRIC_OUTPUTS[agg.type]
+        # One pass in C over the types is a third of a conversion pass in Python.
+        if kept is not None and set(map(type, map(itemgetter(index), rows))) <= {kept}:
+            continue
+        for row in rows:
             row[index] = convert(row[index])
-        return row
-
-    return normalize
 
 
-def _zero_filled(plan: ResultPlan, rows: Iterable[BackendRow]) -> list[Prepared]:
-    by_bucket = {bucket: values for bucket, values in rows}
+def _zero_filled(plan: ResultPlan, rows: Iterable[BackendRow]) -> list[OutputRow]:
+    by_bucket = {row[0]: row[1:] for row in rows}
     if plan.query.granularity == "all" and by_bucket:
         # Druid stamps the single bucket with its own idea of the start; there is only one.
         by_bucket = {plan.bucket_starts_ms[0]: next(iter(by_bucket.values()))}
-    empty = [None] * len(plan.metrics)
-    normalize = _normalizer(plan)
-    return [(bucket, normalize(by_bucket.get(bucket, empty))) for bucket in plan.bucket_starts_ms]
+    empty = (None,) * len(plan.metrics)
+    return [[bucket, *by_bucket.get(bucket, empty)] for bucket in plan.bucket_starts_ms]
 
 
-def _value_key(position: int) -> Callable[[Prepared], tuple[bool, Any]]:
-    return lambda row: (row[1][position] is not None, row[1][position])
+class _SortColumn(NamedTuple):
+    position: int  # in a row: 0 the bucket start, then the group values and the metric values
+    descending: bool
 
 
-def _timestamp_key(row: Prepared) -> int:
-    return row[0]
-
-
-def _sort_keys(plan: ResultPlan) -> list[tuple[Callable[[Prepared], Any], bool]]:
-    """Sort keys, most significant first: order_by, the other groups, and the timestamp."""
+def _sort_columns(plan: ResultPlan) -> tuple[_SortColumn, ...]:
+    """The order, most significant column first: order_by, the other groups, and the timestamp."""
     columns = [*plan.group_by, *(agg.output for agg in plan.metrics)]
     explicit = [order.field for order in plan.query.order_by]
-    groups = [(_value_key(columns.index(name)), False) for name in plan.group_by if name not in explicit]
+    groups = [_SortColumn(columns.index(name) + 1, False) for name in plan.group_by if name not in explicit]
+    timestamp = _SortColumn(0, False)
     if not explicit:
-        return [(_timestamp_key, False), *groups]
-    ordered = [(_value_key(columns.index(o.field)), o.descending) for o in plan.query.order_by]
-    return [*ordered, *groups, (_timestamp_key, False)]
+        return (timestamp, *groups)
+    ordered = [_SortColumn(columns.index(order.field) + 1, order.descending) for order in plan.query.order_by]
+    return (*ordered, *groups, timestamp)
 
 
-def _time_then_groups_key(width: int) -> Callable[[Prepared], tuple[Any, ...]]:
-    """The default order (timestamp, then each group ascending, nulls first) as one tuple key."""
-    if width == 1:
-        return lambda row: (row[0], (value := row[1][0]) is not None, value)
-
-    def key(row: Prepared) -> tuple[Any, ...]:
-        parts: list[Any] = [row[0]]
-        for value in row[1][:width]:
-            parts += (value is not None, value)
-        return tuple(parts)
-
-    return key
+def _in_order(rows: list[OutputRow], columns: tuple[_SortColumn, ...]) -> bool:
+    """Whether each row sorts at or after the one before it (nulls first ascending, last descending)."""
+    for previous, row in zip(rows, islice(rows, 1, None)):
+        for index, descending in columns:
+            before, after = (row[index], previous[index]) if descending else (previous[index], row[index])
+            if before != after:
+                if before is None or (after is not None and before < after):
+                    break
+                return False
+    return True
 
 
-def _ordered(plan: ResultPlan, rows: list[Prepared]) -> list[Prepared]:
-    if not plan.query.order_by:
-        # All ascending: one pass with a tuple key instead of one pass per key (large results).
-        rows.sort(key=_time_then_groups_key(len(plan.group_by)))
-        return rows
-    # Stable sorts from the least significant key up; with (is-not-null, value) keys nulls come
+def _in_time_then_group_order(rows: list[OutputRow]) -> bool:
+    """`_in_order` for the default order over one group, in a third of its time (large results)."""
+    previous_bucket, previous_value = rows[0][0], rows[0][1]
+    for row in islice(rows, 1, None):
+        bucket, value = row[0], row[1]
+        if bucket != previous_bucket:
+            if bucket < previous_bucket:
+                return False
+        elif previous_value is not None and (value is None or value < previous_value):
+            return False
+        previous_bucket, previous_value = bucket, value
+    return True
+
+
+def _is_ordered(plan: ResultPlan, rows: list[OutputRow]) -> bool:
+    if not rows:
+        return True
+    if not plan.query.order_by and len(plan.group_by) == 1:
+        return _in_time_then_group_order(rows)
+    return _in_order(rows, _sort_columns(plan))
+
+
+def _nulls_first_key(index: int) -> Callable[[OutputRow], tuple[bool, Any]]:
+    return lambda row: ((value := row[index]) is not None, value)
+
+
+def _sort(plan: ResultPlan, rows: list[OutputRow]) -> None:
+    # Stable sorts from the least significant column up; with (is-not-null, value) keys nulls come
     # first ascending and last descending.
-    for key, descending in reversed(_sort_keys(plan)):
-        rows.sort(key=key, reverse=descending)
-    return rows
+    for index, descending in reversed(_sort_columns(plan)):
+        rows.sort(key=_nulls_first_key(index), reverse=descending)
 
 
-def render(plan: ResultPlan, rows: Iterable[BackendRow]) -> dict[str, Any]:
+def _grouped(plan: ResultPlan, rows: Sequence[BackendRow]) -> list[OutputRow]:
+    if len(rows) > plan.max_rows:
+        raise ResultTooLarge(
+            f"The result has more than {plan.max_rows} rows; add a `limit` or narrow the query.",
+            {"limit": [f"At most {plan.max_rows} rows per response."]},
+        )
+    data = list(map(list, rows))
+    _convert_metrics(plan, data)
+    # Both backends sort as the service does (Druid's limitSpec, the SQL ORDER BY): one linear
+    # check instead of a sort, which is only a fallback for a collation that differs.
+    if not _is_ordered(plan, data):
+        _sort(plan, data)
+    if plan.query.limit is not None:
+        del data[plan.query.limit :]
+    return data
+
+
+def render(plan: ResultPlan, rows: Sequence[BackendRow]) -> dict[str, Any]:
     """Backend rows → `{"fields", "data"}`: zero-filled or grouped, ordered, capped."""
-    with gc_paused(len(rows) if isinstance(rows, Sized) else 0):
-        return _render(plan, rows)
-
-
-def _render(plan: ResultPlan, rows: Iterable[BackendRow]) -> dict[str, Any]:
-    if plan.grouped:
-        normalize = _normalizer(plan)
-        prepared = [(bucket, normalize(values)) for bucket, values in rows]
-        if len(prepared) > plan.max_rows:
-            raise ResultTooLarge(
-                f"The result has more than {plan.max_rows} rows; add a `limit` or narrow the query.",
-                {"limit": [f"At most {plan.max_rows} rows per response."]},
-            )
-        prepared = _ordered(plan, prepared)
-        if plan.query.limit is not None:
-            prepared = prepared[: plan.query.limit]
-    else:
-        prepared = _zero_filled(plan, rows)
-    return {"fields": plan.fields(), "data": _with_timestamps(plan, prepared)}
+    with gc_paused(len(rows)):
+        if plan.grouped:
+            data = _grouped(plan, rows)
+        else:
+            data = _zero_filled(plan, rows)
+            _convert_metrics(plan, data)
+        _print_timestamps(plan, data)
+        return {"fields": plan.fields(), "data": data}
 
 
 # Printed bucket starts by (epoch ms, zone name), shared by every request: dashboards print the
@@ -196,18 +225,25 @@ def _printed(bucket: int, zone: ZoneInfo) -> str:
     return text
 
 
-def _with_timestamps(plan: ResultPlan, rows: list[Prepared]) -> list[list[Any]]:
-    zone = plan.zone
-    # The prepared value lists are this render's own: the timestamp goes in front of each in place.
+class _PrintedStarts(dict[int, str]):
+    """The bucket starts of one render, each printed or found in the shared cache once."""
+
+    def __init__(self, zone: ZoneInfo) -> None:
+        super().__init__()
+        self.zone = zone
+
+    def __missing__(self, bucket: int) -> str:
+        text = self[bucket] = _printed(bucket, self.zone)
+        return text
+
+
+def _print_timestamps(plan: ResultPlan, rows: list[OutputRow]) -> None:
+    """Each row's bucket start → its printed form, in place (the rows are the render's own)."""
     if plan.query.granularity == "all":
-        start = _printed(plan.bucket_starts_ms[0], zone)
-        for _, values in rows:
-            values.insert(0, start)
-        return [values for _, values in rows]
-    formatted: dict[int, str] = {}
-    for bucket, values in rows:
-        text = formatted.get(bucket)
-        if text is None:
-            text = formatted[bucket] = _printed(bucket, zone)
-        values.insert(0, text)
-    return [values for _, values in rows]
+        start = _printed(plan.bucket_starts_ms[0], plan.zone)
+        for row in rows:
+            row[0] = start
+        return
+    printed = _PrintedStarts(plan.zone)
+    for row in rows:
+        row[0] = printed[row[0]]

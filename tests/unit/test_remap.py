@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+import math
 import random
+from functools import cmp_to_key
+from itertools import product
 from typing import Any
 
 import pytest
@@ -10,7 +14,7 @@ import pytest
 from proxy.backends.druid.backend import plan_rows
 from proxy.backends.druid.translator import translate
 from proxy.errors import ResultTooLarge
-from proxy.result import _ordered, _sort_keys, plan_result, render
+from proxy.result import ResultPlan, _is_ordered, plan_result, render
 from schemas.request import QuerySchema
 from tests.unit.golden import cases
 
@@ -48,28 +52,115 @@ def test_bucket_starts_are_shared_by_equal_intervals_in_any_offset() -> None:
     assert plans[0].bucket_starts_ms == plans[1].bucket_starts_ms == (1551391200000, 1551477600000)
 
 
-@pytest.mark.parametrize("group_by", [["city"], ["city", "distinct_visited_urls_count"], ["city", "country", "os_name"]])
-def test_default_order_in_one_pass_matches_one_pass_per_key(group_by: list[str]) -> None:
-    request = {"interval": {"start": "2019-03-01T00:00:00Z", "end": "2019-03-04T00:00:00Z"},
-               "granularity": "day", "group_by": group_by, "aggregations": [{"type": "count"}]}
-    plan = plan_result(QuerySchema().load(request), max_buckets=10_000, max_rows=100)
-    pick = random.Random(7).choice
-    values = [None, "a", "b", "B", "ä"] if len(group_by) != 2 else [None, "a", "b"]
-    rows = [
-        (pick(plan.bucket_starts_ms), [*(pick(values) if name != "distinct_visited_urls_count" else pick([None, 0, 2, 10])
-                                         for name in group_by), 1])
-        for _ in range(300)
-    ]
-    expected = list(rows)
-    for key, descending in reversed(_sort_keys(plan)):
-        expected.sort(key=key, reverse=descending)
-    assert _ordered(plan, list(rows)) == expected
+def _plan(**request: Any) -> ResultPlan:
+    request = {"interval": {"start": "2019-03-01T00:00:00Z", "end": "2019-03-11T00:00:00Z"}, "granularity": "day",
+               "aggregations": [{"type": "count"}], **request}
+    return plan_result(QuerySchema().load(request), max_buckets=10_000, max_rows=1_000)
 
 
-@pytest.mark.parametrize("druid_rows", [[{"event": {"city": "x", "count": 1}}], [["x"]], [[None, "x"], {"city": "y"}]])
-def test_grouped_rows_in_another_shape_are_refused(druid_rows: list[Any]) -> None:
-    request = {"interval": {"start": "2019-03-01T00:00:00Z", "end": "2019-03-02T00:00:00Z"},
-               "granularity": "all", "group_by": ["city"], "aggregations": [{"type": "count"}]}
-    plan = plan_result(QuerySchema().load(request), max_buckets=10_000, max_rows=100)
+_STRINGS = [None, "a", "b", "B", "ä", ""]
+_NUMBERS = [None, 0, 2, 10]
+_COUNT_AND_AVG = [{"type": "count"}, {"type": "avg", "fields": ["session_duration_secs"]}]
+
+
+def _compare_in(columns: list[tuple[int, bool]]) -> Any:
+    """The documented order, written as a comparison: nulls first ascending, last descending."""
+    def compare(left: list[Any], right: list[Any]) -> int:
+        for index, descending in columns:
+            a, b = left[index], right[index]
+            if a == b:
+                continue
+            smaller = a is None or (b is not None and a < b)
+            return (1 if smaller else -1) if descending else (-1 if smaller else 1)
+        return 0
+    return compare
+
+
+def _random_rows(plan: ResultPlan, seed: int) -> list[list[Any]]:
+    """Distinct (bucket, groups) rows, with a count and, when asked for, an average (ties in both)."""
+    pick = random.Random(seed)
+    domains = [_NUMBERS if name == "distinct_visited_urls_count" else _STRINGS for name in plan.group_by]
+    population = list(product(plan.bucket_starts_ms, *domains))
+    keys = pick.sample(population, min(len(population), 150))
+    metrics = [[1, 2, 3] if agg.type == "count" else [None, 1.5, 2.0] for agg in plan.metrics]
+    return [[*key, *(pick.choice(values) for values in metrics)] for key in keys]
+
+
+# (group_by, order_by, aggregations, the order as (row index, descending), most significant first)
+_ORDERS = [
+    (["city"], [], [{"type": "count"}], [(0, False), (1, False)]),
+    (["city", "distinct_visited_urls_count"], [], [{"type": "count"}], [(0, False), (1, False), (2, False)]),
+    (["city", "country", "os_name"], [], [{"type": "count"}], [(0, False), (1, False), (2, False), (3, False)]),
+    (["city"], [{"field": "count", "direction": "desc"}], [{"type": "count"}], [(2, True), (1, False), (0, False)]),
+    (["city", "country"], [{"field": "country", "direction": "desc"}, {"field": "session_duration_secs_avg",
+                                                                       "direction": "asc"}],
+     _COUNT_AND_AVG, [(2, True), (4, False), (1, False), (0, False)]),
+    (["distinct_visited_urls_count"], [{"field": "session_duration_secs_avg", "direction": "desc"}], _COUNT_AND_AVG,
+     [(3, True), (1, False), (0, False)]),
+]
+
+
+@pytest.mark.parametrize(("group_by", "order_by", "aggregations", "columns"), _ORDERS)
+def test_rows_in_any_order_come_out_in_the_documented_order(
+    group_by: list[str], order_by: list[Any], aggregations: list[Any], columns: list[tuple[int, bool]]
+) -> None:
+    plan = _plan(group_by=group_by, order_by=order_by, aggregations=aggregations)
+    shuffled = _random_rows(plan, seed=len(columns))
+    expected = sorted(shuffled, key=cmp_to_key(_compare_in(columns)))
+    assert not _is_ordered(plan, shuffled)
+    assert _is_ordered(plan, expected)  # backend rows already in order are checked, not sorted
+    assert render(plan, shuffled) == render(plan, expected)
+    assert [row[1:] for row in render(plan, expected)["data"]] == [row[1:] for row in expected]
+
+
+@pytest.mark.parametrize("group_by", [[], ["city"]])
+def test_render_leaves_the_backend_rows_as_they_are(group_by: list[str]) -> None:
+    plan = _plan(group_by=group_by, aggregations=_COUNT_AND_AVG)
+    rows = [[plan.bucket_starts_ms[1], *(["x"] if group_by else []), 2.0, float("nan")],
+            [plan.bucket_starts_ms[0], *(["y"] if group_by else []), 1, 3.5]]
+    before = copy.deepcopy(rows)
+    render(plan, rows)
+    assert repr(rows) == repr(before)
+
+
+@pytest.mark.parametrize(
+    ("aggregation", "values", "expected"),
+    [
+        ({"type": "count"}, [3, 2.0, None], [3, 2, 0]),
+        ({"type": "hyperUnique", "fields": ["visitor_id"]}, [3, 2.5, None], [3.0, 2.5, 0.0]),
+        ({"type": "avg", "fields": ["session_duration_secs"]}, [math.nan, math.inf, None], [None, None, None]),
+        ({"type": "avg", "fields": ["session_duration_secs"]}, [4, 2.5, -math.inf], [4.0, 2.5, None]),
+    ],
+)
+@pytest.mark.parametrize("group_by", [[], ["city"]])
+def test_metric_values_come_out_as_their_type(
+    aggregation: dict[str, Any], values: list[Any], expected: list[Any], group_by: list[str]
+) -> None:
+    plan = _plan(group_by=group_by, aggregations=[aggregation])
+    rows = [[bucket, *(["x"] if group_by else []), value] for bucket, value in zip(plan.bucket_starts_ms, values)]
+    data = render(plan, rows)["data"][: len(values)]  # ungrouped: zero-filled buckets follow
+    assert [(row[-1], type(row[-1])) for row in data] == [(value, type(value)) for value in expected]
+
+
+def test_grouped_arrays_in_plan_order_are_the_backend_rows_uncopied() -> None:
+    plan = _plan(group_by=["city"])
+    druid_rows = [[plan.bucket_starts_ms[0], "x", 1]]
+    assert plan_rows(druid_rows, translate(plan, "org", "visitor_sessions", "q", 1000), plan) is druid_rows
+
+
+@pytest.mark.parametrize(
+    ("granularity", "druid_rows"),
+    [
+        ("all", [{"event": {"city": "x", "count": 1}}]),
+        ("all", [["x"]]),
+        ("all", [[None, "x"], {"city": "y"}]),
+        ("day", [{"event": {"city": "x", "count": 1}}]),
+        ("day", [[1551398400000, "x", 1], [1551398400000, "y"]]),
+        ("day", [[1551398400000, "x", 1], [1551398400000, "y", 1, 2]]),
+        ("day", [[1551398400000, "x", 1], {0: 1551398400000, 1: "y", 2: 1}]),
+    ],
+)
+def test_grouped_rows_in_another_shape_are_refused(granularity: str, druid_rows: list[Any]) -> None:
+    plan = _plan(group_by=["city"], granularity=granularity)
     with pytest.raises((KeyError, IndexError, TypeError)):
         plan_rows(druid_rows, translate(plan, "org", "visitor_sessions", "q", 1000), plan)

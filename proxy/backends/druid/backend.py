@@ -78,8 +78,7 @@ def _epoch_ms(stamp: str) -> int:
 def backend_rows(rows: list[dict[str, Any]], keys: tuple[str, ...], grouped: bool) -> Iterator[BackendRow]:
     body = "event" if grouped else "result"
     for row in rows:
-        values = row[body]
-        yield _epoch_ms(row["timestamp"]), [values.get(key) for key in keys]
+        yield [_epoch_ms(row["timestamp"]), *map(row[body].get, keys)]
 
 
 def plan_rows(rows: list[Any], query: DruidQuery, plan: ResultPlan) -> list[BackendRow]:
@@ -93,12 +92,22 @@ def plan_rows(rows: list[Any], query: DruidQuery, plan: ResultPlan) -> list[Back
 def array_rows(rows: list[Any], query: DruidQuery, start_ms: int) -> list[BackendRow]:
     """groupBy rows answered as arrays (`resultAsArray`) → backend rows; `start_ms` stamps the
     rows of granularity `all`, which carry no timestamp."""
-    # Rows in another shape (objects) fail in `pick` with a KeyError, which the caller maps.
     positions = query.value_positions
-    pick = itemgetter(*positions) if len(positions) > 1 else (lambda row: (row[positions[0]],))
-    stamp = query.timestamp_position
+    if query.timestamp_position == 0 and positions == tuple(range(1, len(positions) + 1)):
+        # [timestamp, values in plan order] is already a backend row: no copy of 100k rows.
+        _check_arrays(rows, 1 + len(positions))
+        return rows
+    # Rows in another shape (objects, short arrays) fail in `pick` with a KeyError or IndexError,
+    # which the caller maps.
     if rows and not isinstance(rows[0], list):
         raise TypeError("groupBy rows must be arrays")
-    if stamp is None:
-        return [(start_ms, pick(row)) for row in rows]
-    return [(int(row[stamp]), pick(row)) for row in rows]
+    if query.timestamp_position is None:
+        pick = itemgetter(*positions) if len(positions) > 1 else (lambda row: (row[positions[0]],))
+        return [(start_ms, *pick(row)) for row in rows]
+    return list(map(itemgetter(query.timestamp_position, *positions), rows))
+
+
+def _check_arrays(rows: list[Any], width: int) -> None:
+    # Two passes in C, a tenth of picking the values out of each row.
+    if not set(map(type, rows)) <= {list} or not set(map(len, rows)) <= {width}:
+        raise TypeError(f"groupBy rows must be arrays of {width} values")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import duckdb
@@ -37,7 +38,7 @@ class EmbeddedBackend:
         request_id: str,
         client_gone: ClientGone = never_gone,
         budget_secs: float | None = None,
-    ) -> list[BackendRow]:
+    ) -> Sequence[BackendRow]:
         # Neither `client_gone` nor `budget_secs` is used: a local query is bounded by its own
         # deadline interrupt (the full request timeout).
         query = translate(plan, organization_id)
@@ -51,7 +52,7 @@ class EmbeddedBackend:
         except duckdb.Error as exc:
             log.exception("embedded query failed in request %s: %s", request_id, query.sql)
             raise BackendError("The embedded engine failed to answer.") from exc
-        return [(row[0], row[1:]) for row in rows]
+        return rows  # (bucket, groups..., metrics...) tuples are backend rows as they are
 
     def _run(self, query: SqlQuery) -> list[tuple[Any, ...]]:
         with self.reader.cursor() as cursor:
