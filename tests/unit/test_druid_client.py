@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,6 +11,7 @@ import pytest
 from proxy.backends.druid.client import DruidClient
 from proxy.backends.druid.watch import QueryWatch
 from proxy.errors import BackendTimeout, BackendUnavailable, ClientDisconnected, ProxyError
+from tests.unit.forking import passes_in_forked_child
 from tests.unit.stub_broker import Answer, StubBroker, refused_connects, stub_broker
 
 ROWS = [{"timestamp": "2019-01-01T00:00:00.000Z", "result": {"count": 1}}]
@@ -91,11 +91,7 @@ def test_a_cut_while_idle_in_the_pool_makes_the_next_query_reconnect(
 def test_a_forked_child_connects_afresh(broker: StubBroker) -> None:
     client = DruidClient(broker.url, 1.0)
     client.query(QUERY, 1.0)
-    pid = os.fork()
-    if pid == 0:  # the child: its own pool, so its own connection
-        os._exit(0 if client.query(QUERY, 1.0) == ROWS else 1)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert passes_in_forked_child(lambda: client.query(QUERY, 1.0) == ROWS)
     parent, child = _ports(broker)
     assert parent != child
 

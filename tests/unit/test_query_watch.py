@@ -8,7 +8,6 @@ budget plus a small slack, with the cancel sent.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +19,7 @@ import pytest
 from proxy.backends.druid.client import DruidClient
 from proxy.backends.druid.watch import QueryWatch
 from proxy.errors import BackendTimeout, BackendUnavailable, ClientDisconnected, ProxyError
+from tests.unit.forking import passes_in_forked_child
 from tests.unit.stub_broker import Answer, Stall, StubBroker, refused_connects, stub_broker
 
 SLACK_SECS = 0.5
@@ -104,13 +104,13 @@ def test_a_slow_cancel_does_not_hold_up_other_queries() -> None:
 def test_a_forked_child_watches_with_its_own_thread() -> None:
     with QueryWatch(60.0, lambda: None):
         pass  # the parent's watcher thread runs from now on
-    pid = os.fork()
-    if pid == 0:  # the child: exit 0 only if its query is cut by the deadline
+
+    def cut_by_the_deadline() -> bool:
         with QueryWatch(0.05, lambda: None, poll_secs=0.01) as watch:
             time.sleep(0.3)
-        os._exit(0 if watch.reason == "deadline" and len(_watch_threads()) == 1 else 1)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+        return watch.reason == "deadline" and len(_watch_threads()) == 1
+
+    assert passes_in_forked_child(cut_by_the_deadline)
 
 
 @pytest.fixture(params=["before_headers", "mid_body"], ids=["stalls_before_headers", "stalls_mid_body"])
