@@ -3,7 +3,8 @@
 Environment: BENCH_SEED (default 1), BENCH_FULL=1 adds the 10M-session data set to the
 scaling phase (generating and loading it into Druid takes hours on 2 cores), BENCH_ROUNDS
 scales the number of interleaved rounds (default 1.0), BENCH_ONLY=overhead,cpu,... runs a
-subset, BENCH_REINGEST=1 reloads the data sets to measure ingestion again.
+subset, BENCH_REINGEST=1 reloads the data sets to measure ingestion again, BENCH_WORKERS=3x1
+serves the latency phases with another gunicorn model (processes x threads).
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ SEED = int(os.environ.get("BENCH_SEED", "1"))
 FULL = os.environ.get("BENCH_FULL") == "1"
 SCALE = float(os.environ.get("BENCH_ROUNDS", "1"))
 ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
-# The worker model `reporting-proxy serve` defaults to; chosen from goal 4's measurement.
-SERVICE_WORKERS = Workers(3, 2)
+# The worker model `reporting-proxy serve` defaults to; chosen from goals 1 and 4's measurements.
+SERVICE_WORKERS = Workers(*map(int, os.environ.get("BENCH_WORKERS", "3x2").split("x")))
 
 
 def log(message: str) -> None:
