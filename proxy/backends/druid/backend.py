@@ -97,8 +97,8 @@ def array_rows(rows: list[Any], query: DruidQuery, start_ms: int) -> list[Backen
         # [timestamp, values in plan order] is already a backend row: no copy of 100k rows.
         _check_arrays(rows, 1 + len(positions))
         return rows
-    # Rows in another shape (objects, short arrays) fail in `pick` with a KeyError or IndexError,
-    # which the caller maps.
+    # Rows in another shape (objects, short arrays) fail as their values are picked, with a
+    # KeyError or IndexError, which the caller maps.
     if rows and not isinstance(rows[0], list):
         raise TypeError("groupBy rows must be arrays")
     if query.timestamp_position is None:
