@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from bench import accuracy, cpu, large, overhead, scaling, throughput
-from bench.datasets import Dataset, cli_env, ensure_loaded
+from bench.datasets import BROKER, Dataset, cli_env, ensure_loaded
 from bench.reports import LARGE, ORGANIZATION, REPORTS
 from bench.service import Workers, grant, gunicorn
 from bench.table import render_table
@@ -77,7 +77,10 @@ def main() -> None:
         if wanted("overhead"):
             log(f"1. overhead through the service ({SERVICE_WORKERS}) vs straight to the broker, "
                 f"{main_set.sessions:,} sessions")
-            results["overhead"] = overhead.run(service, REPORTS, rounds(100), log, tmp / "service.log")
+            forwarder = stack.enter_context(gunicorn(
+                "bench.forwarder:create_app()", {**os.environ, "BENCH_UPSTREAM_URL": BROKER}, SERVICE_WORKERS,
+                tmp / "forwarder.log"))
+            results["overhead"] = overhead.run(service, REPORTS, rounds(100), log, tmp / "service.log", forwarder)
             for entry in results["overhead"].values():
                 entry.pop("answer")
         # Recorded Druid answers and native queries for the CPU and throughput phases.

@@ -1,8 +1,11 @@
 """Goals 1 and 3: the service in front of Druid vs the same native query sent to the broker.
 
 For each report the exact native query comes from the service's `?explain=true`; then the
-two paths run in turns (who goes first alternates every round) on keep-alive connections.
-Each direct call gets a fresh `queryId`, as each service request does.
+paths run in turns (who goes first rotates every round) on keep-alive connections: through the
+service, straight to the broker, and through the bare forwarder (`bench/forwarder.py`, the same
+native query passed on by Flask under the same gunicorn model: what the hop alone costs, the
+floor of any Python proxy here). Each direct or forwarded call gets a fresh `queryId`, as each
+service request does.
 """
 
 from __future__ import annotations
@@ -31,12 +34,12 @@ def native_query(client: Client, running: Running, payload: dict[str, Any]) -> d
     return native
 
 
-def direct_call(client: Client, native: dict[str, Any]) -> Callable[[], bytes]:
-    """A call that posts the native query (fresh queryId) straight to the broker."""
+def direct_call(client: Client, native: dict[str, Any], url: str = f"{BROKER}/druid/v2/") -> Callable[[], bytes]:
+    """A call that posts the native query (fresh queryId) to the broker, or to a forwarder."""
     def call() -> bytes:
         query = copy.copy(native)
         query["context"] = {**native["context"], "queryId": str(uuid.uuid4())}
-        return client.post(f"{BROKER}/druid/v2/", orjson.dumps(query))
+        return client.post(url, orjson.dumps(query))
     return call
 
 
@@ -54,20 +57,26 @@ def record(running: Running, payload: dict[str, Any]) -> tuple[dict[str, Any], b
     return native, direct_call(client, native)()
 
 
-def compare(running: Running, payload: dict[str, Any], rounds: int, warmup: int = 5) -> dict[str, Any]:
-    """Interleaved latencies (ms) through the service and straight to the broker, and ratios."""
-    service_client, broker_client = Client(), Client()
+def compare(running: Running, payload: dict[str, Any], rounds: int, warmup: int = 5,
+            forwarder: Running | None = None) -> dict[str, Any]:
+    """Interleaved latencies (ms) through the service, straight to the broker (and through the
+    bare forwarder, if given), and the ratios to the broker's."""
+    service_client, broker_client, forwarder_client = Client(), Client(), Client()
     native = native_query(service_client, running, payload)
     floor_client = Client()
     calls: dict[str, Callable[[], Any]] = {"service": service_call(service_client, running, payload),
              "druid": direct_call(broker_client, native),
-             # The floor: an empty request (GET /healthz) through the same gunicorn and hop.
+             # An empty request (GET /healthz) through the same gunicorn and hop.
              "empty": lambda: floor_client.session.get(running.base_url + "/healthz", timeout=30)}
+    if forwarder is not None:
+        calls["forwarder"] = direct_call(forwarder_client, native, forwarder.url(ORGANIZATION))
     interleaved(calls, warmup)
     samples = interleaved(calls, rounds)
     result: dict[str, Any] = {name: summary([s * 1000 for s in values]) for name, values in samples.items()}
     result["ratio_median"] = result["service"]["median"] / result["druid"]["median"]
     result["ratio_p95"] = result["service"]["p95"] / result["druid"]["p95"]
+    if forwarder is not None:
+        result["forwarder_ratio_median"] = result["forwarder"]["median"] / result["druid"]["median"]
     result["answer"] = calls["druid"]()
     result["native"] = native
     result["rows"] = len(orjson.loads(calls["service"]())["data"])
@@ -86,18 +95,19 @@ def _inside(service_log: Path, offset: int) -> dict[str, float]:
 
 
 def run(running: Running, reports: dict[str, dict[str, Any]], rounds: int, log: Any,
-        service_log: Path | None = None) -> dict[str, Any]:
+        service_log: Path | None = None, forwarder: Running | None = None) -> dict[str, Any]:
     """Goal 1 over every report; one entry per report."""
     results = {}
     for name, payload in reports.items():
         started = time.monotonic()
         offset = service_log.stat().st_size if service_log else 0
-        results[name] = entry = compare(running, payload, rounds)
+        results[name] = entry = compare(running, payload, rounds, forwarder=forwarder)
         if service_log:
             entry.update(_inside(service_log, offset))
         log(f"  {name}: service {entry['service']['median']:.1f} ms vs druid {entry['druid']['median']:.1f} ms "
             f"(x{entry['ratio_median']:.3f} median, x{entry['ratio_p95']:.3f} p95, {rounds} pairs, "
             f"{time.monotonic() - started:.0f} s; empty request {entry['empty']['median']:.1f} ms; "
             f"in the service {entry.get('in_service_ms', 0):.1f} ms, "
-            f"of which the broker call {entry.get('in_backend_call_ms', 0):.1f} ms)")
+            f"of which the broker call {entry.get('in_backend_call_ms', 0):.1f} ms; bare forwarder "
+            f"x{entry.get('forwarder_ratio_median', float('nan')):.3f})")
     return results

@@ -63,17 +63,14 @@ def stub_broker(answer: bytes, directory: Path) -> Iterator[str]:
         process.wait(timeout=10)
 
 
-def _servers(stack: ExitStack, stub: str, native: dict[str, Any], workers: Workers,
+def _servers(stack: ExitStack, stub: str, workers: Workers,
              directory: Path) -> dict[str, tuple[Running, dict[str, str]]]:
     env = cli_env("druid", data_dir=directory / "service")
     env.update(PROXY_DRUID_BROKER_URL=stub)
     token = grant(directory / "service", ORGANIZATION)
     service = stack.enter_context(gunicorn("proxy.app:create_app()", env, workers, directory / "service.log", token))
-    query = directory / "query.json"
-    query.write_bytes(orjson.dumps(native))
-    forwarder_env = {**os.environ, "BENCH_STUB_URL": stub, "BENCH_STUB_QUERY": str(query)}
-    forwarder = stack.enter_context(gunicorn("bench.forwarder:create_app()", forwarder_env, workers,
-                                             directory / "forwarder.log"))
+    forwarder = stack.enter_context(gunicorn("bench.forwarder:create_app()", {**os.environ, "BENCH_UPSTREAM_URL": stub},
+                                             workers, directory / "forwarder.log"))
     authorized = {"Authorization": f"Token {token}"}
     return {"service": (service, authorized), "service_new": (service, authorized), "forwarder": (forwarder, {})}
 
@@ -81,10 +78,11 @@ def _servers(stack: ExitStack, stub: str, native: dict[str, Any], workers: Worke
 def measure_model(stub: str, native: dict[str, Any], payload: dict[str, Any], workers: Workers,
                   rounds: int, secs: float, directory: Path) -> dict[str, Any]:
     """Alternating rounds of service and forwarder under one worker model; rps per round."""
+    # The forwarder is sent the native query the service would send, and passes it on as it is.
     bodies = {"service": [orjson.dumps(payload)], "service_new": distinct_bodies(payload),
-              "forwarder": [orjson.dumps(payload)]}
+              "forwarder": [orjson.dumps(native)]}
     with ExitStack() as stack:
-        servers = _servers(stack, stub, native, workers, directory)
+        servers = _servers(stack, stub, workers, directory)
         for name, (running, headers) in servers.items():  # warm-up: imports, connections, caches
             requests_per_sec(running.url(ORGANIZATION), bodies[name], headers, CONNECTIONS, 1.0)
         samples: dict[str, list[float]] = {name: [] for name in servers}
