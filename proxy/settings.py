@@ -56,8 +56,8 @@ class Settings:
 
     @property
     def limits_db_path(self) -> Path:
-        """SQLite file holding the rate and concurrency counters shared by every worker."""
-        return self.data_dir / "limits.sqlite3"
+        """Memory-mapped file holding the rate and concurrency counters shared by every worker."""
+        return self.data_dir / "limits.shm"
 
     @property
     def embedded_dir(self) -> Path:

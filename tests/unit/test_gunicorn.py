@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -21,7 +20,8 @@ import pytest
 import requests
 
 from proxy.access.store import AccessStore
-from proxy.limits import process_identity
+from proxy.limit_table import Shape, Table
+from proxy.limits import Limiter, Limits, organization_digest, process_identity
 from tests.unit.web import ORG, QUERY, ROUTE, url
 
 BIN = Path(sys.executable).parent
@@ -121,20 +121,27 @@ def test_two_workers_share_metrics_and_limits(served: Served) -> None:
     assert served.key.split("_", 2)[2] not in served.stderr.read_text()
 
 
+def _hold_slot_as(path: Path, pid: int, started: str) -> None:
+    """Count a running query of process `pid` on the organization, as its admit would."""
+    table = Table.open(path, Shape())
+    with table.lock:
+        now = time.time()
+        entry, position = table.entry_of(pid, int(started)), table.locate(organization_digest(ORG), now)
+        assert entry is not None and position is not None
+        table.take((position,), entry, now)
+
+
 def test_a_killed_worker_leaves_no_gauge_and_no_slot(served: Served) -> None:
     victim = served.workers()[0]
     identity = process_identity(victim)
     assert identity is not None
-    with sqlite3.connect(served.data_dir / "limits.sqlite3") as conn:
-        conn.execute(
-            "INSERT INTO slots (organization, principal, pid, pid_started, acquired) VALUES (?, ?, ?, ?, ?)",
-            (ORG, "key:x", victim, identity[1], time.time()),
-        )
+    limiter = Limiter(served.data_dir / "limits.shm", Limits())
+    _hold_slot_as(served.data_dir / "limits.shm", victim, identity[1])
+    assert limiter.slots_held(ORG) == 1
     _until((served.metrics_dir / f"gauge_livesum_{victim}.db").exists)
     os.kill(victim, signal.SIGKILL)
     _until(lambda: not (served.metrics_dir / f"gauge_livesum_{victim}.db").exists())
-    with sqlite3.connect(served.data_dir / "limits.sqlite3") as conn:
-        assert conn.execute("SELECT count(*) FROM slots WHERE pid = ?", (victim,)).fetchone() == (0,)
+    _until(lambda: limiter.slots_held(ORG) == 0)
 
 
 def test_the_master_removes_its_metrics_dir(served: Served) -> None:

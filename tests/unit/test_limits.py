@@ -53,7 +53,7 @@ def _outcome(limiter: Limiter, org: str = ORG, principal: str = "key:a") -> int:
 )
 def test_org_rate_is_a_token_bucket(tmp_path: Path, per_min: int, steps: list[tuple[float, int]], expected: list[int]) -> None:
     clock = Clock()
-    limiter = Limiter(tmp_path / "limits.sqlite3", Limits(per_min, 0, 0, 0), clock)
+    limiter = Limiter(tmp_path / "limits.shm", Limits(per_min, 0, 0, 0), clock)
     start = clock.now
     outcomes = []
     for offset, count in steps:
@@ -75,13 +75,13 @@ def test_org_rate_is_a_token_bucket(tmp_path: Path, per_min: int, steps: list[tu
          "principal_not_shared_across_orgs"],
 )
 def test_rate_keys(tmp_path: Path, limits: Limits, first: tuple[str, str], then: tuple[str, str], expected: int) -> None:
-    limiter = Limiter(tmp_path / "limits.sqlite3", limits, Clock())
+    limiter = Limiter(tmp_path / "limits.shm", limits, Clock())
     assert _outcome(limiter, *first) == 0
     assert _outcome(limiter, *then) == expected
 
 
 def test_a_refused_request_charges_no_rate(tmp_path: Path) -> None:
-    limiter = Limiter(tmp_path / "limits.sqlite3", Limits(2, 0, 1, 0), Clock())
+    limiter = Limiter(tmp_path / "limits.shm", Limits(2, 0, 1, 0), Clock())
     with limiter.admit(ORG, "key:a"):
         assert _outcome(limiter) == 1  # concurrency refused: must not spend the last token
     assert _outcome(limiter) == 0
@@ -90,7 +90,7 @@ def test_a_refused_request_charges_no_rate(tmp_path: Path) -> None:
 
 def test_a_clock_that_jumped_back_resets_the_bucket(tmp_path: Path) -> None:
     clock = Clock()
-    limiter = Limiter(tmp_path / "limits.sqlite3", Limits(1, 0, 0, 0), clock)
+    limiter = Limiter(tmp_path / "limits.shm", Limits(1, 0, 0, 0), clock)
     assert _outcome(limiter) == 0
     clock.now -= 3600
     assert _outcome(limiter) == 0
@@ -110,7 +110,7 @@ def test_a_clock_that_jumped_back_resets_the_bucket(tmp_path: Path) -> None:
 def test_concurrency_keys(
     tmp_path: Path, limits: Limits, held: list[tuple[str, str]], then: tuple[str, str], expected: int
 ) -> None:
-    limiter = Limiter(tmp_path / "limits.sqlite3", limits)
+    limiter = Limiter(tmp_path / "limits.shm", limits)
     holders = [limiter.admit(*key) for key in held]
     for holder in holders:
         holder.__enter__()
@@ -121,7 +121,7 @@ def test_concurrency_keys(
 
 
 def test_slots_are_released_when_the_block_raises(tmp_path: Path) -> None:
-    limiter = Limiter(tmp_path / "limits.sqlite3", Limits(0, 0, 1, 1))
+    limiter = Limiter(tmp_path / "limits.shm", Limits(0, 0, 1, 1))
     with pytest.raises(ZeroDivisionError), limiter.admit(ORG, "key:a"):
         assert limiter.slots_held(ORG) == 1
         1 / 0  # noqa: B018
@@ -130,7 +130,7 @@ def test_slots_are_released_when_the_block_raises(tmp_path: Path) -> None:
 
 def test_a_stale_slot_is_reclaimed(tmp_path: Path) -> None:
     clock = Clock()
-    limiter = Limiter(tmp_path / "limits.sqlite3", Limits(0, 0, 1, 0, stale_slot_secs=120), clock)
+    limiter = Limiter(tmp_path / "limits.shm", Limits(0, 0, 1, 0, stale_slot_secs=120), clock)
     leaked = limiter.admit(ORG, "key:a")  # entered, never left: a leaked slot of a live process
     leaked.__enter__()
     clock.now += 119
@@ -140,13 +140,13 @@ def test_a_stale_slot_is_reclaimed(tmp_path: Path) -> None:
 
 
 def test_without_limits_no_file_is_touched(tmp_path: Path) -> None:
-    limiter = Limiter(tmp_path / "limits.sqlite3", OFF)
+    limiter = Limiter(tmp_path / "limits.shm", OFF)
     assert [_outcome(limiter) for _ in range(1000)] == [0] * 1000
-    assert not (tmp_path / "limits.sqlite3").exists()
+    assert not (tmp_path / "limits.shm").exists()
 
 
 def test_release_process_drops_its_slots(tmp_path: Path) -> None:
-    limiter = Limiter(tmp_path / "limits.sqlite3", Limits(0, 0, 5, 0))
+    limiter = Limiter(tmp_path / "limits.shm", Limits(0, 0, 5, 0))
     held = [limiter.admit(ORG, "key:a") for _ in range(3)]
     for holder in held:
         holder.__enter__()
@@ -209,7 +209,7 @@ def _python(script: str, *args: str) -> subprocess.Popen[str]:
 
 
 def test_rate_holds_across_processes(tmp_path: Path) -> None:
-    path = str(tmp_path / "limits.sqlite3")
+    path = str(tmp_path / "limits.shm")
     Limiter(Path(path), Limits(10, 0, 0, 0))  # create the file before the race
     spenders = [_python(_SPENDER, path, ORG) for _ in range(2)]
     counts = [int(spender.communicate(timeout=60)[0]) for spender in spenders]
@@ -218,7 +218,7 @@ def test_rate_holds_across_processes(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("reaped", [True, False], ids=["reaped", "zombie"])
 def test_slots_of_a_killed_process_are_reclaimed(tmp_path: Path, reaped: bool) -> None:
-    path = tmp_path / "limits.sqlite3"
+    path = tmp_path / "limits.shm"
     limiter = Limiter(path, Limits(0, 0, 1, 0))
     holder = _python(_HOLDER, str(path), ORG)
     try:
