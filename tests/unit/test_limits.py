@@ -3,19 +3,24 @@ and through the service, where they apply after authorization and validation."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
+import struct
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from proxy.errors import BackendError, BackendTimeout, TooManyRequests
+from proxy.limit_table import Shape
 from proxy.limits import Limiter, Limits, process_alive, process_identity
 from proxy.settings import SettingsError, load_settings
+from tests.unit.forking import passes_in_forked_child
 from tests.unit.web import ORG, OTHER_ORG, QUERY, StubBackend, make_web, url
 
 OFF = Limits(0, 0, 0, 0)
@@ -154,6 +159,71 @@ def test_release_process_drops_its_slots(tmp_path: Path) -> None:
     assert limiter.slots_held(ORG) == 0
 
 
+@pytest.mark.parametrize("drop", ["release_process", "stale"])
+def test_a_release_after_its_slot_was_dropped_keeps_later_slots(tmp_path: Path, drop: str) -> None:
+    clock = Clock()
+    limiter = Limiter(tmp_path / "limits.shm", Limits(0, 0, 1, 0, stale_slot_secs=120), clock)
+    dropped = limiter.admit(ORG, "key:a")
+    dropped.__enter__()
+    if drop == "release_process":
+        assert limiter.release_process(os.getpid()) == 1
+    else:
+        clock.now += 121  # the next admit finds the organization full and this slot leaked
+    with limiter.admit(ORG, "key:b"):
+        dropped.__exit__(None, None, None)
+        assert limiter.slots_held(ORG) == 1
+
+
+_SHAPE = Shape()
+
+
+@pytest.mark.parametrize(
+    "old",
+    [
+        b"",
+        b"SQLite format 3\0" + bytes(4000),
+        struct.pack("=8s4I", b"RPLIMITS", 0, _SHAPE.processes, _SHAPE.keys, _SHAPE.probe).ljust(_SHAPE.file_size, b"\0"),
+        Shape(processes=2, keys=8, probe=2).header.ljust(Shape(processes=2, keys=8, probe=2).file_size, b"\0"),
+        _SHAPE.header,  # this layout's header on a file cut short
+    ],
+    ids=["empty", "sqlite", "other_version", "other_shape", "truncated"],
+)
+def test_a_file_of_another_layout_is_replaced(tmp_path: Path, old: bytes) -> None:
+    path = tmp_path / "limits.shm"
+    path.write_bytes(old)
+    before = path.stat().st_ino
+    limiter = Limiter(path, Limits(1, 0, 0, 0), Clock())
+    assert path.stat().st_ino != before
+    assert (path.stat().st_size, path.read_bytes()[: len(_SHAPE.header)]) == (_SHAPE.file_size, _SHAPE.header)
+    assert [_outcome(limiter), _outcome(limiter)] == [0, 60]
+    assert [p.name for p in tmp_path.iterdir()] == ["limits.shm"]
+
+
+def test_a_file_of_this_layout_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "limits.shm"
+    assert _outcome(Limiter(path, Limits(1, 0, 0, 0), Clock())) == 0
+    before = path.stat().st_ino
+    assert _outcome(Limiter(path, Limits(1, 0, 0, 0), Clock())) == 60
+    assert path.stat().st_ino == before
+
+
+def test_a_full_probe_window_admits_and_warns_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # Four positions, every key's window all four: four organizations with a token spent fill it.
+    limiter = Limiter(tmp_path / "limits.shm", Limits(1, 0, 0, 0), Clock(), shape=Shape(processes=2, keys=4, probe=4))
+    assert [_outcome(limiter, f"org-{n}") for n in range(4)] == [0] * 4
+    with caplog.at_level(logging.WARNING, logger="proxy.limits"):
+        assert [_outcome(limiter, "org-4") for _ in range(3)] == [0, 0, 0]
+    assert [r.getMessage() for r in caplog.records] == ["no room in the limiter's tables; admitting the request unlimited"]
+    assert _outcome(limiter, "org-0") == 60
+
+
+def test_unlimited_when_no_file_can_be_used(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, logger="proxy.limits"):
+        limiter = Limiter(tmp_path / "missing" / "limits.shm", Limits(1, 0, 1, 0), Clock())
+        assert [_outcome(limiter), _outcome(limiter)] == [0, 0]
+    assert len(caplog.records) == 3  # at start, then once per request
+
+
 def _own_start() -> str:
     identity = process_identity(os.getpid())
     assert identity is not None
@@ -234,6 +304,115 @@ def test_slots_of_a_killed_process_are_reclaimed(tmp_path: Path, reaped: bool) -
     assert _outcome(limiter) == 0
     assert limiter.slots_held(ORG) == 0
     holder.wait(timeout=10)
+
+
+def _forked(work: Callable[[], int], go: int) -> tuple[int, int]:
+    """(pid, pipe) of a child that runs `work` once `go` can be read, and writes its result."""
+    result_read, result_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        result = -1
+        try:
+            os.read(go, 1)
+            result = work()
+        finally:
+            os.write(result_write, str(result).encode())
+            os._exit(0)  # never back into pytest in the child
+    os.close(result_write)
+    return pid, result_read
+
+
+def _in_parallel_children(count: int, work: Callable[[], int]) -> list[int]:
+    """What `work` returned in each of `count` children forked first and started together."""
+    go_read, go_write = os.pipe()
+    children = [_forked(work, go_read) for _ in range(count)]
+    os.write(go_write, b"x" * count)
+    results = []
+    for pid, pipe in children:
+        with os.fdopen(pipe) as reader:
+            results.append(int(reader.read()))
+        os.waitpid(pid, 0)
+    os.close(go_read)
+    os.close(go_write)
+    return results
+
+
+def _admitted(limiter: Limiter, attempts: int) -> int:
+    return sum(_outcome(limiter) == 0 for _ in range(attempts))
+
+
+def _peak_while_holding(limiter: Limiter, attempts: int) -> int:
+    """The most slots of the organization seen while holding one, over `attempts` admits."""
+    peak = 0
+    for _ in range(attempts):
+        try:
+            with limiter.admit(ORG, "key:a"):
+                peak = max(peak, limiter.slots_held(ORG))
+        except TooManyRequests:
+            pass
+    return peak
+
+
+def test_rate_is_exact_across_parallel_forked_processes(tmp_path: Path) -> None:
+    limiter = Limiter(tmp_path / "limits.shm", Limits(600, 0, 0, 0), Clock())
+    assert sum(_in_parallel_children(4, lambda: _admitted(limiter, 300))) == 600
+
+
+def test_slots_stay_exact_across_parallel_forked_processes(tmp_path: Path) -> None:
+    limiter = Limiter(tmp_path / "limits.shm", Limits(0, 0, 2, 0))
+    peaks = _in_parallel_children(4, lambda: _peak_while_holding(limiter, 1000))
+    assert all(1 <= peak <= 2 for peak in peaks), peaks
+    assert limiter.slots_held(ORG) == 0
+
+
+def _in_threads(count: int, work: Callable[[], int]) -> list[int]:
+    """What `work` returned in each of `count` threads, switching as often as they can."""
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda: results.append(work())) for _ in range(count)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # or the GIL would seldom switch inside the limiter's few µs
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        sys.setswitchinterval(interval)
+    return results
+
+
+def test_rate_is_exact_across_threads(tmp_path: Path) -> None:
+    limiter = Limiter(tmp_path / "limits.shm", Limits(300, 0, 0, 0), Clock())
+    assert sum(_in_threads(8, lambda: _admitted(limiter, 100))) == 300
+
+
+def test_slots_stay_exact_across_threads(tmp_path: Path) -> None:
+    limiter = Limiter(tmp_path / "limits.shm", Limits(0, 0, 3, 0))
+    peaks = _in_threads(8, lambda: _peak_while_holding(limiter, 500))
+    assert len(peaks) == 8 and all(1 <= peak <= 3 for peak in peaks), peaks
+    assert limiter.slots_held(ORG) == 0
+
+
+def _leak_a_slot(limiter: Limiter) -> bool:
+    held = limiter.admit(ORG, "key:a")
+    held.__enter__()
+    os._exit(0)  # dies holding it
+
+
+def test_a_full_process_table_frees_the_entries_of_dead_processes(tmp_path: Path) -> None:
+    limiter = Limiter(tmp_path / "limits.shm", Limits(0, 0, 5, 0), shape=Shape(processes=2, keys=64, probe=4))
+    assert passes_in_forked_child(lambda: _leak_a_slot(limiter))
+    assert passes_in_forked_child(lambda: _leak_a_slot(limiter))
+    assert limiter.slots_held(ORG) == 2
+    with limiter.admit(ORG, "key:a"):
+        assert limiter.slots_held(ORG) == 1
+
+
+def test_a_process_table_full_of_live_processes_admits_unlimited(tmp_path: Path) -> None:
+    limiter = Limiter(tmp_path / "limits.shm", Limits(0, 0, 1, 0), shape=Shape(processes=1, keys=64, probe=4))
+    with limiter.admit(ORG, "key:a"):  # this process takes the only entry, and the only slot
+        assert passes_in_forked_child(lambda: _outcome(limiter) == 0 and limiter.slots_held(ORG) == 1)
+    assert _outcome(limiter) == 0
 
 
 # ---- through the service ---------------------------------------------------------------
