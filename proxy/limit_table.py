@@ -3,8 +3,8 @@ maps (MAP_SHARED), so reading or changing them is a few memory accesses under on
 
     header     magic, version, process entries P, key entries K, probe window W (64 bytes)
     processes  P x pid, start time (clock ticks since boot, as /proc gives it), generation,
-               slots held, time of its last slot
-    keys       K x theoretical arrival time (GCRA), 16-byte blake2b digest of the key's text
+               slots held, time of its last slot (ns)
+    keys       K x theoretical arrival time (GCRA, ns), 16-byte blake2b digest of the key's text
     in flight  K x P 16-bit counters: a row per key, a column per process entry
 
 - The header names the shape, so a file of another version or shape (or anything else) is
@@ -33,11 +33,13 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
-# No arrival time lies further ahead than one rate window; one that does came from a clock
-# that jumped back, and counts as spent.
-WINDOW_SECS = 60.0
+# A rate's window, in integer nanoseconds like every time in the file, so that the intervals of
+# a burst sum exactly: in float seconds, 1000 a minute refused the last of its burst, and 7 a
+# minute overshot the window by 0.3 ns, which reads as a clock that jumped back (a reset bucket).
+# An arrival time further ahead than the window did come from such a clock, and counts as spent.
+WINDOW_NS = 60 * 10**9
 _MAGIC = b"RPLIMITS"
-_VERSION = 1
+_VERSION = 2  # 1 held times as float seconds
 _HEADER = struct.Struct("=8s4I")  # magic, version, processes, keys, probe window
 _HEADER_SIZE = 64
 DIGEST_SIZE = 16
@@ -132,7 +134,7 @@ class Table:
         views = _split(memoryview(self._buffer), [8 * processes] * 5 + [8 * keys, DIGEST_SIZE * keys, 2 * processes * keys])
         self.pids, self.starts = views[0].cast("q"), views[1].cast("q")
         self.generations, self.slots = views[2].cast("Q"), views[3].cast("Q")
-        self.last_taken, self.tats = views[4].cast("d"), views[5].cast("d")
+        self.last_taken, self.tats = views[4].cast("q"), views[5].cast("q")
         self.digests, self.in_flight = views[6], views[7].cast("H")
         self._digests_at = _HEADER_SIZE + 5 * 8 * processes + 8 * keys
         self._zero_column = memoryview(bytes(2 * keys)).cast("H")
@@ -151,7 +153,7 @@ class Table:
             at = self._buffer.find(digest, at + 1, end)
         return None if at < 0 else (at - self._digests_at) // DIGEST_SIZE
 
-    def locate(self, digest: bytes, now: float) -> int | None:
+    def locate(self, digest: bytes, now: int) -> int | None:
         """The position of a key, a free one claimed for a new key; None if its window is full."""
         found = self.find(digest)
         if found is not None:
@@ -183,10 +185,10 @@ class Table:
         free = self._free_entry()
         if free is not None:
             self.pids[free], self.starts[free] = pid, started
-            self.last_taken[free] = 0.0
+            self.last_taken[free] = 0
         return free
 
-    def take(self, positions: tuple[int, ...], entry: int, now: float) -> int:
+    def take(self, positions: tuple[int, ...], entry: int, now: int) -> int:
         """Count one running query of process `entry` on each key; the entry's generation."""
         for position in positions:
             self.in_flight[position * self.shape.processes + entry] += 1
@@ -202,14 +204,14 @@ class Table:
             self.in_flight[position * self.shape.processes + entry] -= 1
         self.slots[entry] -= 1
 
-    def reclaim(self, now: float, leaked_after_secs: float) -> tuple[int, int]:
+    def reclaim(self, now: int, leaked_after: int) -> tuple[int, int]:
         """Free the entries of dead processes, and drop the slots of live ones that took none
-        for `leaked_after_secs` yet hold some: (dead processes, leaked slots)."""
+        for `leaked_after` ns yet hold some: (dead processes, leaked slots)."""
         dead = self._free_dead()
         leaked = sum(
             self._drop(index)
             for index, pid in enumerate(self.pids.tolist())
-            if pid and self.slots[index] and self.last_taken[index] < now - leaked_after_secs
+            if pid and self.slots[index] and self.last_taken[index] < now - leaked_after
         )
         return dead, leaked
 
@@ -220,8 +222,8 @@ class Table:
     def _home(self, digest: bytes) -> int:
         return int.from_bytes(digest[:8], "little") % (self.shape.keys - self.shape.probe + 1)
 
-    def _free(self, position: int, now: float) -> bool:
-        return not now < self.tats[position] <= now + WINDOW_SECS and not self.count(position)
+    def _free(self, position: int, now: int) -> bool:
+        return not now < self.tats[position] <= now + WINDOW_NS and not self.count(position)
 
     def _free_entry(self) -> int | None:
         if 0 not in self.pids.tolist():

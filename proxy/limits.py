@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from proxy.errors import TooManyRequests
-from proxy.limit_table import DIGEST_SIZE, WINDOW_SECS, Shape, Table, process_alive, process_identity
+from proxy.limit_table import DIGEST_SIZE, WINDOW_NS, Shape, Table, process_alive, process_identity
 from proxy.settings import Settings
 
 __all__ = ["Limiter", "Limits", "organization_digest", "principal_digest", "process_alive", "process_identity"]
@@ -40,6 +40,7 @@ __all__ = ["Limiter", "Limits", "organization_digest", "principal_digest", "proc
 log = logging.getLogger(__name__)
 
 _WARN_EVERY_SECS = 60.0
+_NS_PER_SEC = 10**9
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,7 @@ class Limiter:
             log.exception("could not release a limiter slot; it goes when its process does")
 
     def _charge(self, table: Table, organization: str, principal: str, hold_slot: bool) -> _Slot | None:
-        now = self._clock()
+        now = _nanoseconds(self._clock())
         located = self._locate(table, organization, principal, hold_slot, now)
         entry = table.own_entry() if hold_slot else None
         if located is None or (hold_slot and entry is None):
@@ -200,7 +201,7 @@ class Limiter:
         return slot
 
     def _locate(
-        self, table: Table, organization: str, principal: str, hold_slot: bool, now: float
+        self, table: Table, organization: str, principal: str, hold_slot: bool, now: int
     ) -> list[tuple[_Rule, int]] | None:
         """The keys this request counts against, with their positions; None if one finds none."""
         located = []
@@ -212,19 +213,19 @@ class Limiter:
                 located.append((rule, position))
         return located
 
-    def _arrivals(self, table: Table, located: list[tuple[_Rule, int]], now: float) -> list[tuple[int, float]]:
+    def _arrivals(self, table: Table, located: list[tuple[_Rule, int]], now: int) -> list[tuple[int, int]]:
         """Each rate-limited key's next arrival time, or TooManyRequests if one is over its rate."""
         arrivals = []
         for rule, position in located:
             if rule.per_min:
                 tat = _next_arrival(table.tats[position], rule.per_min, now)
-                if tat - now > WINDOW_SECS:
-                    wait = math.ceil(tat - now - WINDOW_SECS)
+                if tat - now > WINDOW_NS:
+                    wait = math.ceil((tat - now - WINDOW_NS) / _NS_PER_SEC)
                     raise TooManyRequests(f"More than {rule.per_min} queries a minute for this {rule.whose}.", wait)
                 arrivals.append((position, tat))
         return arrivals
 
-    def _take_slot(self, table: Table, located: list[tuple[_Rule, int]], entry: int, now: float) -> _Slot:
+    def _take_slot(self, table: Table, located: list[tuple[_Rule, int]], entry: int, now: int) -> _Slot:
         refusal = _refusal(table, located)
         if refusal and self._reclaim(table, now):
             refusal = _refusal(table, located)
@@ -233,9 +234,9 @@ class Limiter:
         positions = tuple(position for _, position in located)
         return _Slot(positions, entry, table.take(positions, entry, now))
 
-    def _reclaim(self, table: Table, now: float) -> bool:
+    def _reclaim(self, table: Table, now: int) -> bool:
         """Drop the slots of dead processes and leaked ones; whether any went."""
-        dead, leaked = table.reclaim(now, self.limits.stale_slot_secs)
+        dead, leaked = table.reclaim(now, _nanoseconds(self.limits.stale_slot_secs))
         if dead or leaked:
             log.warning("reclaimed limiter slots: %d dead processes, %d leaked slots", dead, leaked)
         return bool(dead or leaked)
@@ -254,7 +255,11 @@ def _refusal(table: Table, located: list[tuple[_Rule, int]]) -> str | None:
     return None
 
 
-def _next_arrival(stored: float, per_min: int, now: float) -> float:
-    # A time further ahead than one window can only come from a clock that jumped back: reset.
-    tat = now if stored - now > WINDOW_SECS else stored
-    return max(tat, now) + WINDOW_SECS / per_min
+def _nanoseconds(seconds: float) -> int:
+    return round(seconds * _NS_PER_SEC)
+
+
+def _next_arrival(stored: int, per_min: int, now: int) -> int:
+    tat = now if stored - now > WINDOW_NS else stored  # the clock jumped back: reset
+    # Rounded down, so `per_min` intervals never sum to more than the window.
+    return max(tat, now) + WINDOW_NS // per_min

@@ -125,7 +125,7 @@ def _hold_slot_as(path: Path, pid: int, started: str) -> None:
     """Count a running query of process `pid` on the organization, as its admit would."""
     table = Table.open(path, Shape())
     with table.lock:
-        now = time.time()
+        now = time.time_ns()
         entry, position = table.entry_of(pid, int(started)), table.locate(organization_digest(ORG), now)
         assert entry is not None and position is not None
         table.take((position,), entry, now)

@@ -52,9 +52,12 @@ def _outcome(limiter: Limiter, org: str = ORG, principal: str = "key:a") -> int:
         (3, [(0, 3), (19, 1), (20, 2)], [0, 0, 0, 1, 0, 20]),
         (3, [(0, 3), (60, 4)], [0, 0, 0, 0, 0, 0, 20]),
         (600, [(0, 601)], [0] * 600 + [1]),
+        (1000, [(0, 1001)], [0] * 1000 + [1]),
+        (7, [(0, 8)], [0] * 7 + [9]),
         (1, [(0, 2), (59.5, 1), (60, 1)], [0, 60, 1, 0]),
     ],
-    ids=["burst_then_refused", "refills_one_per_interval", "full_bucket_after_a_minute", "default_rate", "one_a_minute"],
+    ids=["burst_then_refused", "refills_one_per_interval", "full_bucket_after_a_minute", "default_rate", "interval_not_exact_in_binary",
+         "interval_not_whole", "one_a_minute"],
 )
 def test_org_rate_is_a_token_bucket(tmp_path: Path, per_min: int, steps: list[tuple[float, int]], expected: list[int]) -> None:
     clock = Clock()
@@ -354,8 +357,8 @@ def _peak_while_holding(limiter: Limiter, attempts: int) -> int:
 
 
 def test_rate_is_exact_across_parallel_forked_processes(tmp_path: Path) -> None:
-    limiter = Limiter(tmp_path / "limits.shm", Limits(600, 0, 0, 0), Clock())
-    assert sum(_in_parallel_children(4, lambda: _admitted(limiter, 300))) == 600
+    limiter = Limiter(tmp_path / "limits.shm", Limits(1000, 0, 0, 0), Clock())
+    assert sum(_in_parallel_children(4, lambda: _admitted(limiter, 500))) == 1000
 
 
 def test_slots_stay_exact_across_parallel_forked_processes(tmp_path: Path) -> None:
