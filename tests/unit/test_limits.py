@@ -361,6 +361,13 @@ def test_rate_is_exact_across_parallel_forked_processes(tmp_path: Path) -> None:
     assert sum(_in_parallel_children(4, lambda: _admitted(limiter, 500))) == 1000
 
 
+def test_processes_racing_to_replace_a_file_end_up_sharing_one(tmp_path: Path) -> None:
+    path = tmp_path / "limits.shm"
+    path.write_bytes(b"SQLite format 3\0")
+    admitted = _in_parallel_children(4, lambda: _admitted(Limiter(path, Limits(2, 0, 0, 0), Clock()), 2))
+    assert sum(admitted) == 2
+
+
 def test_slots_stay_exact_across_parallel_forked_processes(tmp_path: Path) -> None:
     limiter = Limiter(tmp_path / "limits.shm", Limits(0, 0, 2, 0))
     peaks = _in_parallel_children(4, lambda: _peak_while_holding(limiter, 1000))
