@@ -5,11 +5,12 @@ maps (MAP_SHARED), so reading or changing them is a few memory accesses under on
     processes  P x pid, start time (clock ticks since boot, as /proc gives it), generation,
                slots held, time of its last slot (ns)
     keys       K x theoretical arrival time (GCRA, ns), 16-byte blake2b digest of the key's text
-    in flight  K x P 16-bit counters: a row per key, a column per process entry
+    in flight  K x P 16-bit counters (no process runs 65,535 queries at once): a row per
+               key, a column per process entry
 
 - The header names the shape, so a file of another version or shape (or anything else) is
   never misread: a fresh file is written next to it and renamed over it, under the old file's
-  lock; processes that mapped the old file keep it until they reopen.
+  lock. Processes that had mapped the old file count in it until they restart.
 - flock excludes processes but not the threads sharing one file description, so a thread lock
   is taken first. Each process maps the file through a description of its own: a child of a
   fork that used its parent's would share the parent's lock.
