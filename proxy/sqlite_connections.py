@@ -1,4 +1,4 @@
-"""SQLite connections kept open per thread, for the small shared files (access store, limits).
+"""SQLite connections kept open per thread, for the access store's small shared file.
 
 Opening and closing a connection per call made every close the last one on the file, and the
 last close of a WAL database checkpoints the log and deletes it: an fsync and an unlink on every
