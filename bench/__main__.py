@@ -100,7 +100,7 @@ def main() -> None:
             token = grant(Path(large_tmp), ORGANIZATION)
             env = cli_env("druid", main_set, Path(large_tmp))
             with gunicorn("proxy.app:create_app()", env, Workers(1, 1), Path(large_tmp) / "service.log", token) as one:
-                results["large"] = large.run(one, LARGE, rounds(7), log)
+                results["large"] = large.run(one, LARGE, rounds(21), log)
     if wanted("throughput"):
         log("4. throughput against a stub broker, service vs bare forwarder, per worker model")
         native, answer = recorded["day_series_30d"]
