@@ -30,6 +30,7 @@ import mmap
 import os
 import struct
 import threading
+import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,20 +97,44 @@ class Shape:
         return _HEADER_SIZE + 5 * 8 * self.processes + (8 + DIGEST_SIZE + 2 * self.processes) * self.keys
 
 
+# How long a waiter lets another holder keep the lock before it stops waiting.
+LOCK_WAIT_SECS = 2.0
+
+
 class Exclusion:
-    """A thread lock, then flock on this process's own descriptor: one holder on the host."""
+    """A thread lock, then flock on this process's own descriptor: one holder on the host.
+
+    The locked work takes microseconds, so a holder that keeps the lock for `LOCK_WAIT_SECS` is stuck
+    (a worker stopped by SIGSTOP or a debugger): waiters give up with TimeoutError, an OSError
+    that the limiter answers by admitting unlimited, rather than every request hanging with it.
+    """
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
+        self._wait_secs = LOCK_WAIT_SECS
         self._threads = threading.Lock()
 
     def __enter__(self) -> None:
-        self._threads.acquire()
+        deadline = time.monotonic() + self._wait_secs
+        if not self._threads.acquire(timeout=self._wait_secs):
+            raise TimeoutError("limiter lock held by another thread too long")
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            self._flock(deadline)
         except BaseException:
             self._threads.release()
             raise
+
+    def _flock(self, deadline: float) -> None:
+        pause = 0.00005
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise TimeoutError("limiter lock held by another process too long") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.002)
 
     def __exit__(self, *exc_info: object) -> None:
         try:

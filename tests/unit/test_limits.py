@@ -227,6 +227,26 @@ def test_unlimited_when_no_file_can_be_used(tmp_path: Path, caplog: pytest.LogCa
     assert len(caplog.records) == 3  # at start, then once per request
 
 
+def test_a_lock_held_too_long_admits_and_logs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fcntl
+
+    import proxy.limit_table
+
+    monkeypatch.setattr(proxy.limit_table, "LOCK_WAIT_SECS", 0.05)
+    path = tmp_path / "limits.shm"
+    limiter = Limiter(path, Limits(1, 0, 0, 0), Clock())
+    assert _outcome(limiter) == 0
+    # A holder that never lets go: another open file description, as a stopped worker's would be.
+    with path.open("rb") as stuck:
+        fcntl.flock(stuck.fileno(), fcntl.LOCK_EX)
+        with caplog.at_level(logging.ERROR, logger="proxy.limits"):
+            assert _outcome(limiter) == 0  # over its rate, but the counters cannot be reached
+        assert caplog.records, "a request admitted without its limits must be logged"
+    assert _outcome(limiter) == 60  # the lock is free again: the rate holds
+
+
 def _own_start() -> str:
     identity = process_identity(os.getpid())
     assert identity is not None
