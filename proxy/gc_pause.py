@@ -4,8 +4,10 @@ Building 100,000 rows allocates some 300,000 lists and tuples. Every 700 contain
 start a collection, and the older generations (the decoded answer, the rows built so far) are
 walked again and again: on the bench machine that doubled the remap of 100,000 rows (395 ms
 with the collector on, 170 ms with it paused). Result rows hold no reference cycles, so
-reference counting frees them either way. `gc.disable()` is process-wide: the caller that found
-the collector on turns it back on, whatever other threads did meanwhile.
+reference counting frees them either way. The service pauses once per request, around the
+whole answer (`proxy/app.py`), so the collector next runs after those rows are freed.
+`gc.disable()` is process-wide: the caller that found the collector on turns it back on,
+whatever other threads did meanwhile.
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ from zoneinfo import ZoneInfo
 
 from proxy.buckets import format_timestamp, iter_buckets
 from proxy.errors import BadRequest, ResultTooLarge
-from proxy.gc_pause import gc_paused
 from schemas.model import Aggregation, Interval, Query
 
 # A backend row: the bucket start in epoch milliseconds, then the group values and the metric
@@ -199,14 +198,13 @@ def _grouped(plan: ResultPlan, rows: Sequence[BackendRow]) -> list[OutputRow]:
 
 def render(plan: ResultPlan, rows: Sequence[BackendRow]) -> dict[str, Any]:
     """Backend rows → `{"fields", "data"}`: zero-filled or grouped, ordered, capped."""
-    with gc_paused(len(rows)):
-        if plan.grouped:
-            data = _grouped(plan, rows)
-        else:
-            data = _zero_filled(plan, rows)
-            _convert_metrics(plan, data)
-        _print_timestamps(plan, data)
-        return {"fields": plan.fields(), "data": data}
+    if plan.grouped:
+        data = _grouped(plan, rows)
+    else:
+        data = _zero_filled(plan, rows)
+        _convert_metrics(plan, data)
+    _print_timestamps(plan, data)
+    return {"fields": plan.fields(), "data": data}
 
 
 # Printed bucket starts by (epoch ms, zone name), shared by every request: dashboards print the

@@ -11,7 +11,6 @@ from proxy.backends.druid.client import DruidClient
 from proxy.backends.druid.translator import DruidQuery, translate
 from proxy.disconnect import ClientGone, never_gone
 from proxy.errors import BackendError, BackendTimeout
-from proxy.gc_pause import gc_paused
 from proxy.result import BackendRow, ResultPlan
 from proxy.settings import Settings
 
@@ -84,8 +83,7 @@ def backend_rows(rows: list[dict[str, Any]], keys: tuple[str, ...], grouped: boo
 def plan_rows(rows: list[Any], query: DruidQuery, plan: ResultPlan) -> list[BackendRow]:
     """Druid's answer → backend rows: arrays for groupBy, result objects for timeseries."""
     if plan.grouped:
-        with gc_paused(len(rows)):
-            return array_rows(rows, query, plan.bucket_starts_ms[0])
+        return array_rows(rows, query, plan.bucket_starts_ms[0])
     return list(backend_rows(rows, query.value_keys, grouped=False))
 
 

@@ -33,7 +33,6 @@ from proxy.errors import (
     ClientDisconnected,
     ProxyError,
 )
-from proxy.gc_pause import gc_paused
 
 log = logging.getLogger(__name__)
 
@@ -238,15 +237,9 @@ def _raise_if_fired(watch: QueryWatch, cause: BaseException | None = None) -> No
         raise kind(_MESSAGES[kind]) from cause
 
 
-# groupBy array rows take about 35 bytes each: a body this many times larger is that many rows.
-_BYTES_PER_ROW = 35
-
-
 def _decode(body: bytes) -> Any:
     try:
-        # A 100,000-row answer decodes into as many lists: no collector passes meanwhile.
-        with gc_paused(len(body) // _BYTES_PER_ROW):
-            return orjson.loads(body)
+        return orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
 
