@@ -84,7 +84,7 @@ class ReportingService:
         self.schema = QuerySchema(_limits(settings))
         self._cached_query = lru_cache(maxsize=_CACHED_BODIES)(self._validated_query)
         self.backend = backend or build_backend(settings)
-        self.limiter = Limiter(settings.limits_db_path, Limits.from_settings(settings))
+        self.limiter = Limiter(settings.limits_path, Limits.from_settings(settings))
         self.meta_body = orjson.dumps(meta_document(settings))
 
     def load_query(self) -> Query:

@@ -48,7 +48,7 @@ def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
-    Limiter(_settings.limits_db_path, Limits.from_settings(_settings)).release_process(worker.pid)
+    Limiter(_settings.limits_path, Limits.from_settings(_settings)).release_process(worker.pid)
 
 
 def on_exit(server: Any) -> None:

@@ -55,7 +55,7 @@ class Settings:
         return self.data_dir / "access.sqlite3"
 
     @property
-    def limits_db_path(self) -> Path:
+    def limits_path(self) -> Path:
         """Memory-mapped file holding the rate and concurrency counters shared by every worker."""
         return self.data_dir / "limits.shm"
 
