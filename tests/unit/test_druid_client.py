@@ -6,11 +6,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+import orjson
 import pytest
 
 from proxy.backends.druid.client import DruidClient
 from proxy.backends.druid.watch import QueryWatch
-from proxy.errors import BackendTimeout, BackendUnavailable, ClientDisconnected, ProxyError
+from proxy.errors import BackendError, BackendTimeout, BackendUnavailable, ClientDisconnected, ProxyError
 from tests.unit.forking import passes_in_forked_child
 from tests.unit.stub_broker import Answer, StubBroker, refused_connects, stub_broker
 
@@ -94,6 +95,35 @@ def test_a_forked_child_connects_afresh(broker: StubBroker) -> None:
     assert passes_in_forked_child(lambda: client.query(QUERY, 1.0) == ROWS)
     parent, child = _ports(broker)
     assert parent != child
+
+
+CUT_OFF_ROWS = b'[[1547472540000,"mobile",1],[1547472780000,"mob'
+
+
+@pytest.mark.parametrize(
+    ("answer", "druid_timeout_ms", "error"),
+    [
+        (Answer(200, CUT_OFF_ROWS, delay_secs=0.1), 50, BackendTimeout),
+        (Answer(200, CUT_OFF_ROWS), 1000, BackendError),
+        (Answer(200, orjson.dumps(ROWS), delay_secs=0.1, truncate_at=20), 50, BackendTimeout),
+        (Answer(200, orjson.dumps(ROWS), truncate_at=20), 1000, BackendUnavailable),
+    ],
+    ids=["cut_off_after_druid_timeout", "cut_off_before", "dropped_after_druid_timeout", "dropped_before"],
+)
+def test_a_200_cut_short_past_the_druid_timeout_is_that_timeout(
+    broker: StubBroker, answer: Answer, druid_timeout_ms: int, error: type[ProxyError]
+) -> None:
+    # Druid times a query out mid-stream by ending a 200 early (seen on 33.0.0 in ~1 try of 5
+    # with a 142 ms timeout): only the clock says the cut-off body was its timeout.
+    broker.on("POST", "/druid/v2/", answer)
+    query = {**QUERY, "context": {"queryId": "q-1", "timeout": druid_timeout_ms}}
+    with pytest.raises(ProxyError) as raised:
+        DruidClient(broker.url, 1.0).query(query, 2.0)
+    assert type(raised.value) is error
+    if error is BackendTimeout:
+        broker.wait_for("DELETE /druid/v2/q-1")
+    else:
+        assert broker.lines() == ["POST /druid/v2/"]
 
 
 @pytest.mark.parametrize(("status", "ready"), [(200, True), (503, False)])

@@ -9,9 +9,11 @@ BackendTimeout (and the query is cancelled on the broker), caller gone → Clien
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -93,19 +95,21 @@ class DruidClient:
         Past the deadline, or once `client_gone()` says the caller left, the query is cut
         short and the broker told to cancel it (`DELETE /druid/v2/{queryId}`).
         """
-        query_id = str(native.get("context", {}).get("queryId", ""))
+        context = native.get("context", {})
+        query_id = str(context.get("queryId", ""))
         with QueryWatch(budget_secs, partial(self.cancel, query_id), client_gone) as watch:
             try:
-                status, body = self._post(native, watch)
+                druid_deadline = time.monotonic() + _druid_timeout_secs(context)
+                status, body = self._post(native, watch, druid_deadline)
                 # Settle the race with the watch: once the body is in, only an earlier fire counts.
                 watch.finish()
                 _raise_if_fired(watch)
-                return _rows(status, body, query_id)
+                return _rows(status, body, query_id, past_druid_timeout=time.monotonic() >= druid_deadline)
             except BackendTimeout:
                 watch.expire()  # our clock or Druid's: either way Druid is told to stop
                 raise
 
-    def _post(self, native: dict[str, Any], watch: QueryWatch) -> tuple[int, bytes]:
+    def _post(self, native: dict[str, Any], watch: QueryWatch, druid_deadline: float) -> tuple[int, bytes]:
         remaining = max(watch.remaining(), 0.001)
         try:
             response = self._pool().urlopen(
@@ -128,7 +132,7 @@ class DruidClient:
         except HTTPError as exc:
             # A stream the watch cut, or the broker going away mid-answer.
             _raise_if_fired(watch, exc)
-            if watch.remaining() <= 0:
+            if watch.remaining() <= 0 or time.monotonic() >= druid_deadline:
                 raise BackendTimeout(_MESSAGES[BackendTimeout]) from exc
             raise BackendUnavailable(_MESSAGES[BackendUnavailable]) from exc
 
@@ -244,12 +248,22 @@ def _decode(body: bytes) -> Any:
         return None
 
 
-def _rows(status: int, body: bytes, query_id: str) -> list[dict[str, Any]]:
+def _druid_timeout_secs(context: dict[str, Any]) -> float:
+    """The `timeout` the query asks Druid to keep (ms in its context); Druid's default is 5 min."""
+    timeout_ms = context.get("timeout")
+    return timeout_ms / 1000 if isinstance(timeout_ms, int) and timeout_ms > 0 else math.inf
+
+
+def _rows(status: int, body: bytes, query_id: str, past_druid_timeout: bool) -> list[dict[str, Any]]:
     payload = _decode(body)
     if status == 200 and isinstance(payload, list):
         return payload
     if status == 200:
-        # Druid streams results; an error after the first bytes leaves a truncated 200 body.
+        # Druid streams results, so an error after the first bytes leaves a truncated 200 body
+        # that cannot say what failed; once the query's own timeout has passed, that was it.
+        if past_druid_timeout and payload is None:
+            log.warning("druid query %s: 200 body cut off after its druid timeout", query_id)
+            raise BackendTimeout(_MESSAGES[BackendTimeout])
         log.error("druid query %s: 200 with unparseable or non-list body", query_id)
         raise BackendError(_MESSAGES[BackendError])
     raise _error(status, payload, body, query_id)
