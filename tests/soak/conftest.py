@@ -21,6 +21,13 @@ from tests.soak.harness import Cluster, Service, cli, clean_env
 SEED = 20190401
 SESSIONS = 20_000
 DATASOURCE = "soak_sessions"
+# Unless a test sets its own: admission limits are other tests' subject, so every answer is Druid's.
+LIMITS_OFF = {
+    "rate_limit_per_org_per_min": "0",
+    "rate_limit_per_principal_per_min": "0",
+    "max_concurrent_per_org": "0",
+    "max_concurrent_per_principal": "0",
+}
 PORT_OFFSET = int(os.environ.get("PROXY_SOAK_DRUID_PORT_OFFSET", "230"))
 
 # Lines for the terminal summary, filled by the tests: title → rows.
@@ -45,12 +52,7 @@ class SoakData:
             data_dir=str(self.data_dir),
             druid_broker_url=broker_url or self.cluster.broker_url,
             druid_datasource=DATASOURCE,
-            # Admission limits are another test's subject: off, so every answer here is Druid's.
-            rate_limit_per_org_per_min="0",
-            rate_limit_per_principal_per_min="0",
-            max_concurrent_per_org="0",
-            max_concurrent_per_principal="0",
-            **settings,
+            **{**LIMITS_OFF, **settings},
         )
         return Service(name, env, self.data_dir / f"{name}.log")
 

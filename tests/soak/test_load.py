@@ -1,6 +1,8 @@
 """Load: 50 clients in a second process for 60 s of the integration query set, through gunicorn,
-to the soak cluster's real Druid. No request may fail (admission limits are off), and the
-workers' memory must stay flat: the median RSS of the last quarter of the run (after a
+to the soak cluster's real Druid. Admission limits are on, set above what the load asks for,
+so the shared limiter file is used by every request of both workers: no request may fail, the
+limiter may not log a problem (a lock wait given up, a full table), and the workers' memory
+must stay flat: the median RSS of the last quarter of the run (after a
 warm-up) within 20% of the first quarter's.
 """
 
@@ -68,8 +70,22 @@ def _run(service: Service, data: SoakData, out: Path) -> tuple[list[tuple[float,
     return samples, cpu_used
 
 
+# ~100 requests/s and 50 callers against 8 serving threads: rates and in-flight counts below these.
+LIMITS = {
+    "rate_limit_per_org_per_min": "1000000",
+    "rate_limit_per_principal_per_min": "1000000",
+    "max_concurrent_per_org": str(CLIENTS + 14),
+    "max_concurrent_per_principal": str(CLIENTS + 14),
+}
+
+
+def _limiter_complaints(log_text: str) -> list[str]:
+    lines = (line for line in log_text.splitlines() if line.startswith("{"))
+    return [line for line in lines if orjson.loads(line).get("logger") == "proxy.limits"]
+
+
 def test_fifty_clients_for_a_minute(soak_data: SoakData) -> None:
-    service = soak_data.service("load", request_timeout_secs="30")
+    service = soak_data.service("load", request_timeout_secs="30", **LIMITS)
     service.threads = 4  # gunicorn_conf's default: 2 workers x 4 threads
     with serving(service):
         _warm(service, soak_data)
@@ -81,7 +97,7 @@ def test_fifty_clients_for_a_minute(soak_data: SoakData) -> None:
     steady = [rss for at, rss in samples if at >= WARM_UP_SECS]
     quarter = len(steady) // 4
     medians = [statistics.median(steady[i * quarter:(i + 1) * quarter]) / MB for i in range(4)]
-    SUMMARY["load: 50 clients x 60 s, integration query set, gunicorn 2 workers x 4 threads, real Druid"] = [
+    SUMMARY["load: 50 clients x 60 s, integration query set, gunicorn 2 workers x 4 threads, real Druid, limits on"] = [
         f"requests {len(records)} in {result['wall_secs']:.1f} s ({len(records) / result['wall_secs']:.1f}/s), "
         f"failures {len(failures)}",
         f"latency p50 {_percentile(latencies, 0.5) * 1000:.0f} ms, p99 {_percentile(latencies, 0.99) * 1000:.0f} ms, "
@@ -94,4 +110,5 @@ def test_fifty_clients_for_a_minute(soak_data: SoakData) -> None:
     ]
     assert result["clients"] == CLIENTS and len(records) >= CLIENTS
     assert failures == [], f"{len(failures)} failed requests, e.g. {failures[:5]}"
+    assert _limiter_complaints(service.log_text()) == []
     assert medians[3] <= 1.2 * medians[0], f"worker memory grew: {medians}"
