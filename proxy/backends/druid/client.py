@@ -130,7 +130,8 @@ class DruidClient:
             _raise_if_fired(watch, exc)
             raise BackendTimeout(_MESSAGES[BackendTimeout]) from exc
         except HTTPError as exc:
-            # A stream the watch cut, or the broker going away mid-answer.
+            # A stream the watch cut, or the broker going away mid-answer (past the query's Druid
+            # timeout, most likely that timeout).
             _raise_if_fired(watch, exc)
             if watch.remaining() <= 0 or time.monotonic() >= druid_deadline:
                 raise BackendTimeout(_MESSAGES[BackendTimeout]) from exc
@@ -249,7 +250,8 @@ def _decode(body: bytes) -> Any:
 
 
 def _druid_timeout_secs(context: dict[str, Any]) -> float:
-    """The `timeout` the query asks Druid to keep (ms in its context); Druid's default is 5 min."""
+    """The `timeout` the query asks Druid to keep (ms in its context); none: Druid's own default,
+    which this side does not know, so never."""
     timeout_ms = context.get("timeout")
     return timeout_ms / 1000 if isinstance(timeout_ms, int) and timeout_ms > 0 else math.inf
 
