@@ -1,16 +1,26 @@
 """Load validated session files into Druid, replacing the UTC days they cover.
 
-A load submits one `index_parallel` task built from `druid_specs/visitor_sessions.json`, follows
-it to SUCCESS, then waits until the coordinator reports the new segments loaded and the broker
-counts exactly the ingested rows. Errors:
+A load replaces its days a UTC month at a time: one `index_parallel` task per month, built from
+`druid_specs/visitor_sessions.json`, followed to SUCCESS, then a wait until the coordinator
+reports the new segments loaded and the broker counts exactly the month's rows. Errors:
 
-    DruidLoadError          the task was refused, failed, or the data never became queryable
+    DruidLoadError          a task was refused, failed, or the data never became queryable
+
+A task keeps a segment per day it holds rows for open until it publishes, and one task over a
+year of 1M sessions (335 days) ran the local Indexer out of direct memory; a month per task
+bounds that whatever the span. Longer loads first split their rows by month into a temporary
+directory (the Indexer reads the files by path). A month without rows is replaced with the
+month before it, so every covered day is still replaced, never kept. A failed month leaves the
+months before it replaced: loading the same files again replaces the same days.
 """
 
 from __future__ import annotations
 
+import bisect
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,8 +30,7 @@ from urllib.parse import quote
 import requests
 
 from druid_specs import load_spec
-from proxy.ingest.ndjson import FileSummary
-
+from proxy.ingest.ndjson import FileSummary, line_timestamp_ms
 
 _TIMEOUT = (2.0, 30.0)
 _POLL_SECS = 1.0
@@ -35,12 +44,11 @@ class DruidLoadError(RuntimeError):
     """The load did not complete; the message says which step and why."""
 
 
-
 @dataclass(frozen=True)
 class LoadResult:
-    """The outcome of a successful load."""
+    """The outcome of a successful load: every task, the days replaced, the rows."""
 
-    task_id: str
+    task_ids: tuple[str, ...]
     interval: str
     rows_ingested: int
     rows_rejected: int
@@ -55,6 +63,15 @@ class _Endpoints:
     datasource: str
 
 
+@dataclass(frozen=True)
+class Part:
+    """The days one task replaces, and the files holding their rows."""
+
+    interval: str
+    files: tuple[Path, ...]
+    rows: int
+
+
 def load_into_druid(
     paths: Sequence[Path],
     summary: FileSummary,
@@ -65,23 +82,27 @@ def load_into_druid(
     echo: Echo,
     timeout_secs: float = 1800.0,
 ) -> LoadResult:
-    """Replace the UTC days `paths` cover in `datasource` with their rows; wait until queryable."""
+    """Replace the UTC days `paths` cover in `datasource` with their rows, a month per task;
+    wait until each month is queryable. `timeout_secs` bounds each month."""
     started = time.monotonic()
-    deadline = started + timeout_secs
     where = _Endpoints(overlord_url.rstrip("/"), coordinator_url.rstrip("/"),
                        broker_url.rstrip("/"), datasource)
     _require_files(paths)
     interval = covered_days(summary.first_time, summary.last_time)
-    spec = ingestion_spec(paths, datasource, interval)
-    with requests.Session() as session:
-        task_id = _submit(session, where, spec)
-        echo(f"druid: task {task_id} replaces {interval} ({summary.rows} rows)")
-        _follow_task(session, where, task_id, deadline, echo)
-        ingested, rejected = _row_stats(_get_json(session, _task_url(where, task_id, "reports")))
-        echo(f"druid: task SUCCESS: {ingested} rows ingested, {rejected} rejected")
-        _wait_loaded(session, where, interval, deadline, echo)
-        _wait_queryable(session, where, interval, ingested, deadline, echo)
-    return LoadResult(task_id, interval, ingested, rejected, time.monotonic() - started)
+    outcomes = []
+    with requests.Session() as session, _parts(paths, summary.rows, interval) as parts:
+        for number, part in enumerate(parts, start=1):
+            if len(parts) > 1:
+                echo(f"druid: month {number} of {len(parts)}: {part.interval} ({part.rows} rows)")
+            try:
+                outcomes.append(_replace(session, where, part, time.monotonic() + timeout_secs, echo))
+            except DruidLoadError as exc:
+                if number == 1:
+                    raise
+                raise DruidLoadError(f"{exc} (months 1-{number - 1} of {len(parts)} are replaced; "
+                                     "loading the same files again replaces every day)") from exc
+    task_ids, ingested, rejected = zip(*outcomes)
+    return LoadResult(task_ids, interval, sum(ingested), sum(rejected), time.monotonic() - started)
 
 
 def _require_files(paths: Sequence[Path]) -> None:
@@ -98,8 +119,93 @@ def covered_days(first: datetime, last: datetime) -> str:
     return f"{_iso(start)}/{_iso(end)}"
 
 
+def month_intervals(interval: str) -> list[str]:
+    """`interval` (whole UTC days) cut at the start of every UTC month inside it."""
+    start, end = (_parse_iso(bound) for bound in interval.split("/"))
+    months = []
+    while start < end:
+        stop = min((start.replace(day=1) + timedelta(days=32)).replace(day=1), end)
+        months.append(f"{_iso(start)}/{_iso(stop)}")
+        start = stop
+    return months
+
+
+def split_by_month(paths: Sequence[Path], interval: str, directory: Path) -> list[Part]:
+    """The rows of `paths` written to one file per month of `interval` in `directory`; a month
+    without rows joins the month before it (the first month always has rows)."""
+    months = month_intervals(interval)
+    # Each month's start, then the end of the last: a row at or past that end fits no month.
+    bounds = [_epoch_ms(month.split("/")[0]) for month in months] + [_epoch_ms(interval.split("/")[1])]
+    files = [directory / f"{month[:7]}.ndjson" for month in months]
+    counts = [0] * len(months)
+    with ExitStack() as stack:
+        sinks = [stack.enter_context(path.open("wb")) for path in files]
+        for raw in _lines(paths):
+            month = bisect.bisect_right(bounds, line_timestamp_ms(raw)) - 1
+            if not 0 <= month < len(months):
+                raise DruidLoadError(f"a session outside {interval}: {raw[:80]!r}")
+            sinks[month].write(raw)
+            counts[month] += 1
+    return _fold_empty_months(months, files, counts)
+
+
+def _lines(paths: Sequence[Path]) -> Iterator[bytes]:
+    for path in paths:
+        with path.open("rb") as lines:
+            for raw in lines:
+                # A file's last line may lack its newline; in a month's file it must not.
+                yield raw if raw.endswith(b"\n") else raw + b"\n"
+
+
+def _fold_empty_months(months: list[str], files: list[Path], counts: list[int]) -> list[Part]:
+    parts: list[Part] = []
+    for month, path, rows in zip(months, files, counts):
+        if rows or not parts:
+            parts.append(Part(month, (path,), rows))
+        else:
+            previous = parts.pop()
+            start = previous.interval.split("/")[0]
+            parts.append(Part(f"{start}/{month.split('/')[1]}", previous.files, previous.rows))
+    return parts
+
+
+@contextmanager
+def _parts(paths: Sequence[Path], rows: int, interval: str) -> Iterator[list[Part]]:
+    """The load as parts: the files as they are within one month, else split by month."""
+    if len(month_intervals(interval)) == 1:
+        yield [Part(interval, tuple(paths), rows)]
+        return
+    with tempfile.TemporaryDirectory(prefix="druid-load-") as directory:
+        try:
+            parts = split_by_month(paths, interval, Path(directory))
+        except ValueError as exc:
+            raise DruidLoadError(f"cannot split the input by month: {exc}") from exc
+        yield parts
+
+
+def _replace(session: requests.Session, where: _Endpoints, part: Part, deadline: float,
+             echo: Echo) -> tuple[str, int, int]:
+    """One task replacing `part.interval`, followed until the broker counts its rows."""
+    task_id = _submit(session, where, ingestion_spec(part.files, where.datasource, part.interval))
+    echo(f"druid: task {task_id} replaces {part.interval} ({part.rows} rows)")
+    _follow_task(session, where, task_id, deadline, echo)
+    ingested, rejected = _row_stats(_get_json(session, _task_url(where, task_id, "reports")))
+    echo(f"druid: task SUCCESS: {ingested} rows ingested, {rejected} rejected")
+    _wait_loaded(session, where, part.interval, deadline, echo)
+    _wait_queryable(session, where, part.interval, ingested, deadline, echo)
+    return task_id, ingested, rejected
+
+
 def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_iso(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def _epoch_ms(stamp: str) -> int:
+    return int(_parse_iso(stamp).timestamp() * 1000)
 
 
 def ingestion_spec(paths: Sequence[Path], datasource: str, interval: str) -> dict[str, Any]:

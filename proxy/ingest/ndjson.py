@@ -208,6 +208,15 @@ def _normalize(obj: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def line_timestamp_ms(raw: bytes) -> int:
+    """The session start of one raw line, UTC epoch ms, read as validation reads it; ValueError
+    if the line has none."""
+    try:
+        return _epoch_ms(_parse_object(raw).get("timestamp"))
+    except _Bad as exc:
+        raise ValueError(str(exc)) from None
+
+
 def iter_sessions(path: Path) -> Iterator[dict[str, Any]]:
     """Validated rows of one file, normalized: `timestamp_ms` (UTC epoch ms), gaps filled."""
     line_number = 0

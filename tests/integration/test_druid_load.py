@@ -141,3 +141,39 @@ def test_a_missing_file_is_refused_before_druid_sees_it(loads: list[LoadResult])
     with pytest.raises(DruidLoadError, match="no such input file"):
         load_into_druid([Path("/nonexistent/sessions.ndjson")], _summary(), OVERLORD, OVERLORD,
                         BROKER, DATASOURCE, print)
+
+
+SPAN_DATASOURCE = "it_druid_load_months"
+SPAN = "2024-01-01T00:00:00Z/2024-04-01T00:00:00Z"
+# January and March hold rows, February none: the January task also replaces February.
+SPANNING = [
+    _session("2024-01-20T08:00:00Z", "m1", 5, [], "Oulu"),
+    _session("2024-01-31T23:59:59Z", "m2", 6, [], "Oulu"),
+    _session("2024-03-05T12:00:00Z", "m3", 7, [], "Turku"),
+]
+FEBRUARY_ONLY = [_session("2024-02-15T12:00:00Z", "f1", 8, [], "Vaasa")]
+
+
+def _span_counts() -> dict[str, int]:
+    rows = _query({
+        "queryType": "timeseries", "dataSource": SPAN_DATASOURCE, "intervals": [SPAN],
+        "granularity": "month", "aggregations": [{"type": "count", "name": "n"}],
+        "context": {"useCache": False, "populateCache": False},
+    })
+    return {row["timestamp"][:7]: int(row["result"]["n"]) for row in rows if row["result"]["n"]}
+
+
+def _load(path: Path, sessions: list[dict[str, Any]]) -> LoadResult:
+    path.write_text("".join(json.dumps(s) + "\n" for s in sessions))
+    times = [datetime.fromisoformat(s["timestamp"]) for s in sessions]
+    summary = Summary(len(sessions), min(times), max(times))
+    return load_into_druid([path], summary, OVERLORD, OVERLORD, BROKER, SPAN_DATASOURCE, print)
+
+
+def test_a_load_over_months_runs_a_task_per_month_and_replaces_every_covered_day(tmp_path: Path) -> None:
+    _load(tmp_path / "february.ndjson", FEBRUARY_ONLY)
+    assert _span_counts() == {"2024-02": 1}
+    result = _load(tmp_path / "span.ndjson", SPANNING)
+    assert (len(result.task_ids), result.interval, result.rows_ingested, result.rows_rejected) == (
+        2, "2024-01-20T00:00:00Z/2024-03-06T00:00:00Z", 3, 0)
+    assert _span_counts() == {"2024-01": 2, "2024-03": 1}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.datasets import _utc_part
+from bench.datasets import utc_week
 from bench.stats import interleaved, percentile, summary
 
 
@@ -33,16 +33,15 @@ def test_interleaved_rounds_rotate_who_goes_first() -> None:
 
 
 @pytest.mark.parametrize(
-    ("line", "weekly", "part"),
+    ("line", "week"),
     [
-        (b'{"timestamp":"2019-06-30T23:59:59.999Z","organization_id":"x"}\n', False, "2019-06"),
-        (b'{"timestamp":"2019-06-30T23:59:59.999Z","organization_id":"x"}\n', True, "2019-W26"),
-        (b'{"timestamp":"2018-12-31T00:00:00.000Z"}\n', True, "2019-W01"),
-        (b'{"organization_id":"x","timestamp":"2019-07-01T01:30:00+02:00"}\n', False, "2019-06"),
+        (b'{"timestamp":"2019-06-30T23:59:59.999Z","organization_id":"x"}\n', "2019-W26"),
+        (b'{"timestamp":"2018-12-31T00:00:00.000Z"}\n', "2019-W01"),
+        (b'{"organization_id":"x","timestamp":"2019-07-01T01:30:00+02:00"}\n', "2019-W26"),
     ],
 )
-def test_a_session_goes_to_the_utc_month_or_iso_week_of_its_start(line: bytes, weekly: bool, part: str) -> None:
-    assert _utc_part(line, weekly) == part
+def test_a_session_goes_to_the_iso_week_of_its_utc_start(line: bytes, week: str) -> None:
+    assert utc_week(line) == week
 
 
 def test_new_bodies_are_one_query_in_more_distinct_bodies_than_the_parse_cache_holds() -> None:
