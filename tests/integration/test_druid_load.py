@@ -145,13 +145,19 @@ def test_a_missing_file_is_refused_before_druid_sees_it(loads: list[LoadResult])
 
 SPAN_DATASOURCE = "it_druid_load_months"
 SPAN = "2024-01-01T00:00:00Z/2024-04-01T00:00:00Z"
-# January and March hold rows, February none: the January task also replaces February.
+# Every day of SPAN replaced first (whatever an earlier run left), a row in each month.
+WHOLE_SPAN = [
+    _session("2024-01-01T00:00:00Z", "w1", 1, [], "Oulu"),
+    _session("2024-02-15T12:00:00Z", "w2", 2, [], "Vaasa"),
+    _session("2024-03-31T23:59:59Z", "w3", 3, [], "Turku"),
+]
+# Then January 20th to March 5th: January and March hold rows, February none, so the January
+# task also replaces February.
 SPANNING = [
     _session("2024-01-20T08:00:00Z", "m1", 5, [], "Oulu"),
     _session("2024-01-31T23:59:59Z", "m2", 6, [], "Oulu"),
     _session("2024-03-05T12:00:00Z", "m3", 7, [], "Turku"),
 ]
-FEBRUARY_ONLY = [_session("2024-02-15T12:00:00Z", "f1", 8, [], "Vaasa")]
 
 
 def _span_counts() -> dict[str, int]:
@@ -171,9 +177,11 @@ def _load(path: Path, sessions: list[dict[str, Any]]) -> LoadResult:
 
 
 def test_a_load_over_months_runs_a_task_per_month_and_replaces_every_covered_day(tmp_path: Path) -> None:
-    _load(tmp_path / "february.ndjson", FEBRUARY_ONLY)
-    assert _span_counts() == {"2024-02": 1}
+    whole = _load(tmp_path / "whole.ndjson", WHOLE_SPAN)
+    assert (len(whole.task_ids), whole.interval) == (3, "2024-01-01T00:00:00Z/2024-04-01T00:00:00Z")
+    assert _span_counts() == {"2024-01": 1, "2024-02": 1, "2024-03": 1}
     result = _load(tmp_path / "span.ndjson", SPANNING)
     assert (len(result.task_ids), result.interval, result.rows_ingested, result.rows_rejected) == (
         2, "2024-01-20T00:00:00Z/2024-03-06T00:00:00Z", 3, 0)
-    assert _span_counts() == {"2024-01": 2, "2024-03": 1}
+    # Kept: January 1st and March 31st. Replaced: everything between, February's row included.
+    assert _span_counts() == {"2024-01": 3, "2024-03": 2}
