@@ -100,3 +100,10 @@ def test_spec_setting(path: tuple[str, ...], expected: Any) -> None:
     for key in path:
         node = node[key]
     assert node == expected
+
+
+def test_intermediate_spills_are_uncompressed() -> None:
+    # Merging ~240 compressed spills of a day segment ran the local Indexer out of direct
+    # memory, one 64 KiB decompression buffer per column per spill (docs/druid-behaviour.md (j)).
+    assert SPEC["spec"]["tuningConfig"]["indexSpecForIntermediatePersists"] == {
+        "dimensionCompression": "uncompressed", "metricCompression": "none", "longEncoding": "longs"}
