@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from proxy.ingest.druid_loader import DruidLoadError, Part, covered_days, ingestion_spec, month_intervals, split_by_month
+from proxy.ingest.druid_loader import (
+    DruidLoadError,
+    Part,
+    covered_days,
+    ingestion_spec,
+    month_intervals,
+    split_by_month,
+)
 
 
 @pytest.mark.parametrize(
