@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import orjson
 import requests
+
+from proxy.ingest.ndjson import line_timestamp_ms
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = Path(os.environ.get("BENCH_DIR", ROOT / "var" / "bench"))
@@ -158,8 +159,8 @@ def week_files(dataset: Dataset) -> list[Path]:
 
 def utc_week(line: bytes) -> str:
     """The ISO week (UTC) of a session line's start, as `2019-W26`."""
-    stamp = datetime.fromisoformat(orjson.loads(line)["timestamp"].replace("Z", "+00:00"))
-    year, week, _ = stamp.astimezone(UTC).isocalendar()
+    stamp = datetime.fromtimestamp(line_timestamp_ms(line) / 1000, UTC)
+    year, week, _ = stamp.isocalendar()
     return f"{year}-W{week:02d}"
 
 
