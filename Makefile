@@ -20,7 +20,7 @@ install: $(BIN)/.installed
 # Zero-infrastructure demo on the embedded engine: generate, load, register, print a curl, serve.
 demo: install
 	PROXY_DATA_DIR=$(DEMO_DIR) DEMO_SESSIONS=$(DEMO_SESSIONS) DEMO_PORT=$(DEMO_PORT) \
-		$(BIN)/python -m proxy.devtools.demo
+		$(BIN)/python -m proxyctl.demo
 
 # Everything, the real-Druid integration suite included: Druid is started when not running.
 test: install druid-up
@@ -43,6 +43,8 @@ druid-down: install
 	$(CLI) druid down
 
 lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 bench: install druid-up

@@ -9,7 +9,6 @@ serves the latency phases with another gunicorn model (processes x threads).
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sys
@@ -50,13 +49,28 @@ def wanted(phase: str) -> bool:
 
 
 def machine() -> dict[str, Any]:
-    cpu_model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.startswith("model name")), platform.processor())
-    memory = next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-                  if line.startswith("MemTotal"))
-    return {"cpu": cpu_model, "cores": os.cpu_count(), "memory_gib": round(int(memory) / 2**20, 1),
-            "python": platform.python_version(), "load_average_start": os.getloadavg(),
-            "druid": "33.0.0 (reporting-proxy druid up)", "seed": SEED}
+    cpu_model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory = next(
+        line.split()[1]
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
+    return {
+        "cpu": cpu_model,
+        "cores": os.cpu_count(),
+        "memory_gib": round(int(memory) / 2**20, 1),
+        "python": platform.python_version(),
+        "load_average_start": os.getloadavg(),
+        "druid": "33.0.0 (reporting-proxy druid up)",
+        "seed": SEED,
+    }
 
 
 def main() -> None:
@@ -66,21 +80,40 @@ def main() -> None:
     main_set = datasets[1_000_000]
     results: dict[str, Any] = {"machine": machine(), "when": datetime.now(UTC).isoformat(timespec="seconds")}
     log("data sets (generated and loaded once, reused while the broker counts the same sessions)")
-    results["ingestion"] = {f"{backend}:{size}": ensure_loaded(backend, dataset, log)
-                            for size, dataset in datasets.items() for backend in ("druid", "embedded")}
+    results["ingestion"] = {
+        f"{backend}:{size}": ensure_loaded(backend, dataset, log)
+        for size, dataset in datasets.items()
+        for backend in ("druid", "embedded")
+    }
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
         data_dir = tmp / "druid-service"
         token = grant(data_dir, ORGANIZATION)
-        service = stack.enter_context(gunicorn(
-            "proxy.app:create_app()", cli_env("druid", main_set, data_dir), SERVICE_WORKERS, tmp / "service.log", token))
+        service = stack.enter_context(
+            gunicorn(
+                "proxy.web.app:create_app()",
+                cli_env("druid", main_set, data_dir),
+                SERVICE_WORKERS,
+                tmp / "service.log",
+                token,
+            )
+        )
         if wanted("overhead"):
-            log(f"1. overhead through the service ({SERVICE_WORKERS}) vs straight to the broker, "
-                f"{main_set.sessions:,} sessions")
-            forwarder = stack.enter_context(gunicorn(
-                "bench.forwarder:create_app()", {**os.environ, "BENCH_UPSTREAM_URL": BROKER}, SERVICE_WORKERS,
-                tmp / "forwarder.log"))
-            results["overhead"] = overhead.run(service, REPORTS, rounds(100), log, tmp / "service.log", forwarder)
+            log(
+                f"1. overhead through the service ({SERVICE_WORKERS}) vs straight to the broker, "
+                f"{main_set.sessions:,} sessions"
+            )
+            forwarder = stack.enter_context(
+                gunicorn(
+                    "bench.forwarder:create_app()",
+                    {**os.environ, "BENCH_UPSTREAM_URL": BROKER},
+                    SERVICE_WORKERS,
+                    tmp / "forwarder.log",
+                )
+            )
+            results["overhead"] = overhead.run(
+                service, REPORTS, rounds(100), log, tmp / "service.log", forwarder
+            )
             for entry in results["overhead"].values():
                 entry.pop("answer")
         # Recorded Druid answers and native queries for the CPU and throughput phases.
@@ -92,14 +125,19 @@ def main() -> None:
             whole = cpu.whole_request(cases)
             for name, entry in results["cpu_us"].items():
                 entry["whole_request"] = whole[name]
-                log(f"  {name}: {entry['total']:.0f} µs (" + ", ".join(f"{s} {entry[s]:.0f}" for s in cpu.STAGES)
-                    + f"); whole request in-process {whole[name]:.0f} µs")
+                log(
+                    f"  {name}: {entry['total']:.0f} µs ("
+                    + ", ".join(f"{s} {entry[s]:.0f}" for s in cpu.STAGES)
+                    + f"); whole request in-process {whole[name]:.0f} µs"
+                )
     if wanted("large"):
         log("3. large result: 100,000 rows")
         with tempfile.TemporaryDirectory(prefix="bench-large-") as large_tmp:
             token = grant(Path(large_tmp), ORGANIZATION)
             env = cli_env("druid", main_set, Path(large_tmp))
-            with gunicorn("proxy.app:create_app()", env, Workers(1, 1), Path(large_tmp) / "service.log", token) as one:
+            with gunicorn(
+                "proxy.web.app:create_app()", env, Workers(1, 1), Path(large_tmp) / "service.log", token
+            ) as one:
                 results["large"] = large.run(one, LARGE, rounds(21), log)
     if wanted("throughput"):
         log("4. throughput against a stub broker, service vs bare forwarder, per worker model")
@@ -107,8 +145,9 @@ def main() -> None:
         results["throughput"] = throughput.run(answer, native, REPORTS["day_series_30d"], rounds(3), 3.0, log)
     if wanted("scaling"):
         log("5. scaling: typical reports per backend and size")
-        results["scaling"] = scaling.run(list(datasets.values()), ["druid", "embedded"], REPORTS,
-                                         SERVICE_WORKERS, rounds(15), log)
+        results["scaling"] = scaling.run(
+            list(datasets.values()), ["druid", "embedded"], REPORTS, SERVICE_WORKERS, rounds(15), log
+        )
     if wanted("accuracy"):
         log("7. unique-count accuracy and storage")
         results["accuracy"] = accuracy.errors(main_set)
@@ -119,7 +158,9 @@ def main() -> None:
     print(table)
     RESULTS.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    (RESULTS / f"{stamp}.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
+    (RESULTS / f"{stamp}.json").write_bytes(
+        orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
+    )
     (RESULTS / f"{stamp}.md").write_text(table + "\n")
     (RESULTS / "latest.md").write_text(table + "\n")
     log(f"results in {RESULTS / stamp}.json and .md ({results['elapsed_secs']} s)")

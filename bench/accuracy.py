@@ -22,15 +22,29 @@ import requests
 
 from bench.datasets import BROKER, OVERLORD, Dataset
 from bench.stats import summary
-from proxy.ingest.generator import organization_ids
+from proxyctl.ingest.generator import organization_ids
 
 COLUMNS = ("session_id", "visitor_id")
 ESTIMATORS: dict[str, Callable[[str], dict[str, Any]]] = {
-    "hyperUnique (*_hll)": lambda column: {"type": "hyperUnique", "fieldName": f"{column}_hll", "round": False},
-    "HLL sketch lgK 14 (*_sketch)": lambda column: {"type": "HLLSketchMerge", "fieldName": f"{column}_sketch",
-                                                    "lgK": 14, "tgtHllType": "HLL_4", "round": False},
-    "HLL sketch lgK 12 (*_sketch)": lambda column: {"type": "HLLSketchMerge", "fieldName": f"{column}_sketch",
-                                                    "lgK": 12, "tgtHllType": "HLL_4", "round": False},
+    "hyperUnique (*_hll)": lambda column: {
+        "type": "hyperUnique",
+        "fieldName": f"{column}_hll",
+        "round": False,
+    },
+    "HLL sketch lgK 14 (*_sketch)": lambda column: {
+        "type": "HLLSketchMerge",
+        "fieldName": f"{column}_sketch",
+        "lgK": 14,
+        "tgtHllType": "HLL_4",
+        "round": False,
+    },
+    "HLL sketch lgK 12 (*_sketch)": lambda column: {
+        "type": "HLLSketchMerge",
+        "fieldName": f"{column}_sketch",
+        "lgK": 12,
+        "tgtHllType": "HLL_4",
+        "round": False,
+    },
 }
 # (granularity, interval): 10 days, 8 ISO weeks, 11 months, and the whole generated span.
 BLOCKS = (
@@ -46,33 +60,58 @@ def _epoch_ms(text: str) -> int:
     return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
 
 
-def _druid(datasource: str, organization: str | None, granularity: str, interval: str) -> dict[int, dict[str, float]]:
-    aggregations = [{**make(column), "name": f"{name}|{column}"}
-                    for name, make in ESTIMATORS.items() for column in COLUMNS]
-    query: dict[str, Any] = {"queryType": "timeseries", "dataSource": datasource, "intervals": [interval],
-                             "granularity": granularity, "aggregations": aggregations,
-                             "context": {"timeout": 120_000, "skipEmptyBuckets": True}}
+def _druid(
+    datasource: str, organization: str | None, granularity: str, interval: str
+) -> dict[int, dict[str, float]]:
+    aggregations = [
+        {**make(column), "name": f"{name}|{column}"}
+        for name, make in ESTIMATORS.items()
+        for column in COLUMNS
+    ]
+    query: dict[str, Any] = {
+        "queryType": "timeseries",
+        "dataSource": datasource,
+        "intervals": [interval],
+        "granularity": granularity,
+        "aggregations": aggregations,
+        "context": {"timeout": 120_000, "skipEmptyBuckets": True},
+    }
     if organization:
-        query["filter"] = {"type": "equals", "column": "organization_id", "matchValueType": "STRING",
-                           "matchValue": organization}
+        query["filter"] = {
+            "type": "equals",
+            "column": "organization_id",
+            "matchValueType": "STRING",
+            "matchValue": organization,
+        }
     response = requests.post(f"{BROKER}/druid/v2/", json=query, timeout=(2, 130))
     response.raise_for_status()
     start = _epoch_ms(interval.split("/")[0])
-    return {(start if granularity == "all" else _epoch_ms(row["timestamp"])): row["result"]
-            for row in response.json()}
+    return {
+        (start if granularity == "all" else _epoch_ms(row["timestamp"])): row["result"]
+        for row in response.json()
+    }
 
 
-def _exact(connection: duckdb.DuckDBPyConnection, organization: str | None, granularity: str,
-           interval: str) -> dict[int, dict[str, int]]:
+def _exact(
+    connection: duckdb.DuckDBPyConnection, organization: str | None, granularity: str, interval: str
+) -> dict[int, dict[str, int]]:
     start, end = (_epoch_ms(part) for part in interval.split("/"))
-    bucket = "?" if granularity == "all" else (
-        f"epoch_ms(date_trunc('{granularity}', make_timestamp(\"__time\" * 1000)))")
+    bucket = (
+        "?"
+        if granularity == "all"
+        else (f"epoch_ms(date_trunc('{granularity}', make_timestamp(\"__time\" * 1000)))")
+    )
     params: list[Any] = [start] if granularity == "all" else []
-    sql = (f"SELECT {bucket} AS bucket, count(DISTINCT session_id), count(DISTINCT visitor_id) "
-           "FROM sessions WHERE \"__time\" >= ? AND \"__time\" < ?"
-           + (" AND organization_id = ?" if organization else "") + " GROUP BY bucket")
+    sql = (
+        f"SELECT {bucket} AS bucket, count(DISTINCT session_id), count(DISTINCT visitor_id) "
+        'FROM sessions WHERE "__time" >= ? AND "__time" < ?'
+        + (" AND organization_id = ?" if organization else "")
+        + " GROUP BY bucket"
+    )
     params += [start, end] + ([organization] if organization else [])
-    return {int(b): {"session_id": s, "visitor_id": v} for b, s, v in connection.execute(sql, params).fetchall()}
+    return {
+        int(b): {"session_id": s, "visitor_id": v} for b, s, v in connection.execute(sql, params).fetchall()
+    }
 
 
 def errors(dataset: Dataset) -> dict[str, Any]:
@@ -122,7 +161,9 @@ def storage(dataset: Dataset) -> dict[str, Any]:
         "segments": segments["count"],
         "segment_bytes": segments["size"],
         "column_bytes": {name: columns[name] for name in wanted if name in columns},
-        "column_share": {name: columns[name] / total_columns for name in wanted if total_columns and name in columns},
+        "column_share": {
+            name: columns[name] / total_columns for name in wanted if total_columns and name in columns
+        },
         "bytes_per_session": {name: columns[name] / dataset.sessions for name in wanted if name in columns},
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
     }

@@ -23,17 +23,16 @@ from typing import Any
 import orjson
 
 import proxy.backends.druid.backend as backend_module
-import proxy.result as result_module
-from proxy.app import _limits, create_app
-from proxy.backends.druid.backend import DruidBackend, plan_rows
-from proxy.backends.druid.translator import translate
-from proxy.result import ResultPlan, _bucket_starts_ms, plan_result, render
-from proxy.settings import Settings, load_settings
-from schemas.request import QuerySchema
-
+import proxy.query.plan as result_module
 from bench.datasets import ADMISSION
 from bench.reports import ORGANIZATION
 from bench.service import grant
+from proxy.backends.druid.backend import DruidBackend, plan_rows
+from proxy.backends.druid.translator import translate
+from proxy.query.plan import ResultPlan, _bucket_starts_ms, plan_result, render
+from proxy.settings import Settings, load_settings
+from proxy.web.app import _limits, create_app
+from schemas.request import QuerySchema
 
 STAGES = ("validate", "plan", "translate", "remap")
 
@@ -60,7 +59,9 @@ def _pipeline(payload: dict[str, Any], answer: bytes) -> Callable[[list[float]],
     return run
 
 
-def measure(cases: dict[str, tuple[dict[str, Any], bytes]], rounds: int = 15, loops: int = 100) -> dict[str, Any]:
+def measure(
+    cases: dict[str, tuple[dict[str, Any], bytes]], rounds: int = 15, loops: int = 100
+) -> dict[str, Any]:
     """Median µs per stage and in total, per report; `cases` maps name → (payload, Druid body)."""
     pipelines = {name: _pipeline(payload, answer) for name, (payload, answer) in cases.items()}
     samples: dict[str, list[list[float]]] = {name: [] for name in cases}
@@ -74,16 +75,21 @@ def measure(cases: dict[str, tuple[dict[str, Any], bytes]], rounds: int = 15, lo
     results: dict[str, Any] = {}
     for name, rows in samples.items():
         medians = {stage: statistics.median(row[i] for row in rows) for i, stage in enumerate(STAGES)}
-        results[name] = {**medians, "total": statistics.median(sum(row) for row in rows),
-                         "plan_cold": _plan_cold_us(cases[name][0], rounds),
-                         "remap_cold": _remap_cold_us(*cases[name], rounds)}
+        results[name] = {
+            **medians,
+            "total": statistics.median(sum(row) for row in rows),
+            "plan_cold": _plan_cold_us(cases[name][0], rounds),
+            "remap_cold": _remap_cold_us(*cases[name], rounds),
+        }
     return results
 
 
 def _remap_cold_us(payload: dict[str, Any], answer: bytes, rounds: int) -> float:
     """The remap stage with the shared timestamp caches emptied first."""
     settings = Settings()
-    plan = plan_result(QuerySchema(_limits(settings)).load(payload), settings.max_buckets, settings.max_result_rows)
+    plan = plan_result(
+        QuerySchema(_limits(settings)).load(payload), settings.max_buckets, settings.max_result_rows
+    )
     druid = translate(plan, ORGANIZATION, "bench", "request-id", 28_500)
     samples = []
     for _ in range(rounds * 10):
@@ -117,11 +123,15 @@ class _RecordedBackend(DruidBackend):
         return plan_rows(orjson.loads(self.answer), self._translate(plan, organization_id, request_id), plan)
 
 
-def whole_request(cases: dict[str, tuple[dict[str, Any], bytes]], rounds: int = 9, loops: int = 100) -> dict[str, float]:
+def whole_request(
+    cases: dict[str, tuple[dict[str, Any], bytes]], rounds: int = 9, loops: int = 100
+) -> dict[str, float]:
     """Median CPU µs of a whole request in-process (Flask test client), per report."""
     with tempfile.TemporaryDirectory(prefix="bench-cpu-") as tmp:
         token = grant(Path(tmp), ORGANIZATION)
-        settings = load_settings(ADMISSION, backend="druid", data_dir=Path(tmp), druid_broker_url="http://127.0.0.1:9")
+        settings = load_settings(
+            ADMISSION, backend="druid", data_dir=Path(tmp), druid_broker_url="http://127.0.0.1:9"
+        )
         backend = _RecordedBackend(settings)
         client = create_app(settings, backend).test_client()
         url = f"/api/reporting/v1/orgs/{ORGANIZATION}/visitor_sessions"

@@ -23,7 +23,7 @@ from typing import Any
 import duckdb
 import requests
 
-from proxy.ingest.ndjson import line_timestamp_ms
+from proxyctl.ingest.ndjson import line_timestamp_ms
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = Path(os.environ.get("BENCH_DIR", ROOT / "var" / "bench"))
@@ -100,8 +100,17 @@ def ensure_file(dataset: Dataset, log: Any = print) -> Path:
         WORK.mkdir(parents=True, exist_ok=True)
         partial = dataset.path.with_suffix(".partial")
         log(f"generating {dataset.sessions:,} sessions (seed {dataset.seed}) into {dataset.path}")
-        cli({**os.environ}, "gen", str(partial), "--sessions", str(dataset.sessions),
-            "--orgs", str(ORGS), "--seed", str(dataset.seed))
+        cli(
+            {**os.environ},
+            "gen",
+            str(partial),
+            "--sessions",
+            str(dataset.sessions),
+            "--orgs",
+            str(ORGS),
+            "--seed",
+            str(dataset.seed),
+        )
         partial.rename(dataset.path)
     return dataset.path
 
@@ -109,7 +118,9 @@ def ensure_file(dataset: Dataset, log: Any = print) -> Path:
 def druid_count(datasource: str) -> int:
     """Sessions the broker counts in a datasource over all time (0 when it does not exist)."""
     query = {
-        "queryType": "timeseries", "dataSource": datasource, "granularity": "all",
+        "queryType": "timeseries",
+        "dataSource": datasource,
+        "granularity": "all",
         "intervals": ["1000-01-01/3000-01-01"],
         "aggregations": [{"type": "longSum", "name": "n", "fieldName": "count"}],
         "context": {"timeout": 60_000},
@@ -189,17 +200,26 @@ def ensure_loaded(backend: str, dataset: Dataset, log: Any = print) -> dict[str,
     if count == dataset.sessions and record is not None and not reingest:
         return record
     ensure_file(dataset, log)
-    log(f"loading {dataset.sessions:,} sessions into {backend} "
-        f"({dataset.datasource if backend == 'druid' else dataset.embedded_data_dir})")
+    log(
+        f"loading {dataset.sessions:,} sessions into {backend} "
+        f"({dataset.datasource if backend == 'druid' else dataset.embedded_data_dir})"
+    )
     env = cli_env(backend, dataset)
-    files = week_files(dataset) if backend == "druid" and dataset.sessions > DRUID_SINGLE_LOAD else [dataset.path]
+    files = (
+        week_files(dataset) if backend == "druid" and dataset.sessions > DRUID_SINGLE_LOAD else [dataset.path]
+    )
     started = time.perf_counter()
     output = "\n".join(cli(env, "load", str(path)) for path in files)
     elapsed = time.perf_counter() - started
     record = {
-        "sessions": dataset.sessions, "seed": dataset.seed, "secs": round(elapsed, 2),
-        "sessions_per_sec": round(dataset.sessions / elapsed), "bytes": dataset.path.stat().st_size,
-        "when": datetime.now(UTC).isoformat(timespec="seconds"), "loads": len(files), **_phases(output),
+        "sessions": dataset.sessions,
+        "seed": dataset.seed,
+        "secs": round(elapsed, 2),
+        "sessions_per_sec": round(dataset.sessions / elapsed),
+        "bytes": dataset.path.stat().st_size,
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "loads": len(files),
+        **_phases(output),
         "output": output.strip().splitlines()[-6:],
     }
     records = _records()

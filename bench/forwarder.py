@@ -15,17 +15,22 @@ import os
 import urllib3
 from flask import Flask, Response, request
 
-from proxy.app import ROUTE
+from proxy.web.app import ROUTE
 
 
 def create_app() -> Flask:
-    upstream = urllib3.connection_from_url(os.environ["BENCH_UPSTREAM_URL"], maxsize=16, retries=False,
-                                           timeout=urllib3.Timeout(connect=2, read=300))
+    upstream = urllib3.connection_from_url(
+        os.environ["BENCH_UPSTREAM_URL"],
+        maxsize=16,
+        retries=False,
+        timeout=urllib3.Timeout(connect=2, read=300),
+    )
     app = Flask("forwarder")
 
     def forward(organization_id: str) -> Response:
-        answer = upstream.request("POST", "/druid/v2/", body=request.get_data(),
-                                  headers={"Content-Type": "application/json"})
+        answer = upstream.request(
+            "POST", "/druid/v2/", body=request.get_data(), headers={"Content-Type": "application/json"}
+        )
         return Response(answer.data, status=answer.status, mimetype="application/json")
 
     app.add_url_rule(ROUTE, "forward", forward, methods=["POST"])

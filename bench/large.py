@@ -14,18 +14,17 @@ from typing import Any
 
 import orjson
 
-from proxy.app import _limits
-from proxy.backends.druid.backend import plan_rows
-from proxy.backends.druid.client import _decode as decode
-from proxy.backends.druid.translator import translate
-from proxy.gc_pause import gc_paused
-from proxy.result import plan_result, render
-from proxy.settings import Settings
-from schemas.request import QuerySchema
-
 from bench import overhead
 from bench.reports import ORGANIZATION
 from bench.service import Client, Running
+from proxy.backends.druid.backend import plan_rows
+from proxy.backends.druid.client import _decode as decode
+from proxy.backends.druid.translator import translate
+from proxy.query.plan import plan_result, render
+from proxy.runtime.gc_pause import gc_paused
+from proxy.settings import Settings
+from proxy.web.app import _limits
+from schemas.request import QuerySchema
 
 
 def _status_kib(pid: int, field: str) -> int:
@@ -38,7 +37,9 @@ def _status_kib(pid: int, field: str) -> int:
 def remap_ms(payload: dict[str, Any], answer: bytes, repeat: int = 5) -> dict[str, float]:
     """In-process median ms of each remap step over the recorded 100k-row answer."""
     settings = Settings()
-    plan = plan_result(QuerySchema(_limits(settings)).load(payload), settings.max_buckets, settings.max_result_rows)
+    plan = plan_result(
+        QuerySchema(_limits(settings)).load(payload), settings.max_buckets, settings.max_result_rows
+    )
     druid = translate(plan, ORGANIZATION, "bench", "id", 1000)
     steps: dict[str, list[float]] = {"decode": [], "rows": [], "render": [], "encode": []}
     for _ in range(repeat):
@@ -53,7 +54,7 @@ def remap_ms(payload: dict[str, Any], answer: bytes, repeat: int = 5) -> dict[st
             orjson.dumps(body)
             marks.append(time.perf_counter())
         del decoded, rows, body
-        for (step, values), began, ended in zip(steps.items(), marks, marks[1:]):
+        for values, began, ended in zip(steps.values(), marks, marks[1:]):
             values.append((ended - began) * 1000)
     medians = {step: statistics.median(values) for step, values in steps.items()}
     return {**medians, "total": sum(medians.values())}
@@ -78,7 +79,9 @@ def run(running: Running, payload: dict[str, Any], rounds: int, log: Any) -> dic
         "worker_peak_kib_after": peaks,
         "worker_rss_kib_end": _status_kib(worker, "VmRSS"),
     }
-    log(f"  large: {result['rows']:,} rows, service {compared['service']['median']:.0f} ms vs druid "
+    log(
+        f"  large: {result['rows']:,} rows, service {compared['service']['median']:.0f} ms vs druid "
         f"{compared['druid']['median']:.0f} ms (x{compared['ratio_median']:.3f}), remap "
-        f"{result['remap_ms']['total']:.0f} ms, worker peak {before // 1024} -> {peaks[-1] // 1024} MiB")
+        f"{result['remap_ms']['total']:.0f} ms, worker peak {before // 1024} -> {peaks[-1] // 1024} MiB"
+    )
     return result

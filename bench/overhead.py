@@ -34,12 +34,16 @@ def native_query(client: Client, running: Running, payload: dict[str, Any]) -> d
     return native
 
 
-def direct_call(client: Client, native: dict[str, Any], url: str = f"{BROKER}/druid/v2/") -> Callable[[], bytes]:
+def direct_call(
+    client: Client, native: dict[str, Any], url: str = f"{BROKER}/druid/v2/"
+) -> Callable[[], bytes]:
     """A call that posts the native query (fresh queryId) to the broker, or to a forwarder."""
+
     def call() -> bytes:
         query = copy.copy(native)
         query["context"] = {**native["context"], "queryId": str(uuid.uuid4())}
         return client.post(url, orjson.dumps(query))
+
     return call
 
 
@@ -57,17 +61,20 @@ def record(running: Running, payload: dict[str, Any]) -> tuple[dict[str, Any], b
     return native, direct_call(client, native)()
 
 
-def compare(running: Running, payload: dict[str, Any], rounds: int, warmup: int = 5,
-            forwarder: Running | None = None) -> dict[str, Any]:
+def compare(
+    running: Running, payload: dict[str, Any], rounds: int, warmup: int = 5, forwarder: Running | None = None
+) -> dict[str, Any]:
     """Interleaved latencies (ms) through the service, straight to the broker (and through the
     bare forwarder, if given), and the ratios to the broker's."""
     service_client, broker_client, forwarder_client = Client(), Client(), Client()
     native = native_query(service_client, running, payload)
     floor_client = Client()
-    calls: dict[str, Callable[[], Any]] = {"service": service_call(service_client, running, payload),
-             "druid": direct_call(broker_client, native),
-             # An empty request (GET /healthz) through the same gunicorn and hop.
-             "empty": lambda: floor_client.session.get(running.base_url + "/healthz", timeout=30)}
+    calls: dict[str, Callable[[], Any]] = {
+        "service": service_call(service_client, running, payload),
+        "druid": direct_call(broker_client, native),
+        # An empty request (GET /healthz) through the same gunicorn and hop.
+        "empty": lambda: floor_client.session.get(running.base_url + "/healthz", timeout=30),
+    }
     if forwarder is not None:
         calls["forwarder"] = direct_call(forwarder_client, native, forwarder.url(ORGANIZATION))
     interleaved(calls, warmup)
@@ -90,12 +97,20 @@ def _inside(service_log: Path, offset: int) -> dict[str, float]:
     answered = [r for r in records if r.get("status") == 200 and r.get("backend_ms") is not None]
     if not answered:
         return {}
-    return {"in_service_ms": statistics.median(r["duration_ms"] for r in answered),
-            "in_backend_call_ms": statistics.median(r["backend_ms"] for r in answered)}
+    return {
+        "in_service_ms": statistics.median(r["duration_ms"] for r in answered),
+        "in_backend_call_ms": statistics.median(r["backend_ms"] for r in answered),
+    }
 
 
-def run(running: Running, reports: dict[str, dict[str, Any]], rounds: int, log: Any,
-        service_log: Path | None = None, forwarder: Running | None = None) -> dict[str, Any]:
+def run(
+    running: Running,
+    reports: dict[str, dict[str, Any]],
+    rounds: int,
+    log: Any,
+    service_log: Path | None = None,
+    forwarder: Running | None = None,
+) -> dict[str, Any]:
     """Goal 1 over every report; one entry per report."""
     results = {}
     for name, payload in reports.items():
@@ -104,10 +119,12 @@ def run(running: Running, reports: dict[str, dict[str, Any]], rounds: int, log: 
         results[name] = entry = compare(running, payload, rounds, forwarder=forwarder)
         if service_log:
             entry.update(_inside(service_log, offset))
-        log(f"  {name}: service {entry['service']['median']:.1f} ms vs druid {entry['druid']['median']:.1f} ms "
+        log(
+            f"  {name}: service {entry['service']['median']:.1f} ms vs druid {entry['druid']['median']:.1f} ms "
             f"(x{entry['ratio_median']:.3f} median, x{entry['ratio_p95']:.3f} p95, {rounds} pairs, "
             f"{time.monotonic() - started:.0f} s; empty request {entry['empty']['median']:.1f} ms; "
             f"in the service {entry.get('in_service_ms', 0):.1f} ms, "
             f"of which the broker call {entry.get('in_backend_call_ms', 0):.1f} ms; bare forwarder "
-            f"x{entry.get('forwarder_ratio_median', float('nan')):.3f})")
+            f"x{entry.get('forwarder_ratio_median', float('nan')):.3f})"
+        )
     return results

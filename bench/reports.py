@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from proxy.ingest.generator import DEMO_ORGANIZATION
+from proxyctl.ingest.generator import DEMO_ORGANIZATION
 
 # The demo organization holds about half of every generated data set.
 ORGANIZATION = DEMO_ORGANIZATION
-JUNE = {"start": "2019-06-01T00:00:00+03:00", "end": "2019-07-01T00:00:00+03:00", "time_zone": "Europe/Helsinki"}
-YEAR = {"start": "2019-01-01T00:00:00+02:00", "end": "2019-12-01T00:00:00+02:00", "time_zone": "Europe/Helsinki"}
+JUNE = {
+    "start": "2019-06-01T00:00:00+03:00",
+    "end": "2019-07-01T00:00:00+03:00",
+    "time_zone": "Europe/Helsinki",
+}
+YEAR = {
+    "start": "2019-01-01T00:00:00+02:00",
+    "end": "2019-12-01T00:00:00+02:00",
+    "time_zone": "Europe/Helsinki",
+}
 UNIQUE_VISITORS = {"type": "hyperUnique", "fields": ["visitor_id"]}
 
 REPORTS: dict[str, dict[str, Any]] = {
@@ -44,11 +52,17 @@ REPORTS: dict[str, dict[str, Any]] = {
         "filters": [
             {"type": "in", "dimension": "country", "values": ["FI", "SE", "DE", "US"]},
             {"type": "not", "field": {"type": "selector", "dimension": "device_type", "value": "tablet"}},
-            {"type": "or", "fields": [
-                {"type": "search", "dimension": "distinct_visited_urls",
-                 "query": {"type": "insensitive_contains", "value": "/blog/"}},
-                {"type": "not", "field": {"type": "selector", "dimension": "rooms", "value": None}},
-            ]},
+            {
+                "type": "or",
+                "fields": [
+                    {
+                        "type": "search",
+                        "dimension": "distinct_visited_urls",
+                        "query": {"type": "insensitive_contains", "value": "/blog/"},
+                    },
+                    {"type": "not", "field": {"type": "selector", "dimension": "rooms", "value": None}},
+                ],
+            },
         ],
     },
 }

@@ -7,8 +7,8 @@ so all of them see the same machine load.
 from __future__ import annotations
 
 import tempfile
-from functools import partial
 from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +22,32 @@ def _start(stack: ExitStack, backend: str, dataset: Dataset, workers: Workers, t
     data_dir = dataset.embedded_data_dir if backend == "embedded" else tmp / f"druid-{dataset.tag}"
     token = grant(data_dir, ORGANIZATION)
     env = cli_env(backend, dataset, data_dir)
-    return stack.enter_context(gunicorn("proxy.app:create_app()", env, workers, tmp / f"{backend}-{dataset.tag}.log", token))
+    return stack.enter_context(
+        gunicorn("proxy.web.app:create_app()", env, workers, tmp / f"{backend}-{dataset.tag}.log", token)
+    )
 
 
-def run(datasets: list[Dataset], backends: list[str], reports: dict[str, dict[str, Any]],
-        workers: Workers, rounds: int, log: Any) -> dict[str, Any]:
+def run(
+    datasets: list[Dataset],
+    backends: list[str],
+    reports: dict[str, dict[str, Any]],
+    workers: Workers,
+    rounds: int,
+    log: Any,
+) -> dict[str, Any]:
     """Median and p95 ms per backend, size and report."""
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-scaling-")))
-        services = {(backend, dataset.sessions): _start(stack, backend, dataset, workers, tmp)
-                    for backend in backends for dataset in datasets}
+        services = {
+            (backend, dataset.sessions): _start(stack, backend, dataset, workers, tmp)
+            for backend in backends
+            for dataset in datasets
+        }
         client = Client()
         calls = {
             f"{backend}|{size}|{name}": partial(client.query, running, ORGANIZATION, payload)
-            for (backend, size), running in services.items() for name, payload in reports.items()
+            for (backend, size), running in services.items()
+            for name, payload in reports.items()
         }
         interleaved(calls, 2)
         samples = interleaved(calls, rounds)

@@ -16,7 +16,7 @@ import psutil  # type: ignore[import-untyped]
 import requests
 
 from proxy.access.store import AccessStore, AccessStoreError
-from proxy.app import ROUTE
+from proxy.web.app import ROUTE
 
 BIN = Path(sys.executable).parent
 
@@ -36,8 +36,14 @@ class Workers:
         return f"{self.workers}x{self.threads} {self.worker_class}"
 
     def args(self) -> list[str]:
-        return ["--workers", str(self.workers), "--threads", str(self.threads),
-                "--worker-class", self.worker_class]
+        return [
+            "--workers",
+            str(self.workers),
+            "--threads",
+            str(self.threads),
+            "--worker-class",
+            self.worker_class,
+        ]
 
 
 @dataclass(frozen=True)
@@ -86,14 +92,23 @@ def _wait_healthy(base_url: str, process: subprocess.Popen[bytes], path: str) ->
 
 
 @contextmanager
-def gunicorn(app: str, env: dict[str, str], workers: Workers, log: Path,
-             token: str = "", health: str = "/healthz") -> Iterator[Running]:
+def gunicorn(
+    app: str, env: dict[str, str], workers: Workers, log: Path, token: str = "", health: str = "/healthz"
+) -> Iterator[Running]:
     """Serve `app` (a gunicorn app spec) until the block ends; stops only this process."""
     port = free_port()
     # The service runs as `reporting-proxy serve` runs it: with its gunicorn config module.
     config = ["--config", "python:proxy.gunicorn_conf"] if app.startswith("proxy.") else []
-    command = [str(BIN / "gunicorn"), *config, "--bind", f"127.0.0.1:{port}", *workers.args(),
-               "--backlog", "2048", app]
+    command = [
+        str(BIN / "gunicorn"),
+        *config,
+        "--bind",
+        f"127.0.0.1:{port}",
+        *workers.args(),
+        "--backlog",
+        "2048",
+        app,
+    ]
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as sink:
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=sink)

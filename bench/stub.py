@@ -1,6 +1,6 @@
 """A stub Druid broker on loopback: answers every query at once with one fixed body.
 
-    python -m bench.stub PORT BODY_FILE
+python -m bench.stub PORT BODY_FILE
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ def _response(body: bytes) -> bytes:
     return head.encode() + body
 
 
-async def _serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, answer: bytes) -> None:
+async def _serve_connection(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, answer: bytes
+) -> None:
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")

@@ -63,24 +63,47 @@ def stub_broker(answer: bytes, directory: Path) -> Iterator[str]:
         process.wait(timeout=10)
 
 
-def _servers(stack: ExitStack, stub: str, workers: Workers,
-             directory: Path) -> dict[str, tuple[Running, dict[str, str]]]:
+def _servers(
+    stack: ExitStack, stub: str, workers: Workers, directory: Path
+) -> dict[str, tuple[Running, dict[str, str]]]:
     env = cli_env("druid", data_dir=directory / "service")
     env.update(PROXY_DRUID_BROKER_URL=stub)
     token = grant(directory / "service", ORGANIZATION)
-    service = stack.enter_context(gunicorn("proxy.app:create_app()", env, workers, directory / "service.log", token))
-    forwarder = stack.enter_context(gunicorn("bench.forwarder:create_app()", {**os.environ, "BENCH_UPSTREAM_URL": stub},
-                                             workers, directory / "forwarder.log"))
+    service = stack.enter_context(
+        gunicorn("proxy.web.app:create_app()", env, workers, directory / "service.log", token)
+    )
+    forwarder = stack.enter_context(
+        gunicorn(
+            "bench.forwarder:create_app()",
+            {**os.environ, "BENCH_UPSTREAM_URL": stub},
+            workers,
+            directory / "forwarder.log",
+        )
+    )
     authorized = {"Authorization": f"Token {token}"}
-    return {"service": (service, authorized), "service_new": (service, authorized), "forwarder": (forwarder, {})}
+    return {
+        "service": (service, authorized),
+        "service_new": (service, authorized),
+        "forwarder": (forwarder, {}),
+    }
 
 
-def measure_model(stub: str, native: dict[str, Any], payload: dict[str, Any], workers: Workers,
-                  rounds: int, secs: float, directory: Path) -> dict[str, Any]:
+def measure_model(
+    stub: str,
+    native: dict[str, Any],
+    payload: dict[str, Any],
+    workers: Workers,
+    rounds: int,
+    secs: float,
+    directory: Path,
+) -> dict[str, Any]:
     """Alternating rounds of service and forwarder under one worker model; rps per round."""
     # The forwarder is sent the native query the service would send, and passes it on as it is.
-    bodies = {"service": [orjson.dumps(payload)], "service_new": distinct_bodies(payload),
-              "forwarder": [orjson.dumps(native)]}
+    bodies = {
+        "service": [orjson.dumps(payload)],
+        "service_new": distinct_bodies(payload),
+        "forwarder": [orjson.dumps(native)],
+    }
     with ExitStack() as stack:
         servers = _servers(stack, stub, workers, directory)
         for name, (running, headers) in servers.items():  # warm-up: imports, connections, caches
@@ -91,26 +114,45 @@ def measure_model(stub: str, native: dict[str, Any], payload: dict[str, Any], wo
             for name in order:
                 running, headers = servers[name]
                 samples[name].append(
-                    requests_per_sec(running.url(ORGANIZATION), bodies[name], headers, CONNECTIONS, secs))
+                    requests_per_sec(running.url(ORGANIZATION), bodies[name], headers, CONNECTIONS, secs)
+                )
     rps = {name: statistics.median(values) for name, values in samples.items()}
-    return {"workers": str(workers), "service_rps": rps["service"], "service_new_rps": rps["service_new"],
-            "forwarder_rps": rps["forwarder"], "ratio": rps["service"] / rps["forwarder"],
-            "ratio_new": rps["service_new"] / rps["forwarder"], "samples": samples}
+    return {
+        "workers": str(workers),
+        "service_rps": rps["service"],
+        "service_new_rps": rps["service_new"],
+        "forwarder_rps": rps["forwarder"],
+        "ratio": rps["service"] / rps["forwarder"],
+        "ratio_new": rps["service_new"] / rps["forwarder"],
+        "samples": samples,
+    }
 
 
-def run(answer: bytes, native: dict[str, Any], payload: dict[str, Any], rounds: int, secs: float,
-        log: Any, models: tuple[Workers, ...] = MODELS) -> dict[str, Any]:
+def run(
+    answer: bytes,
+    native: dict[str, Any],
+    payload: dict[str, Any],
+    rounds: int,
+    secs: float,
+    log: Any,
+    models: tuple[Workers, ...] = MODELS,
+) -> dict[str, Any]:
     """Goal 4 for every worker model; the best model by service throughput."""
     results = []
-    with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp, stub_broker(answer, Path(tmp)) as stub:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp,
+        stub_broker(answer, Path(tmp)) as stub,
+    ):
         for workers in models:
             directory = Path(tmp) / str(workers).replace(" ", "-")
             directory.mkdir()
             entry = measure_model(stub, native, payload, workers, rounds, secs, directory)
-            log(f"  {entry['workers']}: service {entry['service_rps']:.0f} req/s (every body new "
+            log(
+                f"  {entry['workers']}: service {entry['service_rps']:.0f} req/s (every body new "
                 f"{entry['service_new_rps']:.0f}), forwarder {entry['forwarder_rps']:.0f} req/s "
                 f"(x{entry['ratio']:.3f}, new bodies x{entry['ratio_new']:.3f}; {rounds} rounds of {secs:g} s, "
-                f"{CONNECTIONS} connections)")
+                f"{CONNECTIONS} connections)"
+            )
             results.append(entry)
     best = max(results, key=lambda entry: entry["service_rps"])
     return {"models": results, "best": best, "forwarder_best": max(results, key=lambda e: e["forwarder_rps"])}

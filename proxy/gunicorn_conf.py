@@ -14,10 +14,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from proxy.limits import Limiter, Limits, process_alive
+from proxy.runtime.limits import Limiter, Limits, process_alive
 from proxy.settings import load_settings
 
-wsgi_app = "proxy.app:create_app()"
+wsgi_app = "proxy.web.app:create_app()"
 worker_class = "gthread"
 workers = 2
 threads = 4
@@ -38,7 +38,9 @@ def _metrics_dir(root: Path) -> Path:
 
 
 # An operator's own directory is used as it is (and cleaned by the operator).
-_owned_dir = None if "PROMETHEUS_MULTIPROC_DIR" in os.environ else _metrics_dir(_settings.data_dir / "prometheus")
+_owned_dir = (
+    None if "PROMETHEUS_MULTIPROC_DIR" in os.environ else _metrics_dir(_settings.data_dir / "prometheus")
+)
 if _owned_dir is not None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_owned_dir)
 

@@ -36,7 +36,7 @@ def _is_number(value: object) -> bool:
 
 
 def _check_scalar(value: object) -> Scalar:
-    if value is None or isinstance(value, str) and len(value) <= MAX_VALUE_LENGTH:
+    if value is None or (isinstance(value, str) and len(value) <= MAX_VALUE_LENGTH):
         return value
     if isinstance(value, int) and not isinstance(value, bool) and INT64_MIN <= value <= INT64_MAX:
         return value
@@ -68,8 +68,8 @@ class ScalarField(fields.Field):  # type: ignore[type-arg]
 class StrictBoolean(fields.Boolean):
     """Only JSON `true`/`false`; marshmallow's default also takes "yes", 1 and friends."""
 
-    truthy = {True}
-    falsy = {False}
+    truthy = {True}  # noqa: RUF012  (marshmallow reads these class attributes)
+    falsy = {False}  # noqa: RUF012
 
 
 class FilterField(fields.Field):  # type: ignore[type-arg]
@@ -95,9 +95,7 @@ class _DimensionFilterSchema(_FilterSchema):
 
 
 class AndSchema(_FilterSchema):
-    fields_ = fields.List(
-        FilterField(), data_key="fields", required=True, validate=validate.Length(min=1)
-    )
+    fields_ = fields.List(FilterField(), data_key="fields", required=True, validate=validate.Length(min=1))
 
     @post_load
     def make(self, data: dict[str, Any], **kwargs: Any) -> And:
@@ -138,9 +136,7 @@ class SelectorSchema(_DimensionFilterSchema):
 
 
 class InSchema(_DimensionFilterSchema):
-    values = fields.List(
-        ScalarField(allow_none=True), required=True, validate=validate.Length(min=1)
-    )
+    values = fields.List(ScalarField(allow_none=True), required=True, validate=validate.Length(min=1))
 
     @validates_schema
     def check_values(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -208,8 +204,7 @@ class RegexSchema(_DimensionFilterSchema):
             raise ValidationError(f"Invalid regular expression: {exc}.", "pattern") from exc
         if _NON_PORTABLE_REGEX.search(data["pattern"]):
             raise ValidationError(
-                "Look-around, back-references, atomic groups and possessive quantifiers "
-                "are not supported.",
+                "Look-around, back-references, atomic groups and possessive quantifiers are not supported.",
                 "pattern",
             )
         try:

@@ -51,7 +51,9 @@ class _Scanner:
         while self.position < len(self.pattern):
             self._step(self.pattern[self.position])
         if self.groups[0].length > MAX_EXPANDED:
-            raise RegexNotPortable(f"With every {{n}} written out the pattern exceeds {MAX_EXPANDED} characters.")
+            raise RegexNotPortable(
+                f"With every {{n}} written out the pattern exceeds {MAX_EXPANDED} characters."
+            )
 
     def _step(self, char: str) -> None:
         start = self.position
@@ -80,7 +82,9 @@ class _Scanner:
         if self.pattern.startswith("(?", start) and not self.pattern.startswith("(?:", start):
             flags = _FLAGS.match(self.pattern, start)
             if flags is None:
-                raise RegexNotPortable("Of the (?...) groups only (?:...) and the flags i, m, s are supported.")
+                raise RegexNotPortable(
+                    "Of the (?...) groups only (?:...) and the flags i, m, s are supported."
+                )
             self.position = flags.end()
             if flags.group().endswith(")"):  # a flag switch, not a group
                 self.groups[-1].length += self.position - start

@@ -164,7 +164,9 @@ class QuerySchema(_StrictSchema):
             raise ValidationError(f"At most {self.limits.max_filter_nodes} filter nodes.", "filters")
         if nodes and max(level for level, _ in nodes) > self.limits.max_filter_depth:
             raise ValidationError(f"Filters nest at most {self.limits.max_filter_depth} deep.", "filters")
-        values = sum(len(n["values"]) for _, n in nodes if isinstance(n, dict) and isinstance(n.get("values"), list))
+        values = sum(
+            len(n["values"]) for _, n in nodes if isinstance(n, dict) and isinstance(n.get("values"), list)
+        )
         if values > self.limits.max_filter_values:
             raise ValidationError(f"At most {self.limits.max_filter_values} filter values in all.", "filters")
         return data
@@ -179,7 +181,9 @@ class QuerySchema(_StrictSchema):
 
     def _check_interval_span(self, interval: Interval) -> None:
         if interval.end - interval.start > timedelta(days=self.limits.max_interval_days):
-            raise ValidationError(f"The interval spans at most {self.limits.max_interval_days} days.", "interval")
+            raise ValidationError(
+                f"The interval spans at most {self.limits.max_interval_days} days.", "interval"
+            )
 
     def _check_group_by(self, group_by: list[str]) -> None:
         if len(set(group_by)) != len(group_by):

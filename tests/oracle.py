@@ -285,9 +285,7 @@ def metric_columns(aggregations: Iterable[dict[str, Any]]) -> list[tuple[str, Me
 # --- the query ------------------------------------------------------------------------------
 
 
-def selected_rows(
-    rows: Iterable[Row], organization_id: str, start: datetime, end: datetime
-) -> Iterator[Row]:
+def selected_rows(rows: Iterable[Row], organization_id: str, start: datetime, end: datetime) -> Iterator[Row]:
     """Rows of the organization whose session starts in [start, end)."""
     for row in rows:
         if row["organization_id"] != organization_id:

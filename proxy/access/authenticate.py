@@ -6,21 +6,18 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jwt
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from proxy.access.principal import Principal, canonical_organization_id
+from proxy.access.store import AccessStore
 from proxy.errors import Forbidden, NotAuthenticated, OrganizationNotFound
 from proxy.settings import Settings, SettingsError
-
-if TYPE_CHECKING:
-    from proxy.access.store import AccessStore
 
 # Clock skew tolerated between the token issuer and this host.
 _LEEWAY_SECS = 30
@@ -28,19 +25,6 @@ _ALGORITHMS = ("HS256", "RS256", "ES256")
 
 # Key resolvers get the raw token, so a JWKS resolver can pick the key by the header's `kid`.
 _KeyResolver = Callable[[str], Any]
-
-
-@dataclass(frozen=True)
-class Principal:
-    """An authenticated caller and the organizations it may read."""
-
-    name: str
-    organizations: frozenset[str]
-
-
-def canonical_organization_id(organization_id: str) -> str:
-    """The lower-case hyphenated form of a UUID; ValueError if it is not one."""
-    return str(uuid.UUID(organization_id))
 
 
 def authorize(principal: Principal, organization_id: str, store: AccessStore) -> None:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from proxy.access.authenticate import Principal, canonical_organization_id
-from proxy.sqlite_connections import ThreadConnections
+from proxy.access.principal import Principal, canonical_organization_id
+from proxy.runtime.sqlite_connections import ThreadConnections
 
 # Waiting this long for another worker's write lock beats failing with "database is locked".
 _BUSY_TIMEOUT_SECS = 10.0
@@ -122,10 +122,7 @@ class AccessStore:
             rows = conn.execute(
                 "SELECT id, name, created_at FROM organizations ORDER BY created_at, id"
             ).fetchall()
-        return [
-            Organization(org_id, name, datetime.fromisoformat(created))
-            for org_id, name, created in rows
-        ]
+        return [Organization(org_id, name, datetime.fromisoformat(created)) for org_id, name, created in rows]
 
     def organization_exists(self, organization_id: str) -> bool:
         """Whether the organization is registered; a malformed id is simply not."""
@@ -211,9 +208,7 @@ def _require_organizations(conn: sqlite3.Connection, org_ids: list[str]) -> None
         raise AccessStoreError(f"unknown organization(s): {', '.join(missing)}")
 
 
-def _key_info(
-    key_id: str, name: str, orgs: str | None, created: str, revoked: str | None
-) -> KeyInfo:
+def _key_info(key_id: str, name: str, orgs: str | None, created: str, revoked: str | None) -> KeyInfo:
     return KeyInfo(
         id=key_id,
         name=name,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from proxy.disconnect import ClientGone, never_gone
-from proxy.result import BackendRow, ResultPlan
+from proxy.query.plan import BackendRow, ResultPlan
+from proxy.runtime.disconnect import ClientGone, never_gone
 
 
 class Backend(Protocol):

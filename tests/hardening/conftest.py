@@ -20,7 +20,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from proxy.ingest.generator import generate, organization_ids
+from proxyctl.ingest.generator import generate, organization_ids
 from schemas.vocabulary import DIMENSIONS
 from tests.hardening.fuzz_requests import Target
 from tests.integration.conftest import Dataset, Service, start_service
@@ -122,7 +122,9 @@ def embedded_env(data_dir: Path, keys: JwtKeys) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def embedded_hardened(tenants: Tenants, jwt_keys: JwtKeys, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+def embedded_hardened(
+    tenants: Tenants, jwt_keys: JwtKeys, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
     data_dir = tmp_path_factory.mktemp("hardening-embedded")
     yield from start_service("embedded", tenants.dataset, data_dir, embedded_env(data_dir, jwt_keys))
 
@@ -137,8 +139,14 @@ def druid_hardened(tenants: Tenants, tmp_path_factory: pytest.TempPathFactory) -
 def bearer_token(keys: JwtKeys, organization: str, lifetime_secs: int = 3600) -> str:
     """A valid RS256 token for the embedded service, granted one organization."""
     now = int(time.time())
-    claims = {"sub": "hardening", "iss": JWT_ISSUER, "aud": JWT_AUDIENCE, "iat": now, "exp": now + lifetime_secs,
-              "orgs": [organization]}
+    claims = {
+        "sub": "hardening",
+        "iss": JWT_ISSUER,
+        "aud": JWT_AUDIENCE,
+        "iat": now,
+        "exp": now + lifetime_secs,
+        "orgs": [organization],
+    }
     return jwt.encode(claims, keys.private, algorithm="RS256")
 
 

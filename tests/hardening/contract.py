@@ -33,7 +33,7 @@ def _error_body_problem(status: int, content_type: str, body: bytes) -> str | No
         document: Any = orjson.loads(body)
     except orjson.JSONDecodeError:
         return f"{status} with a body that is not JSON: {body[:80]!r}"
-    if not isinstance(document, dict) or not ERROR_KEYS >= document.keys():
+    if not isinstance(document, dict) or not document.keys() <= ERROR_KEYS:
         return f"{status} with body keys {sorted(document) if isinstance(document, dict) else type(document)}"
     if not isinstance(document.get("detail"), str) or not isinstance(document.get("code"), str):
         return f"{status} without a text detail and code: {body[:120]!r}"

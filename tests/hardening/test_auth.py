@@ -64,7 +64,9 @@ def _statuses_by_worker(service: Service, organization: str, authorization: str)
 def test_revoked_key_is_refused_at_once_by_every_worker(embedded_hardened: Service, tenants: Tenants) -> None:
     organization = tenants.organizations[1]
     assert embedded_hardened.env is not None
-    key = _cli(dict(embedded_hardened.env), "tokens", "create", "--org", organization).strip().splitlines()[-1]
+    key = (
+        _cli(dict(embedded_hardened.env), "tokens", "create", "--org", organization).strip().splitlines()[-1]
+    )
     workers = worker_pids(embedded_hardened.pid)
     assert len(workers) >= 2
     before = _statuses_by_worker(embedded_hardened, organization, f"Token {key}")
@@ -92,7 +94,14 @@ def _hs256_with_public_pem(keys: JwtKeys, claims: dict[str, Any]) -> str:
 
 def _claims(organization: str, **changes: Any) -> dict[str, Any]:
     now = int(time.time())
-    claims = {"sub": "hardening", "iss": JWT_ISSUER, "aud": JWT_AUDIENCE, "iat": now, "exp": now + 600, "orgs": [organization]}
+    claims = {
+        "sub": "hardening",
+        "iss": JWT_ISSUER,
+        "aud": JWT_AUDIENCE,
+        "iat": now,
+        "exp": now + 600,
+        "orgs": [organization],
+    }
     return {key: value for key, value in {**claims, **changes}.items() if value is not None}
 
 
@@ -116,17 +125,45 @@ BEARER_CASES: list[tuple[str, TokenFactory, int]] = [
     ("other_org_only", lambda k, org: _rs256(k, _claims("0b5c1e3e-8a7e-4c39-9a2a-7a1f9f3c2d10")), 403),
     ("alg_none", lambda k, org: _unsigned({"alg": "none", "typ": "JWT"}, _claims(org)), 401),
     ("alg_none_capitalised", lambda k, org: _unsigned({"alg": "None"}, _claims(org)), 401),
-    ("alg_none_with_rs256_signature", lambda k, org: _unsigned({"alg": "none"}, _claims(org), b"x" * 256), 401),
+    (
+        "alg_none_with_rs256_signature",
+        lambda k, org: _unsigned({"alg": "none"}, _claims(org), b"x" * 256),
+        401,
+    ),
     ("hs256_signed_with_the_public_key", lambda k, org: _hs256_with_public_pem(k, _claims(org)), 401),
-    ("rs256_signed_by_a_stranger", lambda k, org: jwt.encode(_claims(org), k.stranger, algorithm="RS256"), 401),
-    ("stranger_key_offered_in_jwk_header", lambda k, org: jwt.encode(
-        _claims(org), k.stranger, algorithm="RS256",
-        headers={"jwk": json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(k.stranger.public_key()))}), 401),
-    ("stranger_key_offered_by_jku", lambda k, org: jwt.encode(
-        _claims(org), k.stranger, algorithm="RS256", headers={"jku": "http://127.0.0.1:1/keys.json"}), 401),
-    ("es256", lambda k, org: jwt.encode(_claims(org), ec.generate_private_key(ec.SECP256R1()), algorithm="ES256"), 401),
+    (
+        "rs256_signed_by_a_stranger",
+        lambda k, org: jwt.encode(_claims(org), k.stranger, algorithm="RS256"),
+        401,
+    ),
+    (
+        "stranger_key_offered_in_jwk_header",
+        lambda k, org: jwt.encode(
+            _claims(org),
+            k.stranger,
+            algorithm="RS256",
+            headers={"jwk": json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(k.stranger.public_key()))},
+        ),
+        401,
+    ),
+    (
+        "stranger_key_offered_by_jku",
+        lambda k, org: jwt.encode(
+            _claims(org), k.stranger, algorithm="RS256", headers={"jku": "http://127.0.0.1:1/keys.json"}
+        ),
+        401,
+    ),
+    (
+        "es256",
+        lambda k, org: jwt.encode(_claims(org), ec.generate_private_key(ec.SECP256R1()), algorithm="ES256"),
+        401,
+    ),
     ("signature_stripped", lambda k, org: _rs256(k, _claims(org)).rsplit(".", 1)[0] + ".", 401),
-    ("claims_swapped_after_signing", lambda k, org: _swap_claims(_rs256(k, _claims(org)), _claims(org, sub="admin")), 401),
+    (
+        "claims_swapped_after_signing",
+        lambda k, org: _swap_claims(_rs256(k, _claims(org)), _claims(org, sub="admin")),
+        401,
+    ),
     ("not_a_jwt", lambda k, org: "not.a.jwt", 401),
     ("two_segments", lambda k, org: _rs256(k, _claims(org)).rsplit(".", 1)[0], 401),
 ]
@@ -137,19 +174,28 @@ def _swap_claims(token: str, claims: dict[str, Any]) -> str:
     return f"{head}.{_b64(json.dumps(claims).encode())}.{signature}"
 
 
-@pytest.mark.parametrize(("make_token", "expected"), [(f, s) for _, f, s in BEARER_CASES],
-                         ids=[name for name, _, _ in BEARER_CASES])
-def test_bearer_token(embedded_hardened: Service, tenants: Tenants, jwt_keys: JwtKeys,
-                      make_token: TokenFactory, expected: int) -> None:
+@pytest.mark.parametrize(
+    ("make_token", "expected"),
+    [(f, s) for _, f, s in BEARER_CASES],
+    ids=[name for name, _, _ in BEARER_CASES],
+)
+def test_bearer_token(
+    embedded_hardened: Service, tenants: Tenants, jwt_keys: JwtKeys, make_token: TokenFactory, expected: int
+) -> None:
     organization = tenants.organizations[0]
     status, _ = _post(embedded_hardened, organization, f"Bearer {make_token(jwt_keys, organization)}")
     assert status == expected
 
 
-def test_unauthenticated_answers_say_how_to_authenticate(embedded_hardened: Service, tenants: Tenants) -> None:
+def test_unauthenticated_answers_say_how_to_authenticate(
+    embedded_hardened: Service, tenants: Tenants
+) -> None:
     response = requests.post(
-        f"{embedded_hardened.base_url}{ROUTE.format(tenants.organizations[0])}", json=QUERY,
-        headers={"Authorization": "Bearer x.y.z"}, timeout=30)
+        f"{embedded_hardened.base_url}{ROUTE.format(tenants.organizations[0])}",
+        json=QUERY,
+        headers={"Authorization": "Bearer x.y.z"},
+        timeout=30,
+    )
     assert response.status_code == 401
     assert "Bearer" in response.headers["WWW-Authenticate"]
     assert "x.y.z" not in response.text

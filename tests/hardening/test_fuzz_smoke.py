@@ -13,13 +13,23 @@ from tests.hardening.fuzz_requests import fuzz
 from tests.integration.conftest import Service
 
 
-def test_fuzz_smoke_no_5xx_and_one_error_shape(embedded_hardened: Service, tenants: Tenants, jwt_keys: JwtKeys,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_fuzz_smoke_no_5xx_and_one_error_shape(
+    embedded_hardened: Service, tenants: Tenants, jwt_keys: JwtKeys, capsys: pytest.CaptureFixture[str]
+) -> None:
     workers = worker_pids(embedded_hardened.pid)
-    tally, problems = fuzz(fuzz_target(embedded_hardened, tenants, jwt_keys), total=int(os.environ.get("FUZZ_TOTAL", "400")))
+    tally, problems = fuzz(
+        fuzz_target(embedded_hardened, tenants, jwt_keys), total=int(os.environ.get("FUZZ_TOTAL", "400"))
+    )
     with capsys.disabled():
         print("\n" + tally.summary("smoke (embedded)"))
     assert not problems, "\n".join(problems[:20])
     assert tally.sent >= 400
-    assert serving_problem(embedded_hardened.base_url, embedded_hardened.pid, workers,
-                           embedded_hardened.data_dir / "gunicorn.log") is None
+    assert (
+        serving_problem(
+            embedded_hardened.base_url,
+            embedded_hardened.pid,
+            workers,
+            embedded_hardened.data_dir / "gunicorn.log",
+        )
+        is None
+    )

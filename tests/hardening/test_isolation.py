@@ -23,8 +23,16 @@ from tests.oracle import evaluate
 
 # Stored columns and output names a caller must never reach through a filter or a group-by.
 INTERNAL_NAMES = (
-    "organization_id", "__time", "count", "timestamp", "session_id_sketch", "visitor_id_hll",
-    "session_duration_secs_sum", "distinct_visited_urls_count_sum", "ORGANIZATION_ID", "sessions",
+    "organization_id",
+    "__time",
+    "count",
+    "timestamp",
+    "session_id_sketch",
+    "visitor_id_hll",
+    "session_duration_secs_sum",
+    "distinct_visited_urls_count_sum",
+    "ORGANIZATION_ID",
+    "sessions",
 )
 ENGINES = [
     pytest.param("embedded_hardened", id="embedded"),
@@ -58,29 +66,57 @@ def _text_leaves(dimension: str, values: st.SearchStrategy[Any]) -> st.SearchStr
     piece = _substring(values)
     return st.one_of(
         st.builds(lambda v: {"type": "selector", "dimension": dimension, "value": v}, values | st.none()),
-        st.builds(lambda vs: {"type": "in", "dimension": dimension, "values": vs},
-                  st.lists(values | st.none(), min_size=1, max_size=4)),
-        st.builds(lambda lo, hi: {"type": "bound", "dimension": dimension, "lower": min(lo, hi), "upper": max(lo, hi)},
-                  values.map(str), values.map(str)),
+        st.builds(
+            lambda vs: {"type": "in", "dimension": dimension, "values": vs},
+            st.lists(values | st.none(), min_size=1, max_size=4),
+        ),
+        st.builds(
+            lambda lo, hi: {
+                "type": "bound",
+                "dimension": dimension,
+                "lower": min(lo, hi),
+                "upper": max(lo, hi),
+            },
+            values.map(str),
+            values.map(str),
+        ),
         piece.map(lambda p: {"type": "regex", "dimension": dimension, "pattern": _escaped(p, REGEX_SPECIAL)}),
-        piece.map(lambda p: {"type": "like", "dimension": dimension, "pattern": f"%{_escaped(p, LIKE_SPECIAL)}%"}),
-        st.builds(lambda p, kind: {"type": "search", "dimension": dimension, "query": {"type": kind, "value": p}},
-                  piece, st.sampled_from(["contains", "insensitive_contains"])),
+        piece.map(
+            lambda p: {"type": "like", "dimension": dimension, "pattern": f"%{_escaped(p, LIKE_SPECIAL)}%"}
+        ),
+        st.builds(
+            lambda p, kind: {"type": "search", "dimension": dimension, "query": {"type": kind, "value": p}},
+            piece,
+            st.sampled_from(["contains", "insensitive_contains"]),
+        ),
     )
 
 
 def _number_leaves(dimension: str, values: st.SearchStrategy[Any]) -> st.SearchStrategy[Json]:
     return st.one_of(
         st.builds(lambda v: {"type": "selector", "dimension": dimension, "value": v}, values | st.none()),
-        st.builds(lambda vs: {"type": "in", "dimension": dimension, "values": vs},
-                  st.lists(values | st.none(), min_size=1, max_size=4)),
-        st.builds(lambda lo, hi, strict: {"type": "bound", "dimension": dimension, "lower": min(lo, hi),
-                                          "upper": max(lo, hi), "upperStrict": strict}, values, values, st.booleans()),
+        st.builds(
+            lambda vs: {"type": "in", "dimension": dimension, "values": vs},
+            st.lists(values | st.none(), min_size=1, max_size=4),
+        ),
+        st.builds(
+            lambda lo, hi, strict: {
+                "type": "bound",
+                "dimension": dimension,
+                "lower": min(lo, hi),
+                "upper": max(lo, hi),
+                "upperStrict": strict,
+            },
+            values,
+            values,
+            st.booleans(),
+        ),
     )
 
 
 def _leaf(tenants: Tenants, organization: str) -> st.SearchStrategy[Json]:
     """A leaf on any dimension, its values drawn half from the caller's rows, half from others'."""
+
     def for_dimension(dimension: str) -> st.SearchStrategy[Json]:
         own, foreign = tenants.values(dimension, organization), tenants.foreign(dimension, organization)
         values = st.one_of(*(st.sampled_from(pool) for pool in (own, foreign) if pool))
@@ -91,11 +127,15 @@ def _leaf(tenants: Tenants, organization: str) -> st.SearchStrategy[Json]:
 
 
 def _tree(leaf: st.SearchStrategy[Json]) -> st.SearchStrategy[Json]:
-    return st.recursive(leaf, lambda inner: st.one_of(
-        st.lists(inner, min_size=1, max_size=3).map(lambda parts: {"type": "and", "fields": parts}),
-        st.lists(inner, min_size=1, max_size=3).map(lambda parts: {"type": "or", "fields": parts}),
-        inner.map(lambda part: {"type": "not", "field": part}),
-    ), max_leaves=6)
+    return st.recursive(
+        leaf,
+        lambda inner: st.one_of(
+            st.lists(inner, min_size=1, max_size=3).map(lambda parts: {"type": "and", "fields": parts}),
+            st.lists(inner, min_size=1, max_size=3).map(lambda parts: {"type": "or", "fields": parts}),
+            inner.map(lambda part: {"type": "not", "field": part}),
+        ),
+        max_leaves=6,
+    )
 
 
 def _with_internal_name(tree: Json, name: str) -> Json:
@@ -112,7 +152,9 @@ _METRICS: list[Json] = [{"type": "avg", "fields": ["session_duration_secs", "dis
 # ~1,500 sessions or ~3,000 (url, browser) pairs, and it answers the documented 400 "needs
 # more resources" (docs/druid-behaviour.md).
 _SKETCH_METRICS: list[Json] = [{"type": "hyperUnique", "fields": ["visitor_id", "session_id"]}]
-_FEW_GROUPS = frozenset({"browser_name", "country", "device_type", "os_name", "rooms", "city", "ip_organization"})
+_FEW_GROUPS = frozenset(
+    {"browser_name", "country", "device_type", "os_name", "rooms", "city", "ip_organization"}
+)
 
 
 @st.composite
@@ -120,7 +162,9 @@ def isolation_case(draw: st.DrawFn, tenants: Tenants) -> tuple[str, Json, bool]:
     """(calling organization, payload, whether it names an internal column)."""
     organization = draw(st.sampled_from(tenants.organizations))
     filters = draw(st.none() | _tree(_leaf(tenants, organization)))
-    others = draw(st.lists(st.sampled_from(sorted(set(DIMENSIONS) - {"session_id"})), unique=True, max_size=2))
+    others = draw(
+        st.lists(st.sampled_from(sorted(set(DIMENSIONS) - {"session_id"})), unique=True, max_size=2)
+    )
     by_session = draw(st.integers(0, 4)) > 0 or not others
     group_by = draw(st.permutations(["session_id", *others] if by_session else others))
     internal = draw(st.none() | st.none() | st.none() | st.sampled_from(INTERNAL_NAMES))
@@ -132,9 +176,20 @@ def isolation_case(draw: st.DrawFn, tenants: Tenants) -> tuple[str, Json, bool]:
         "interval": SPAN,
         "granularity": draw(st.sampled_from(["all", "week"])),
         "group_by": group_by,
-        "aggregations": [{"type": "count"}, *draw(st.lists(st.sampled_from(
-            _METRICS + _SKETCH_METRICS if len(group_by) == 1 and set(group_by) <= _FEW_GROUPS else _METRICS
-        ), unique_by=lambda agg: agg["type"], max_size=2))],
+        "aggregations": [
+            {"type": "count"},
+            *draw(
+                st.lists(
+                    st.sampled_from(
+                        _METRICS + _SKETCH_METRICS
+                        if len(group_by) == 1 and set(group_by) <= _FEW_GROUPS
+                        else _METRICS
+                    ),
+                    unique_by=lambda agg: agg["type"],
+                    max_size=2,
+                )
+            ),
+        ],
         "filters": filters,
     }
     return organization, payload, internal is not None
@@ -142,8 +197,15 @@ def isolation_case(draw: st.DrawFn, tenants: Tenants) -> tuple[str, Json, bool]:
 
 def _post(service: Service, organization: str, payload: Json, query: str = "") -> requests.Response:
     url = f"{service.base_url}/api/reporting/v1/orgs/{organization}/visitor_sessions{query}"
-    response = requests.post(url, data=orjson.dumps(payload), timeout=60, headers={
-        "Authorization": f"Token {service.tokens[organization]}", "Content-Type": "application/json"})
+    response = requests.post(
+        url,
+        data=orjson.dumps(payload),
+        timeout=60,
+        headers={
+            "Authorization": f"Token {service.tokens[organization]}",
+            "Content-Type": "application/json",
+        },
+    )
     problem = contract_problem("POST", response.status_code, response.headers, response.content)
     assert problem is None, problem
     return response
@@ -153,8 +215,12 @@ def _assert_only_own_values(tenants: Tenants, organization: str, payload: Json, 
     group_by = payload["group_by"]
     for row in answer["data"]:
         for dimension, value in zip(group_by, row[1:]):
-            owners = tenants.owners[dimension].get(value, frozenset({organization})) if value is not None else None
-            assert owners is None or organization in owners, f"{dimension}={value!r} belongs to {sorted(owners)}"
+            owners = (
+                tenants.owners[dimension].get(value, frozenset({organization})) if value is not None else None
+            )
+            assert owners is None or organization in owners, (
+                f"{dimension}={value!r} belongs to {sorted(owners)}"
+            )
 
 
 def _check_case(service: Service, tenants: Tenants, case: tuple[str, Json, bool]) -> None:
@@ -175,8 +241,12 @@ def run_isolation(service: Service, tenants: Tenants, examples: int) -> int:
     """Check `examples` generated cases; returns how many answers were compared with the oracle."""
     before = CHECKED.get(service.backend, 0)
 
-    @settings(max_examples=examples, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(case=isolation_case(tenants))
     def check(case: tuple[str, Json, bool]) -> None:
         _check_case(service, tenants, case)
@@ -185,10 +255,14 @@ def run_isolation(service: Service, tenants: Tenants, examples: int) -> int:
     return CHECKED.get(service.backend, 0) - before
 
 
-def test_no_answer_holds_another_tenants_rows(service: Service, tenants: Tenants, capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_answer_holds_another_tenants_rows(
+    service: Service, tenants: Tenants, capsys: pytest.CaptureFixture[str]
+) -> None:
     checked = run_isolation(service, tenants, examples=60)
     with capsys.disabled():
-        print(f"\nisolation on {service.backend}: {checked} answers equal the caller's oracle, no foreign value")
+        print(
+            f"\nisolation on {service.backend}: {checked} answers equal the caller's oracle, no foreign value"
+        )
     assert checked >= 30
 
 
@@ -197,7 +271,11 @@ def test_no_answer_holds_another_tenants_rows(service: Service, tenants: Tenants
 def test_internal_column_is_a_400(service: Service, tenants: Tenants, name: str, place: str) -> None:
     leaf = {"type": "selector", "dimension": name, "value": tenants.organizations[1]}
     payload: Json = {"interval": SPAN, "granularity": "all", "aggregations": [{"type": "count"}]}
-    payload |= {"group_by": [name]} if place == "group_by" else {"filters": leaf if place == "filter" else {"type": "not", "field": leaf}}
+    payload |= (
+        {"group_by": [name]}
+        if place == "group_by"
+        else {"filters": leaf if place == "filter" else {"type": "not", "field": leaf}}
+    )
     response = _post(service, tenants.organizations[0], payload)
     assert response.status_code == 400
     assert list(response.json()["errors"]) == ["group_by" if place == "group_by" else "filters"]
@@ -205,8 +283,16 @@ def test_internal_column_is_a_400(service: Service, tenants: Tenants, name: str,
 
 def test_explain_shows_only_the_callers_org(service: Service, tenants: Tenants) -> None:
     caller, *others = tenants.organizations
-    payload: Json = {"interval": SPAN, "granularity": "all", "aggregations": [{"type": "count"}],
-                     "filters": {"type": "in", "dimension": "session_id", "values": tenants.foreign("session_id", caller)[:5]}}
+    payload: Json = {
+        "interval": SPAN,
+        "granularity": "all",
+        "aggregations": [{"type": "count"}],
+        "filters": {
+            "type": "in",
+            "dimension": "session_id",
+            "values": tenants.foreign("session_id", caller)[:5],
+        },
+    }
     response = _post(service, caller, payload, "?explain=true")
     assert response.status_code == 200
     explained = orjson.dumps(response.json()["query"]).decode()
@@ -218,7 +304,11 @@ def test_explain_shows_only_the_callers_org(service: Service, tenants: Tenants) 
 def test_another_orgs_key_gets_403_even_to_explain(service: Service, tenants: Tenants, explain: str) -> None:
     caller, target = tenants.organizations[0], tenants.organizations[1]
     url = f"{service.base_url}/api/reporting/v1/orgs/{target}/visitor_sessions{explain}"
-    response = requests.post(url, json={"interval": SPAN, "granularity": "all", "aggregations": [{"type": "count"}]},
-                             headers={"Authorization": f"Token {service.tokens[caller]}"}, timeout=30)
+    response = requests.post(
+        url,
+        json={"interval": SPAN, "granularity": "all", "aggregations": [{"type": "count"}]},
+        headers={"Authorization": f"Token {service.tokens[caller]}"},
+        timeout=30,
+    )
     assert response.status_code == 403
     assert response.json()["code"] == "forbidden"

@@ -25,21 +25,36 @@ MALFORMED: list[tuple[str, bytes]] = [
     ("control_in_header_value", b"GET /healthz HTTP/1.1\r\nHost: x\x01y\r\n\r\n"),
     ("del_in_header_value", b"GET /healthz HTTP/1.1\r\nHost: x\x7fy\r\n\r\n"),
     ("obsolete_line_folding", b"GET /healthz HTTP/1.1\r\nHost: x\r\n y\r\n\r\n"),
-    ("two_content_lengths", b"POST " + ROUTE + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"),
-    ("content_length_and_chunked", b"POST " + ROUTE + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
-                                   b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+    (
+        "two_content_lengths",
+        b"POST " + ROUTE + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+    ),
+    (
+        "content_length_and_chunked",
+        b"POST " + ROUTE + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    ),
     ("negative_content_length", b"POST " + ROUTE + b" HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"),
     ("header_over_8k", b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * 9000 + b"\r\n\r\n"),
     ("request_line_over_4k", b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"),
-    ("150_headers", b"GET /healthz HTTP/1.1\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(150)) + b"\r\n"),
+    (
+        "150_headers",
+        b"GET /healthz HTTP/1.1\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(150)) + b"\r\n",
+    ),
     ("nul_in_path", b"GET /heal\x00thz HTTP/1.1\r\nHost: x\r\n\r\n"),
     ("raw_utf8_in_path", "GET /héalthz HTTP/1.1\r\nHost: x\r\n\r\n".encode()),
     ("bare_line_feeds", b"GET /healthz HTTP/1.1\nHost: x\n\n"),
-    ("bad_chunk_size", b"POST " + ROUTE + b" HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-                       b"Content-Type: application/json\r\n\r\nzz\r\n"),
+    (
+        "bad_chunk_size",
+        b"POST " + ROUTE + b" HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"Content-Type: application/json\r\n\r\nzz\r\n",
+    ),
     ("gzip_transfer_encoding", b"POST " + ROUTE + b" HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"),
-    ("body_shorter_than_declared", b"POST " + ROUTE + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                                   b"Content-Length: 100\r\n\r\n{}"),
+    (
+        "body_shorter_than_declared",
+        b"POST " + ROUTE + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100\r\n\r\n{}",
+    ),
     ("tls_hello", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40),
     ("http2_preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
     ("only_a_request_line", b"GET /healthz HTTP/1.1\r\n"),
@@ -71,7 +86,9 @@ def test_malformed_request_is_refused_without_a_5xx(embedded_hardened: Service, 
 
 def test_random_bytes_never_get_a_5xx_and_the_workers_survive(embedded_hardened: Service) -> None:
     workers = worker_pids(embedded_hardened.pid)
-    prefix = st.sampled_from((b"", b"GET / HTTP/1.1\r\n", b"POST " + ROUTE + b" HTTP/1.1\r\nContent-Length: 5\r\n"))
+    prefix = st.sampled_from(
+        (b"", b"GET / HTTP/1.1\r\n", b"POST " + ROUTE + b" HTTP/1.1\r\nContent-Length: 5\r\n")
+    )
 
     @settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(prefix, st.binary(max_size=300))

@@ -34,11 +34,22 @@ CASE_INSENSITIVE = ["(?i)ZÜRICH", "(?i)ŁÓDŹ", "(?i)reykjavÍk", "(?i:MÜNCHE
 
 def _assert_like_oracle(service: Service, tenants: Tenants, filters: dict[str, Any]) -> None:
     organization = tenants.organizations[0]
-    payload: dict[str, Any] = {"interval": SPAN, "granularity": "all", "aggregations": [{"type": "count"}],
-                               "group_by": ["city"], "filters": filters}
+    payload: dict[str, Any] = {
+        "interval": SPAN,
+        "granularity": "all",
+        "aggregations": [{"type": "count"}],
+        "group_by": ["city"],
+        "filters": filters,
+    }
     response = requests.post(
-        f"{service.base_url}/api/reporting/v1/orgs/{organization}/visitor_sessions", data=orjson.dumps(payload),
-        headers={"Authorization": f"Token {service.tokens[organization]}", "Content-Type": "application/json"}, timeout=60)
+        f"{service.base_url}/api/reporting/v1/orgs/{organization}/visitor_sessions",
+        data=orjson.dumps(payload),
+        headers={
+            "Authorization": f"Token {service.tokens[organization]}",
+            "Content-Type": "application/json",
+        },
+        timeout=60,
+    )
     assert response.status_code == 200, response.text
     assert response.json() == evaluate(tenants.dataset.rows, organization, payload)
 
@@ -46,14 +57,20 @@ def _assert_like_oracle(service: Service, tenants: Tenants, filters: dict[str, A
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("kind", sorted(FILTERS))
 @pytest.mark.parametrize("text", PLAIN_NUMBERS)
-def test_numeric_text_answers_like_the_oracle(engine: str, kind: str, text: str, tenants: Tenants,
-                                              request: pytest.FixtureRequest) -> None:
+def test_numeric_text_answers_like_the_oracle(
+    engine: str, kind: str, text: str, tenants: Tenants, request: pytest.FixtureRequest
+) -> None:
     _assert_like_oracle(request.getfixturevalue(engine), tenants, FILTERS[kind](text))
 
 
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("dimension", ["city", "distinct_search_terms"])
 @pytest.mark.parametrize("pattern", CASE_INSENSITIVE)
-def test_case_insensitive_regex_folds_unicode(engine: str, dimension: str, pattern: str, tenants: Tenants,
-                                              request: pytest.FixtureRequest) -> None:
-    _assert_like_oracle(request.getfixturevalue(engine), tenants, {"type": "regex", "dimension": dimension, "pattern": pattern})
+def test_case_insensitive_regex_folds_unicode(
+    engine: str, dimension: str, pattern: str, tenants: Tenants, request: pytest.FixtureRequest
+) -> None:
+    _assert_like_oracle(
+        request.getfixturevalue(engine),
+        tenants,
+        {"type": "regex", "dimension": dimension, "pattern": pattern},
+    )

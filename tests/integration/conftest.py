@@ -17,7 +17,7 @@ import orjson
 import pytest
 import requests
 
-from proxy.ingest.generator import generate, organization_ids
+from proxyctl.ingest.generator import generate, organization_ids
 
 SEED = 20190101
 SESSIONS = 20_000
@@ -44,7 +44,9 @@ class Service:
     pid: int = 0  # gunicorn's master process
     env: Mapping[str, str] | None = None  # what the service and its CLI run with
 
-    def post(self, organization: str, payload: Any, token_for: str | None = None, **kwargs: Any) -> requests.Response:
+    def post(
+        self, organization: str, payload: Any, token_for: str | None = None, **kwargs: Any
+    ) -> requests.Response:
         token = self.tokens[token_for or organization]
         return requests.post(
             f"{self.base_url}/api/reporting/v1/orgs/{organization}/visitor_sessions",
@@ -127,9 +129,21 @@ def start_service(
         _cli(env, "orgs", "add", organization, "--name", f"org {organization[:8]}")
         tokens[organization] = _cli(env, "tokens", "create", "--org", organization).strip().splitlines()[-1]
     port = _free_port()
-    command = [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4",
-               "--worker-class", "gthread", "proxy.app:create_app()"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=(data_dir / "gunicorn.log").open("wb"))
+    command = [
+        str(BIN / "gunicorn"),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "2",
+        "--threads",
+        "4",
+        "--worker-class",
+        "gthread",
+        "proxy.web.app:create_app()",
+    ]
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=(data_dir / "gunicorn.log").open("wb")
+    )
     base_url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(base_url, process)
@@ -158,7 +172,10 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         if not errors:
             continue
         ordered = sorted(errors)
-        pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+
+        def pick(q: float, ordered: list[float] = ordered) -> float:
+            return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
         terminalreporter.write_line(
             f"hyperUnique relative error on {backend} over {len(ordered)} values: "
             f"median {pick(0.5):.4%}, p95 {pick(0.95):.4%}, p99 {pick(0.99):.4%}, max {ordered[-1]:.4%}"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 
-from proxy.ingest.druid_loader import DruidLoadError, LoadResult, load_into_druid
+from proxyctl.ingest.druid_loader import DruidLoadError, LoadResult, load_into_druid
 
 BROKER = os.environ.get("PROXY_IT_DRUID_BROKER_URL", "http://127.0.0.1:8082")
 OVERLORD = os.environ.get("PROXY_IT_DRUID_OVERLORD_URL", "http://127.0.0.1:8081")
@@ -23,16 +23,26 @@ INTERVAL = "2024-03-01T00:00:00Z/2024-03-03T00:00:00Z"
 pytestmark = pytest.mark.integration
 
 
-def _session(
-    ts: str, sid: str, duration: int, rooms: list[str], city: str | None
-) -> dict[str, Any]:
+def _session(ts: str, sid: str, duration: int, rooms: list[str], city: str | None) -> dict[str, Any]:
     return {
-        "timestamp": ts, "organization_id": ORG, "session_id": sid, "visitor_id": f"v-{sid}",
-        "browser_name": "Firefox", "browser_version": "123.0", "city": city, "country": "FI",
-        "device_type": "desktop", "os_name": "Linux", "ip_organization": None,
-        "distinct_visited_urls": ["/a", "/b"], "distinct_landing_urls": ["/a"],
-        "distinct_referrer_urls": [], "distinct_search_terms": [], "rooms": rooms,
-        "session_duration_secs": duration, "distinct_visited_urls_count": 2,
+        "timestamp": ts,
+        "organization_id": ORG,
+        "session_id": sid,
+        "visitor_id": f"v-{sid}",
+        "browser_name": "Firefox",
+        "browser_version": "123.0",
+        "city": city,
+        "country": "FI",
+        "device_type": "desktop",
+        "os_name": "Linux",
+        "ip_organization": None,
+        "distinct_visited_urls": ["/a", "/b"],
+        "distinct_landing_urls": ["/a"],
+        "distinct_referrer_urls": [],
+        "distinct_search_terms": [],
+        "rooms": rooms,
+        "session_duration_secs": duration,
+        "distinct_visited_urls_count": 2,
     }
 
 
@@ -66,11 +76,16 @@ def _query(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _count(filter_: dict[str, Any] | None = None) -> int:
-    rows = _query({
-        "queryType": "timeseries", "dataSource": DATASOURCE, "intervals": [INTERVAL],
-        "granularity": "all", "filter": filter_,
-        "aggregations": [{"type": "count", "name": "n"}],
-    })
+    rows = _query(
+        {
+            "queryType": "timeseries",
+            "dataSource": DATASOURCE,
+            "intervals": [INTERVAL],
+            "granularity": "all",
+            "filter": filter_,
+            "aggregations": [{"type": "count", "name": "n"}],
+        }
+    )
     return int(rows[0]["result"]["n"]) if rows else 0
 
 
@@ -81,8 +96,7 @@ def loads(tmp_path_factory: pytest.TempPathFactory) -> list[LoadResult]:
     ready = requests.get(f"{BROKER}/druid/broker/v1/readiness", timeout=5).status_code == 200
     assert ready, "no ready Druid broker: run `reporting-proxy druid up`"
     return [
-        load_into_druid([path], _summary(), OVERLORD, OVERLORD, BROKER, DATASOURCE, print)
-        for _ in range(2)
+        load_into_druid([path], _summary(), OVERLORD, OVERLORD, BROKER, DATASOURCE, print) for _ in range(2)
     ]
 
 
@@ -96,13 +110,20 @@ def test_load_replaces_the_covered_days(loads: list[LoadResult]) -> None:
 
 
 def test_empty_array_groups_as_null(loads: list[LoadResult]) -> None:
-    rows = _query({
-        "queryType": "groupBy", "dataSource": DATASOURCE, "intervals": [INTERVAL],
-        "granularity": "all", "dimensions": ["rooms"],
-        "aggregations": [{"type": "count", "name": "n"}],
-    })
+    rows = _query(
+        {
+            "queryType": "groupBy",
+            "dataSource": DATASOURCE,
+            "intervals": [INTERVAL],
+            "granularity": "all",
+            "dimensions": ["rooms"],
+            "aggregations": [{"type": "count", "name": "n"}],
+        }
+    )
     assert [(r["event"]["rooms"], r["event"]["n"]) for r in rows] == [
-        (None, 2), ("lobby", 2), ("sales", 2),
+        (None, 2),
+        ("lobby", 2),
+        ("sales", 2),
     ]
 
 
@@ -115,20 +136,23 @@ def test_empty_array_groups_as_null(loads: list[LoadResult]) -> None:
     ],
 )
 def test_long_dimension_bound(loads: list[LoadResult], ordering: str, expected: int) -> None:
-    bound = {"type": "bound", "dimension": "session_duration_secs", "lower": "10",
-             "ordering": ordering}
+    bound = {"type": "bound", "dimension": "session_duration_secs", "lower": "10", "ordering": ordering}
     assert _count(bound) == expected
 
 
 def test_long_dimension_range_is_numeric(loads: list[LoadResult]) -> None:
-    range_ = {"type": "range", "column": "session_duration_secs", "matchValueType": "LONG",
-              "lower": 10, "upper": 100, "upperOpen": True}
+    range_ = {
+        "type": "range",
+        "column": "session_duration_secs",
+        "matchValueType": "LONG",
+        "lower": 10,
+        "upper": 100,
+        "upperOpen": True,
+    }
     assert _count(range_) == 2
 
 
-def test_a_rejected_row_fails_the_load_and_keeps_the_days(
-    loads: list[LoadResult], tmp_path: Path
-) -> None:
+def test_a_rejected_row_fails_the_load_and_keeps_the_days(loads: list[LoadResult], tmp_path: Path) -> None:
     path = tmp_path / "bad.ndjson"
     bad = {**SESSIONS[0], "timestamp": "yesterday"}
     path.write_text(json.dumps(SESSIONS[1]) + "\n" + json.dumps(bad) + "\n")
@@ -139,8 +163,9 @@ def test_a_rejected_row_fails_the_load_and_keeps_the_days(
 
 def test_a_missing_file_is_refused_before_druid_sees_it(loads: list[LoadResult]) -> None:
     with pytest.raises(DruidLoadError, match="no such input file"):
-        load_into_druid([Path("/nonexistent/sessions.ndjson")], _summary(), OVERLORD, OVERLORD,
-                        BROKER, DATASOURCE, print)
+        load_into_druid(
+            [Path("/nonexistent/sessions.ndjson")], _summary(), OVERLORD, OVERLORD, BROKER, DATASOURCE, print
+        )
 
 
 SPAN_DATASOURCE = "it_druid_load_months"
@@ -161,11 +186,16 @@ SPANNING = [
 
 
 def _span_counts() -> dict[str, int]:
-    rows = _query({
-        "queryType": "timeseries", "dataSource": SPAN_DATASOURCE, "intervals": [SPAN],
-        "granularity": "month", "aggregations": [{"type": "count", "name": "n"}],
-        "context": {"useCache": False, "populateCache": False},
-    })
+    rows = _query(
+        {
+            "queryType": "timeseries",
+            "dataSource": SPAN_DATASOURCE,
+            "intervals": [SPAN],
+            "granularity": "month",
+            "aggregations": [{"type": "count", "name": "n"}],
+            "context": {"useCache": False, "populateCache": False},
+        }
+    )
     return {row["timestamp"][:7]: int(row["result"]["n"]) for row in rows if row["result"]["n"]}
 
 
@@ -182,6 +212,10 @@ def test_a_load_over_months_runs_a_task_per_month_and_replaces_every_covered_day
     assert _span_counts() == {"2024-01": 1, "2024-02": 1, "2024-03": 1}
     result = _load(tmp_path / "span.ndjson", SPANNING)
     assert (len(result.task_ids), result.interval, result.rows_ingested, result.rows_rejected) == (
-        2, "2024-01-20T00:00:00Z/2024-03-06T00:00:00Z", 3, 0)
+        2,
+        "2024-01-20T00:00:00Z/2024-03-06T00:00:00Z",
+        3,
+        0,
+    )
     # Kept: January 1st and March 31st. Replaced: everything between, February's row included.
     assert _span_counts() == {"2024-01": 3, "2024-03": 2}

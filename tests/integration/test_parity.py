@@ -14,7 +14,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.mark.parametrize("name", sorted(QUERIES))
-def test_druid_matches_embedded(druid_service: Service, embedded_service: Service, dataset: Dataset, name: str) -> None:
+def test_druid_matches_embedded(
+    druid_service: Service, embedded_service: Service, dataset: Dataset, name: str
+) -> None:
     organization = dataset.organizations[0]
     druid = druid_service.post(organization, QUERIES[name])
     embedded = embedded_service.post(organization, QUERIES[name])

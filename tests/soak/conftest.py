@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from proxy.ingest.generator import generate, organization_ids
-from tests.soak.harness import Cluster, Service, cli, clean_env
+from proxyctl.ingest.generator import generate, organization_ids
+from tests.soak.harness import Cluster, Service, clean_env, cli
 
 SEED = 20190401
 SESSIONS = 20_000
@@ -63,7 +63,9 @@ def soak_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     try:
         started = time.monotonic()
         cluster.up()
-        SETUP.append(f"second Druid up in {time.monotonic() - started:.0f} s (ports +{PORT_OFFSET}, {cluster.state_dir})")
+        SETUP.append(
+            f"second Druid up in {time.monotonic() - started:.0f} s (ports +{PORT_OFFSET}, {cluster.state_dir})"
+        )
         yield cluster
     finally:
         cluster.down()
@@ -83,7 +85,9 @@ def soak_data(soak_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -
     )
     started = time.monotonic()
     cli(env, "load", str(path))
-    SETUP.append(f"{SESSIONS} sessions loaded with `reporting-proxy load` in {time.monotonic() - started:.0f} s")
+    SETUP.append(
+        f"{SESSIONS} sessions loaded with `reporting-proxy load` in {time.monotonic() - started:.0f} s"
+    )
     (organization,) = organization_ids(1, SEED)
     cli(env, "orgs", "add", organization, "--name", "soak")
     token = cli(env, "tokens", "create", "--org", organization).strip().splitlines()[-1]

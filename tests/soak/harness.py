@@ -103,8 +103,15 @@ class Service:
 
     def start(self) -> None:
         command = [
-            str(BIN / "gunicorn"), "-c", "python:proxy.gunicorn_conf", "--bind", f"127.0.0.1:{self.port}",
-            "--workers", str(self.workers), "--threads", str(self.threads),
+            str(BIN / "gunicorn"),
+            "-c",
+            "python:proxy.gunicorn_conf",
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--workers",
+            str(self.workers),
+            "--threads",
+            str(self.threads),
         ]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(command, env=self.env, stdout=subprocess.DEVNULL, stderr=log)
@@ -218,8 +225,13 @@ class RecordingProxy:
         """The broker's status line, or the close, that ended `request` on its connection."""
         deadline = time.monotonic() + timeout
         while True:
-            ends = [s for s in list(self.seen) if s.connection == request.connection and s.at >= request.at
-                    and s.kind in ("status", "closed")]
+            ends = [
+                s
+                for s in list(self.seen)
+                if s.connection == request.connection
+                and s.at >= request.at
+                and s.kind in ("status", "closed")
+            ]
             if ends or time.monotonic() > deadline:
                 return ends[0] if ends else None
             time.sleep(0.01)
@@ -253,7 +265,9 @@ class RecordingProxy:
         threading.Thread(target=self._pump, args=(upstream, client, number, False, done), daemon=True).start()
         self._pump(client, upstream, number, True, done)
 
-    def _pump(self, source: socket.socket, sink: socket.socket, number: int, outbound: bool, done: threading.Event) -> None:
+    def _pump(
+        self, source: socket.socket, sink: socket.socket, number: int, outbound: bool, done: threading.Event
+    ) -> None:
         tail = b""
         try:
             while chunk := source.recv(65536):
@@ -276,7 +290,9 @@ class RecordingProxy:
 
     def _scan(self, tail: bytes, chunk: bytes, number: int, outbound: bool) -> bytes:
         window = tail + chunk
-        patterns = ((_REQUEST_LINE, "request"), (_QUERY_ID, "query_id")) if outbound else ((_STATUS_LINE, "status"),)
+        patterns = (
+            ((_REQUEST_LINE, "request"), (_QUERY_ID, "query_id")) if outbound else ((_STATUS_LINE, "status"),)
+        )
         for pattern, kind in patterns:
             for match in pattern.finditer(window):
                 if match.end() > len(tail):
@@ -285,8 +301,15 @@ class RecordingProxy:
         return window[-_TAIL:]
 
 
-def post_query(base_url: str, organization: str, token: str, body: dict[str, Any], request_id: str,
-               timeout: float = 60, params: dict[str, str] | None = None) -> tuple[requests.Response, float]:
+def post_query(
+    base_url: str,
+    organization: str,
+    token: str,
+    body: dict[str, Any],
+    request_id: str,
+    timeout: float = 60,
+    params: dict[str, str] | None = None,
+) -> tuple[requests.Response, float]:
     """POST a query; the response and the seconds it took."""
     started = time.monotonic()
     response = requests.post(

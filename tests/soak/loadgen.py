@@ -55,12 +55,16 @@ def main() -> None:
         parser.error("load goes to loopback only")
     records: list[Record] = []
     started = time.monotonic()
-    threads = [threading.Thread(target=_client, args=(n, args, started, records)) for n in range(args.clients)]
+    threads = [
+        threading.Thread(target=_client, args=(n, args, started, records)) for n in range(args.clients)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    args.out.write_bytes(orjson.dumps({"clients": args.clients, "wall_secs": time.monotonic() - started, "records": records}))
+    args.out.write_bytes(
+        orjson.dumps({"clients": args.clients, "wall_secs": time.monotonic() - started, "records": records})
+    )
 
 
 if __name__ == "__main__":

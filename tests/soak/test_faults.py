@@ -32,11 +32,23 @@ TIGHT_SECS = 0.08
 SHORT_SECS = 3.0
 LONG_SECS = 20.0
 LANE_CALLERS = 10
-YEAR = {"start": "2019-01-01T00:00:00+02:00", "end": "2019-12-01T00:00:00+02:00", "time_zone": "Europe/Helsinki"}
-LIGHT = {"interval": {"start": "2019-06-01T00:00:00Z", "end": "2019-07-01T00:00:00Z"},
-         "granularity": "day", "aggregations": [{"type": "count"}]}
+YEAR = {
+    "start": "2019-01-01T00:00:00+02:00",
+    "end": "2019-12-01T00:00:00+02:00",
+    "time_zone": "Europe/Helsinki",
+}
+LIGHT = {
+    "interval": {"start": "2019-06-01T00:00:00Z", "end": "2019-07-01T00:00:00Z"},
+    "granularity": "day",
+    "aggregations": [{"type": "count"}],
+}
 # 481k minute buckets grouped by device: 0.5-2 s inside Druid before its first byte (2 shared cores).
-SLOW = {"interval": YEAR, "granularity": "minute", "group_by": ["device_type"], "aggregations": [{"type": "count"}]}
+SLOW = {
+    "interval": YEAR,
+    "granularity": "minute",
+    "group_by": ["device_type"],
+    "aggregations": [{"type": "count"}],
+}
 FAULT_SETTINGS = {"max_buckets": "500000", "connect_timeout_secs": str(CONNECT_SECS)}
 
 TABLE: list[str] = [f"{'case':<48} {'budget':>6}  {'answer':<26} {'time':>8}"]
@@ -60,14 +72,22 @@ class Faults:
     lane: Service  # straight to the broker in Druid lane "limited" (2 at once), budget LONG_SECS
     blackhole: Service  # a "broker" whose listen queue is full: connects never complete
 
-    def post(self, service: Service, body: dict[str, object], request_id: str) -> tuple[requests.Response, float]:
+    def post(
+        self, service: Service, body: dict[str, object], request_id: str
+    ) -> tuple[requests.Response, float]:
         return post_query(service.base_url, self.data.organization, self.data.token, body, request_id)
 
     def plan_ahead(self, service: Service, body: dict[str, object]) -> None:
         """Have the service plan `body` once (`?explain=true` runs nothing): plans are cached,
         so a tight budget then goes to Druid rather than to stepping 481k buckets."""
-        response, _ = post_query(f"{service.base_url}", self.data.organization, self.data.token, body, "plan",
-                                 params={"explain": "true"})
+        response, _ = post_query(
+            f"{service.base_url}",
+            self.data.organization,
+            self.data.token,
+            body,
+            "plan",
+            params={"explain": "true"},
+        )
         assert response.status_code == 200, response.text
 
 
@@ -89,14 +109,18 @@ def faults(soak_data: SoakData) -> Iterator[Faults]:
             soak_data.service("tight", recorder.url, request_timeout_secs=str(TIGHT_SECS), **FAULT_SETTINGS),
             soak_data.service("patient", recorder.url, request_timeout_secs=str(LONG_SECS), **FAULT_SETTINGS),
             soak_data.service("direct", request_timeout_secs=str(SHORT_SECS), **FAULT_SETTINGS),
-            soak_data.service("lane", druid_lane="limited", request_timeout_secs=str(LONG_SECS), **FAULT_SETTINGS),
+            soak_data.service(
+                "lane", druid_lane="limited", request_timeout_secs=str(LONG_SECS), **FAULT_SETTINGS
+            ),
             soak_data.service("blackhole", hole_url, request_timeout_secs=str(SHORT_SECS), **FAULT_SETTINGS),
         )
         for service in (services.tight, services.patient, services.direct, services.blackhole):
             service.workers, service.threads = 1, 4
         services.lane.workers, services.lane.threads = 2, LANE_CALLERS // 2
         try:
-            with serving(services.tight, services.patient, services.direct, services.lane, services.blackhole):
+            with serving(
+                services.tight, services.patient, services.direct, services.lane, services.blackhole
+            ):
                 yield services
         finally:
             recorder.close()
@@ -105,14 +129,22 @@ def faults(soak_data: SoakData) -> Iterator[Faults]:
 
 
 def _code(response: requests.Response) -> str:
-    return f"{response.status_code} {response.json().get('code', '') if response.status_code != 200 else 'ok'}"
+    return (
+        f"{response.status_code} {response.json().get('code', '') if response.status_code != 200 else 'ok'}"
+    )
 
 
 def test_healthy_baseline(faults: Faults) -> None:
     light, light_secs = faults.post(faults.direct, LIGHT, "base-light")
     slow, slow_secs = faults.post(faults.patient, SLOW, "base-slow")
     _row("healthy: light query", SHORT_SECS, _code(light), light_secs)
-    _row("healthy: the slow query (481k minute buckets)", LONG_SECS, _code(slow), slow_secs, f"{len(slow.json()['data'])} rows")
+    _row(
+        "healthy: the slow query (481k minute buckets)",
+        LONG_SECS,
+        _code(slow),
+        slow_secs,
+        f"{len(slow.json()['data'])} rows",
+    )
     assert (light.status_code, slow.status_code) == (200, 200)
 
 
@@ -122,8 +154,13 @@ def test_druid_over_capacity_is_503_overloaded(faults: Faults) -> None:
         answers = list(pool.map(lambda i: faults.post(faults.lane, SLOW, f"lane-{i}"), range(LANE_CALLERS)))
     codes = sorted(_code(response) for response, _ in answers)
     overloaded = [r for r, _ in answers if r.status_code == 503]
-    _row(f"Druid over capacity: {LANE_CALLERS} at once in a lane of 2", LONG_SECS,
-         f"{codes.count('200 ok')}x200 {len(overloaded)}x503", max(s for _, s in answers), "backend_overloaded")
+    _row(
+        f"Druid over capacity: {LANE_CALLERS} at once in a lane of 2",
+        LONG_SECS,
+        f"{codes.count('200 ok')}x200 {len(overloaded)}x503",
+        max(s for _, s in answers),
+        "backend_overloaded",
+    )
     assert set(codes) <= {"200 ok", "503 backend_overloaded"}
     assert overloaded and all(r.headers.get("Retry-After") == "2" for r in overloaded)
     assert codes.count("200 ok") >= 1
@@ -134,15 +171,22 @@ def test_druid_over_capacity_is_503_overloaded(faults: Faults) -> None:
     [("query over its deadline (Druid slow)", SLOW, 0.0), ("broker answers after the deadline", LIGHT, 10.0)],
     ids=["druid_slow", "answer_held"],
 )
-def test_deadline_is_504_and_druid_is_told_to_cancel(faults: Faults, case: str, body: dict[str, object], held: float) -> None:
+def test_deadline_is_504_and_druid_is_told_to_cancel(
+    faults: Faults, case: str, body: dict[str, object], held: float
+) -> None:
     request_id = f"deadline-{int(held)}"
     faults.recorder.hold[request_id] = held
     faults.plan_ahead(faults.tight, body)
     response, seconds = faults.post(faults.tight, body, request_id)
     cancel = faults.recorder.wait_for("request", f"DELETE /druid/v2/{request_id}", timeout=2)
     answer = faults.recorder.answer_to(cancel, timeout=2) if cancel else None
-    _row(case, TIGHT_SECS, _code(response), seconds,
-         f"DELETE reached the broker, answered {answer.value if answer else 'NOTHING'}")
+    _row(
+        case,
+        TIGHT_SECS,
+        _code(response),
+        seconds,
+        f"DELETE reached the broker, answered {answer.value if answer else 'NOTHING'}",
+    )
     assert (response.status_code, response.json().get("code")) == (504, "backend_timeout")
     assert seconds < TIGHT_SECS + SLACK_SECS
     assert answer is not None and answer.value == "202"
@@ -164,10 +208,18 @@ def test_caller_hanging_up_cancels_the_druid_query(faults: Faults) -> None:
     cancel = faults.recorder.wait_for("request", "DELETE /druid/v2/gone-1", timeout=5)
     cancel_answer = faults.recorder.answer_to(cancel, timeout=5) if cancel else None
     query_end = faults.recorder.answer_to(post, timeout=LONG_SECS)
-    _row("caller hangs up 0.05 s into the Druid query", LONG_SECS, "(nobody listens) 499",
-         (cancel.at - hung_up) if cancel else float("nan"),
-         f"= DELETE after the hang-up, answered {cancel_answer.value if cancel_answer else 'NOTHING'}; "
-         + (f"Druid's POST ended: {query_end.kind} {query_end.value} {query_end.at - hung_up:+.2f} s" if query_end else ""))
+    _row(
+        "caller hangs up 0.05 s into the Druid query",
+        LONG_SECS,
+        "(nobody listens) 499",
+        (cancel.at - hung_up) if cancel else float("nan"),
+        f"= DELETE after the hang-up, answered {cancel_answer.value if cancel_answer else 'NOTHING'}; "
+        + (
+            f"Druid's POST ended: {query_end.kind} {query_end.value} {query_end.at - hung_up:+.2f} s"
+            if query_end
+            else ""
+        ),
+    )
     assert cancel is not None and cancel.at - hung_up < 1.0
     assert cancel_answer is not None and cancel_answer.value == "202"
     assert _wait_for_log(faults.patient, '"status":499', timeout=5), "no 499 in the access log"
@@ -196,7 +248,13 @@ def test_frozen_broker_costs_the_budget_only(faults: Faults) -> None:
 
 def test_unreachable_broker_is_503_within_the_connect_timeout(faults: Faults) -> None:
     response, seconds = faults.post(faults.blackhole, LIGHT, "hole-1")
-    _row("broker unreachable (SYN dropped)", SHORT_SECS, _code(response), seconds, f"connect timeout {CONNECT_SECS:g} s")
+    _row(
+        "broker unreachable (SYN dropped)",
+        SHORT_SECS,
+        _code(response),
+        seconds,
+        f"connect timeout {CONNECT_SECS:g} s",
+    )
     assert (response.status_code, response.json()["code"]) == (503, "backend_unavailable")
     assert response.headers["Retry-After"] == "5"
     assert seconds < CONNECT_SECS + SLACK_SECS
@@ -216,13 +274,26 @@ def test_broker_killed_stopped_and_back(faults: Faults) -> None:
         restart_started = time.monotonic()
         cluster.up()
         restart_secs = time.monotonic() - restart_started
-    back = [faults.post(service, LIGHT, f"back-{service.name}-{i}") for i in range(3) for service in (faults.direct, faults.patient)]
+    back = [
+        faults.post(service, LIGHT, f"back-{service.name}-{i}")
+        for i in range(3)
+        for service in (faults.direct, faults.patient)
+    ]
     _row("broker SIGKILLed 0.05 s into the slow query", LONG_SECS, _code(killed), killed_secs)
-    _row("broker stopped (connection refused), 3 tries", SHORT_SECS, _code(stopped[0][0]),
-         max(s for _, s in stopped), f"connect timeout {CONNECT_SECS:g} s")
-    _row("broker restarted (druid up), services untouched", SHORT_SECS,
-         f"{sum(r.status_code == 200 for r, _ in back)}/{len(back)} x 200", max(s for _, s in back),
-         f"first try after ready; restart took {restart_secs:.0f} s")
+    _row(
+        "broker stopped (connection refused), 3 tries",
+        SHORT_SECS,
+        _code(stopped[0][0]),
+        max(s for _, s in stopped),
+        f"connect timeout {CONNECT_SECS:g} s",
+    )
+    _row(
+        "broker restarted (druid up), services untouched",
+        SHORT_SECS,
+        f"{sum(r.status_code == 200 for r, _ in back)}/{len(back)} x 200",
+        max(s for _, s in back),
+        f"first try after ready; restart took {restart_secs:.0f} s",
+    )
     assert _code(killed) in ("503 backend_unavailable", "502 backend_error")
     assert all(_code(r) == "503 backend_unavailable" and r.headers["Retry-After"] == "5" for r, _ in stopped)
     assert max(s for _, s in stopped) < CONNECT_SECS

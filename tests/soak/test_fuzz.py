@@ -41,8 +41,9 @@ def _fuzz_and_check(service: Service, target: Target, total: int, capsys: pytest
     assert serving_problem(service.base_url, service.pid, workers, service.data_dir / "gunicorn.log") is None
 
 
-def test_fuzz_embedded(embedded_hardened: Service, tenants: Tenants, jwt_keys: JwtKeys,
-                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_fuzz_embedded(
+    embedded_hardened: Service, tenants: Tenants, jwt_keys: JwtKeys, capsys: pytest.CaptureFixture[str]
+) -> None:
     _fuzz_and_check(embedded_hardened, fuzz_target(embedded_hardened, tenants, jwt_keys), 10_000, capsys)
 
 
@@ -51,14 +52,20 @@ def test_fuzz_druid(druid_hardened: Service, tenants: Tenants, capsys: pytest.Ca
     _fuzz_and_check(druid_hardened, fuzz_target(druid_hardened, tenants), 1_500, capsys)
 
 
-@pytest.mark.parametrize("engine", [
-    pytest.param("embedded_hardened", id="embedded"),
-    pytest.param("druid_hardened", id="druid", marks=pytest.mark.integration),
-])
-def test_isolation_long(engine: str, tenants: Tenants, request: pytest.FixtureRequest,
-                        capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "engine",
+    [
+        pytest.param("embedded_hardened", id="embedded"),
+        pytest.param("druid_hardened", id="druid", marks=pytest.mark.integration),
+    ],
+)
+def test_isolation_long(
+    engine: str, tenants: Tenants, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
+) -> None:
     service: Service = request.getfixturevalue(engine)
     checked = run_isolation(service, tenants, examples=150)
     with capsys.disabled():
-        print(f"\nisolation (long) on {service.backend}: {checked} answers equal the caller's oracle, no foreign value")
+        print(
+            f"\nisolation (long) on {service.backend}: {checked} answers equal the caller's oracle, no foreign value"
+        )
     assert checked >= 90

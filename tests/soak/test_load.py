@@ -48,8 +48,20 @@ def _cpu(pids: dict[str, int]) -> dict[str, float]:
 def _run(service: Service, data: SoakData, out: Path) -> tuple[list[tuple[float, int]], dict[str, float]]:
     """Run the load generator; (seconds since start, summed worker RSS) sampled meanwhile, and
     the CPU seconds the workers and each Druid service used during the run."""
-    command = [sys.executable, "-m", "tests.soak.loadgen", service.base_url, data.organization, data.token,
-               "--clients", str(CLIENTS), "--seconds", str(SECONDS), "--out", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "tests.soak.loadgen",
+        service.base_url,
+        data.organization,
+        data.token,
+        "--clients",
+        str(CLIENTS),
+        "--seconds",
+        str(SECONDS),
+        "--out",
+        str(out),
+    ]
     workers = service.worker_pids()
     watched = {**data.cluster.pids(), **{f"worker {pid}": pid for pid in workers}}
     cpu_before = _cpu(watched)
@@ -81,7 +93,7 @@ LIMITS = {
 
 def _limiter_complaints(log_text: str) -> list[str]:
     lines = (line for line in log_text.splitlines() if line.startswith("{"))
-    return [line for line in lines if orjson.loads(line).get("logger") == "proxy.limits"]
+    return [line for line in lines if orjson.loads(line).get("logger") == "proxy.runtime.limits"]
 
 
 def test_fifty_clients_for_a_minute(soak_data: SoakData) -> None:
@@ -96,8 +108,10 @@ def test_fifty_clients_for_a_minute(soak_data: SoakData) -> None:
     latencies = sorted(r[1] for r in records)
     steady = [rss for at, rss in samples if at >= WARM_UP_SECS]
     quarter = len(steady) // 4
-    medians = [statistics.median(steady[i * quarter:(i + 1) * quarter]) / MB for i in range(4)]
-    SUMMARY["load: 50 clients x 60 s, integration query set, gunicorn 2 workers x 4 threads, real Druid, limits on"] = [
+    medians = [statistics.median(steady[i * quarter : (i + 1) * quarter]) / MB for i in range(4)]
+    SUMMARY[
+        "load: 50 clients x 60 s, integration query set, gunicorn 2 workers x 4 threads, real Druid, limits on"
+    ] = [
         f"requests {len(records)} in {result['wall_secs']:.1f} s ({len(records) / result['wall_secs']:.1f}/s), "
         f"failures {len(failures)}",
         f"latency p50 {_percentile(latencies, 0.5) * 1000:.0f} ms, p99 {_percentile(latencies, 0.99) * 1000:.0f} ms, "
@@ -105,8 +119,11 @@ def test_fifty_clients_for_a_minute(soak_data: SoakData) -> None:
         "workers' RSS (sum of 2) median by quarter after a %.0f s warm-up: %s MB; last/first %.2f"
         % (WARM_UP_SECS, " / ".join(f"{m:.0f}" for m in medians), medians[3] / medians[0]),
         "CPU seconds used during the run: proxy workers %.0f, %s (machine: %d cores, shared)"
-        % (sum(v for k, v in cpu.items() if k.startswith("worker")),
-           ", ".join(f"{k} {v:.0f}" for k, v in cpu.items() if not k.startswith("worker")), os.cpu_count() or 0),
+        % (
+            sum(v for k, v in cpu.items() if k.startswith("worker")),
+            ", ".join(f"{k} {v:.0f}" for k, v in cpu.items() if not k.startswith("worker")),
+            os.cpu_count() or 0,
+        ),
     ]
     assert result["clients"] == CLIENTS and len(records) >= CLIENTS
     assert failures == [], f"{len(failures)} failed requests, e.g. {failures[:5]}"

@@ -16,9 +16,9 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from proxy.access.authenticate import Principal
-from proxy.access.commands import orgs, tokens
+from proxy.access.principal import Principal
 from proxy.access.store import AccessStore, AccessStoreError, KeyInfo
+from proxyctl.access import orgs, tokens
 
 ORG_A = "6f1e7c2a-0d55-4b8e-9f43-2b8c1d7a9e01"
 ORG_B = "a3c9e5d1-7b2f-4e6a-8c0d-5f4e3b2a1c9d"
@@ -61,9 +61,7 @@ def test_organization_exists(orgs_store: AccessStore, organization_id: str, expe
         pytest.param(ORG_A.upper(), "already exists", id="duplicate-upper-case"),
     ],
 )
-def test_add_organization_refuses(
-    orgs_store: AccessStore, organization_id: str, message: str
-) -> None:
+def test_add_organization_refuses(orgs_store: AccessStore, organization_id: str, message: str) -> None:
     with pytest.raises(AccessStoreError, match=message):
         orgs_store.add_organization(organization_id, "again")
 
@@ -110,7 +108,11 @@ def test_list_keys_shows_grants_and_revocation_never_the_hash(orgs_store: Access
     listed = [(k.id, k.name, k.organizations, k.revoked) for k in orgs_store.list_keys()]
     assert listed == [(first, "first", (ORG_A, ORG_B), True), (second, "second", (ORG_A,), False)]
     assert [f.name for f in dataclasses.fields(KeyInfo)] == [
-        "id", "name", "organizations", "created_at", "revoked_at"
+        "id",
+        "name",
+        "organizations",
+        "created_at",
+        "revoked_at",
     ]
 
 
@@ -250,9 +252,7 @@ def run(tmp_path: Path) -> Callable[..., click.testing.Result]:
     return invoke
 
 
-def test_cli_administers_orgs_and_keys(
-    run: Callable[..., click.testing.Result], tmp_path: Path
-) -> None:
+def test_cli_administers_orgs_and_keys(run: Callable[..., click.testing.Result], tmp_path: Path) -> None:
     run("orgs", "add", ORG_A, "--name", "Acme")
     created = run("tokens", "create", "--org", ORG_A, "--name", "ci")
     key = created.stdout.splitlines()[-1]
@@ -260,9 +260,7 @@ def test_cli_administers_orgs_and_keys(
     listed_before = run("tokens", "list").stdout
     revoked = run("tokens", "revoke", key_id)
     store = AccessStore(tmp_path / "new" / "var" / "access.sqlite3")
-    assert (created.exit_code, revoked.exit_code, KEY_FORMAT.fullmatch(key) is not None) == (
-        0, 0, True
-    )
+    assert (created.exit_code, revoked.exit_code, KEY_FORMAT.fullmatch(key) is not None) == (0, 0, True)
     assert run("orgs", "list").stdout.startswith(f"{ORG_A}\tAcme\t")
     assert listed_before.startswith(f"{key_id}\tci\t{ORG_A}\t") and "active" in listed_before
     assert key.split("_", 2)[2] not in listed_before
@@ -274,8 +272,7 @@ def test_cli_administers_orgs_and_keys(
     ("args", "exit_code", "message"),
     [
         pytest.param(("orgs", "add", "not-a-uuid"), 1, "is not a UUID", id="bad-org-id"),
-        pytest.param(("tokens", "create", "--org", ORG_GONE), 1, "unknown organization",
-                     id="unknown-org"),
+        pytest.param(("tokens", "create", "--org", ORG_GONE), 1, "unknown organization", id="unknown-org"),
         pytest.param(("tokens", "create"), 2, "Missing option '--org'", id="no-org"),
         pytest.param(("tokens", "revoke", "0" * 16), 1, "no key with id", id="unknown-key"),
     ],

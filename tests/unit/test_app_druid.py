@@ -15,8 +15,8 @@ import pytest
 from flask.testing import FlaskClient
 
 from proxy.access.store import AccessStore
-from proxy.app import create_app
 from proxy.settings import Settings
+from proxy.web.app import create_app
 from tests.unit.stub_broker import Answer, StubBroker, refused_connects, stub_broker, unanswered_connects
 
 ORG = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
@@ -25,12 +25,18 @@ UNKNOWN_ORG = "9d4b7e2a-1111-4c39-9a2a-7a1f9f3c2d10"
 SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 URL = f"/api/reporting/v1/orgs/{ORG}/visitor_sessions"
 QUERY = {
-    "interval": {"start": "2019-01-01T00:00:00+02:00", "end": "2019-01-02T00:00:00+02:00", "time_zone": "Europe/Helsinki"},
+    "interval": {
+        "start": "2019-01-01T00:00:00+02:00",
+        "end": "2019-01-02T00:00:00+02:00",
+        "time_zone": "Europe/Helsinki",
+    },
     "granularity": "day",
     "aggregations": [{"type": "hyperUnique", "fields": ["visitor_id"]}],
     "filters": [{"type": "selector", "dimension": "city", "value": "Helsinki"}],
 }
-DRUID_ROWS = [{"timestamp": "2019-01-01T00:00:00.000+02:00", "result": {"visitor_id_hyper_unique": 212.05452}}]
+DRUID_ROWS = [
+    {"timestamp": "2019-01-01T00:00:00.000+02:00", "result": {"visitor_id_hyper_unique": 212.05452}}
+]
 
 
 @pytest.fixture
@@ -58,7 +64,11 @@ def keys(settings: Settings) -> dict[str, str]:
     store.add_organization(OTHER_ORG, "Other")
     revoked = store.create_key([ORG], "revoked")
     store.revoke_key(revoked.split("_")[1])
-    return {"good": store.create_key([ORG], "good"), "other": store.create_key([OTHER_ORG], "other"), "revoked": revoked}
+    return {
+        "good": store.create_key([ORG], "good"),
+        "other": store.create_key([OTHER_ORG], "other"),
+        "revoked": revoked,
+    }
 
 
 @pytest.fixture
@@ -109,7 +119,9 @@ def test_access_is_checked_before_anything_else(
     client: FlaskClient, keys: dict[str, str], credential: str, org: str, status: int, code: str
 ) -> None:
     response = client.post(
-        f"/api/reporting/v1/orgs/{org}/visitor_sessions", json={"not": "even valid"}, headers=_header(keys, credential)
+        f"/api/reporting/v1/orgs/{org}/visitor_sessions",
+        json={"not": "even valid"},
+        headers=_header(keys, credential),
     )
     assert (response.status_code, response.json["code"]) == (status, code)
     assert response.headers["X-Request-Id"]
@@ -124,7 +136,10 @@ def test_seed_example_through_the_service(
     response = client.post(URL, json=QUERY, headers={**_header(keys, credential), "X-Request-Id": "req-42"})
     assert response.status_code == 200
     assert response.json == {
-        "fields": [{"name": "timestamp", "type": "dimension"}, {"name": "visitor_id_hyper_unique", "type": "metric"}],
+        "fields": [
+            {"name": "timestamp", "type": "dimension"},
+            {"name": "visitor_id_hyper_unique", "type": "metric"},
+        ],
         "data": [["2019-01-01T00:00:00.000+02:00", 212.05452]],
     }
     (sent,) = [request.json() for request in broker.received]
@@ -196,18 +211,35 @@ def _druid_error(category: str, status: int) -> Answer:
         (_druid_error("CAPACITY_EXCEEDED", 429), 503, "backend_overloaded"),
         (_druid_error("RUNTIME_FAILURE", 500), 502, "backend_error"),
         (_druid_error("INVALID_INPUT", 400), 502, "backend_error"),
-        (Answer.json({"error": "Query timeout", "errorClass": "x", "host": "h"}, 500), 504, "backend_timeout"),
+        (
+            Answer.json({"error": "Query timeout", "errorClass": "x", "host": "h"}, 500),
+            504,
+            "backend_timeout",
+        ),
         (Answer.json({"error": "Resource limit exceeded"}, 400), 400, "invalid_request"),
         (Answer(502, b"<html>Bad gateway</html>", "text/html"), 503, "backend_unavailable"),
         (Answer(200, b'[{"timestamp": "2019-01-01T00:00:00.000+02:00", "res'), 502, "backend_error"),
-        (Answer(200, b'[{"timestamp": "2019-01-01T00:00:00.000+02:00", "result": {}}]', truncate_at=20), 503, "backend_unavailable"),
+        (
+            Answer(200, b'[{"timestamp": "2019-01-01T00:00:00.000+02:00", "result": {}}]', truncate_at=20),
+            503,
+            "backend_unavailable",
+        ),
         (Answer.json({"unexpected": "object"}), 502, "backend_error"),
         (Answer.json([{"no_timestamp": 1}]), 502, "backend_error"),
     ],
     ids=[
-        "no_answer_in_the_budget", "druid_timeout", "druid_capacity", "druid_runtime_failure", "druid_invalid_input",
-        "legacy_timeout", "legacy_resource_limit", "html_bad_gateway", "truncated_200", "connection_dropped_mid_body",
-        "object_instead_of_rows", "rows_without_timestamp",
+        "no_answer_in_the_budget",
+        "druid_timeout",
+        "druid_capacity",
+        "druid_runtime_failure",
+        "druid_invalid_input",
+        "legacy_timeout",
+        "legacy_resource_limit",
+        "html_bad_gateway",
+        "truncated_200",
+        "connection_dropped_mid_body",
+        "object_instead_of_rows",
+        "rows_without_timestamp",
     ],
 )
 def test_broker_failures_are_mapped(
@@ -221,10 +253,14 @@ def test_broker_failures_are_mapped(
     assert ("Retry-After" in response.headers) == (status == 503)
     if code == "backend_timeout":  # Druid's own timeout too: the cancel is unconditional
         broker.wait_for("DELETE /druid/v2/req-7")
-    assert broker.lines() == ["POST /druid/v2/"] + (["DELETE /druid/v2/req-7"] if code == "backend_timeout" else [])
+    assert broker.lines() == ["POST /druid/v2/"] + (
+        ["DELETE /druid/v2/req-7"] if code == "backend_timeout" else []
+    )
 
 
-@pytest.mark.parametrize("unreachable", [refused_connects, unanswered_connects], ids=["refused", "connect_timeout"])
+@pytest.mark.parametrize(
+    "unreachable", [refused_connects, unanswered_connects], ids=["refused", "connect_timeout"]
+)
 def test_an_unreachable_broker_is_unavailable(
     settings: Settings, keys: dict[str, str], unreachable: Callable[[], AbstractContextManager[str]]
 ) -> None:
@@ -245,7 +281,9 @@ def test_a_broker_slower_than_the_connect_timeout_still_answers_in_the_budget(
     assert response.status_code == 200
 
 
-def test_timeout_cancels_the_druid_query(settings: Settings, broker: StubBroker, keys: dict[str, str]) -> None:
+def test_timeout_cancels_the_druid_query(
+    settings: Settings, broker: StubBroker, keys: dict[str, str]
+) -> None:
     broker.on("POST", "/druid/v2/", Answer(stall="before_headers"))
     client = create_app(replace(settings, request_timeout_secs=0.3)).test_client()
     client.post(URL, json=QUERY, headers={**_header(keys, "good_key"), "X-Request-Id": "req-9"})
@@ -253,26 +291,42 @@ def test_timeout_cancels_the_druid_query(settings: Settings, broker: StubBroker,
     assert broker.lines().count("DELETE /druid/v2/req-9") == 1
 
 
-def test_a_budget_spent_before_the_call_is_504_without_asking_druid(settings: Settings, keys: dict[str, str], broker: StubBroker) -> None:
+def test_a_budget_spent_before_the_call_is_504_without_asking_druid(
+    settings: Settings, keys: dict[str, str], broker: StubBroker
+) -> None:
     client = create_app(replace(settings, request_timeout_secs=1e-6)).test_client()
     response = client.post(URL, json=QUERY, headers=_header(keys, "good_key"))
     assert (response.status_code, response.json["code"]) == (504, "backend_timeout")
     assert broker.received == []
 
 
-def test_the_lane_setting_goes_into_the_context(settings: Settings, keys: dict[str, str], broker: StubBroker) -> None:
+def test_the_lane_setting_goes_into_the_context(
+    settings: Settings, keys: dict[str, str], broker: StubBroker
+) -> None:
     client = create_app(replace(settings, druid_lane="limited")).test_client()
     broker.on("POST", "/druid/v2/", Answer.json(DRUID_ROWS))
     response = client.post(URL, json=QUERY, headers={**_header(keys, "good_key"), "X-Request-Id": "req-3"})
     assert response.status_code == 200
     (sent,) = [request.json() for request in broker.received]
-    assert sent["context"] == {"queryId": "req-3", "timeout": 2850, "skipEmptyBuckets": True, "lane": "limited"}
+    assert sent["context"] == {
+        "queryId": "req-3",
+        "timeout": 2850,
+        "skipEmptyBuckets": True,
+        "lane": "limited",
+    }
 
 
-def test_query_body_is_exactly_the_translation(client: FlaskClient, broker: StubBroker, keys: dict[str, str]) -> None:
-    expected = json.loads((Path(__file__).parent.parent / "golden/druid/seed_example_unique_visitors_helsinki.json").read_text())["expected"]
+def test_query_body_is_exactly_the_translation(
+    client: FlaskClient, broker: StubBroker, keys: dict[str, str]
+) -> None:
+    expected = json.loads(
+        (Path(__file__).parent.parent / "golden/druid/seed_example_unique_visitors_helsinki.json").read_text()
+    )["expected"]
     expected["context"] = {"queryId": "req-1", "timeout": 2850, "skipEmptyBuckets": True}
-    seed = {**QUERY, "filters": [*QUERY["filters"], {"type": "selector", "dimension": "country", "value": "FI"}]}
+    seed = {
+        **QUERY,
+        "filters": [*QUERY["filters"], {"type": "selector", "dimension": "country", "value": "FI"}],
+    }
     broker.on("POST", "/druid/v2/", Answer.json(DRUID_ROWS))
     response = client.post(URL, json=seed, headers={**_header(keys, "good_key"), "X-Request-Id": "req-1"})
     assert response.status_code == 200

@@ -103,9 +103,7 @@ def world(
 def claims(**changes: Any) -> dict[str, Any]:
     """Valid claims for the `checked` settings; DROP removes a claim; times relative to now."""
     now = int(time.time())
-    base: dict[str, Any] = {
-        "sub": "alice", "iss": ISSUER, "aud": AUDIENCE, "exp": 600, "orgs": [ORG_A]
-    }
+    base: dict[str, Any] = {"sub": "alice", "iss": ISSUER, "aud": AUDIENCE, "exp": 600, "orgs": [ORG_A]}
     merged = {name: value for name, value in (base | changes).items() if value is not DROP}
     for name in ("exp", "nbf", "iat"):
         if isinstance(merged.get(name), int):
@@ -117,9 +115,7 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def _hand_made(
-    header: dict[str, Any], payload: dict[str, Any], sign: Callable[[bytes], bytes]
-) -> str:
+def _hand_made(header: dict[str, Any], payload: dict[str, Any], sign: Callable[[bytes], bytes]) -> str:
     signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(payload).encode())}"
     return f"{signing_input}.{_b64(sign(signing_input.encode()))}"
 
@@ -232,17 +228,41 @@ ACCESS_TABLE = [
     P("rs", bearer_rs(iat=3600), ORG_A, 401, "not valid yet", id="iat-in-future"),
     P("rs", bearer(lambda w: alg_none(claims())), ORG_A, 401, BAD_ALG, id="alg-none"),
     P("hs", bearer(lambda w: alg_none(claims())), ORG_A, 401, BAD_ALG, id="alg-none-hs-configured"),
-    P("rs", bearer(lambda w: hs_signed_with_rsa_public_pem(w, claims())), ORG_A, 401, BAD_ALG,
-      id="hs-rs-confusion"),
-    P("rs-jwks", bearer(lambda w: hs_signed_with_rsa_public_pem(w, claims())), ORG_A, 401,
-      BAD_ALG, id="hs-rs-confusion-jwks"),
+    P(
+        "rs",
+        bearer(lambda w: hs_signed_with_rsa_public_pem(w, claims())),
+        ORG_A,
+        401,
+        BAD_ALG,
+        id="hs-rs-confusion",
+    ),
+    P(
+        "rs-jwks",
+        bearer(lambda w: hs_signed_with_rsa_public_pem(w, claims())),
+        ORG_A,
+        401,
+        BAD_ALG,
+        id="hs-rs-confusion-jwks",
+    ),
     P("rs", bearer_hs(), ORG_A, 401, BAD_ALG, id="hs256-when-rs256-configured"),
     P("es", bearer_rs(), ORG_A, 401, BAD_ALG, id="rs256-when-es256-configured"),
     P("hs", bearer_hs(secret="x" * 32), ORG_A, 401, BAD_SIG, id="hs256-wrong-secret"),
-    P("rs", bearer(lambda w: jwt.encode(claims(), w.other_rsa_key, algorithm="RS256")), ORG_A, 401,
-      BAD_SIG, id="signed-by-other-key"),
-    P("rs", bearer(lambda w: with_payload_swapped(rs(w, claims()), claims(orgs=[ORG_B]))), ORG_B,
-      401, BAD_SIG, id="payload-tampered"),
+    P(
+        "rs",
+        bearer(lambda w: jwt.encode(claims(), w.other_rsa_key, algorithm="RS256")),
+        ORG_A,
+        401,
+        BAD_SIG,
+        id="signed-by-other-key",
+    ),
+    P(
+        "rs",
+        bearer(lambda w: with_payload_swapped(rs(w, claims()), claims(orgs=[ORG_B]))),
+        ORG_B,
+        401,
+        BAD_SIG,
+        id="payload-tampered",
+    ),
     P("rs", bearer_rs(iss="https://evil.test"), ORG_A, 401, "issuer is not", id="wrong-iss"),
     P("rs", bearer_rs(iss=DROP), ORG_A, 401, "lacks the 'iss' claim", id="missing-iss"),
     P("rs", bearer_rs(aud="other"), ORG_A, 401, "audience is not", id="wrong-aud"),
@@ -292,9 +312,7 @@ def test_access(
         P("rs", bearer_rs(sub="alice@example.test"), "jwt:alice@example.test", id="jwt"),
     ],
 )
-def test_principal_name(
-    world: World, config: str, make_header: MakeHeader, expected_name: str
-) -> None:
+def test_principal_name(world: World, config: str, make_header: MakeHeader, expected_name: str) -> None:
     principal = Authenticator(world.settings[config], world.store).authenticate(make_header(world))
     assert principal.name.startswith(expected_name)
 
@@ -302,12 +320,15 @@ def test_principal_name(
 @pytest.mark.parametrize(
     ("config", "make_header", "secret_of"),
     [
-        P("off", lambda w: f"Token {w.key[:-2]}xx", lambda header: header.split("_", 2)[2],
-          id="wrong-key"),
+        P("off", lambda w: f"Token {w.key[:-2]}xx", lambda header: header.split("_", 2)[2], id="wrong-key"),
         P("off", token("revoked_key"), lambda header: header.split("_", 2)[2], id="revoked-key"),
         P("rs", bearer_rs(exp=-3600), lambda header: header.split(".")[2], id="expired-jwt"),
-        P("rs", lambda w: "Bearer eyJhbGciOiJIUzI1NiJ9.bm90LWpzb24.c2VjcmV0", lambda h: "c2VjcmV0",
-          id="garbage-jwt"),
+        P(
+            "rs",
+            lambda w: "Bearer eyJhbGciOiJIUzI1NiJ9.bm90LWpzb24.c2VjcmV0",
+            lambda h: "c2VjcmV0",
+            id="garbage-jwt",
+        ),
     ],
 )
 def test_refusal_never_echoes_the_credential(
@@ -358,25 +379,59 @@ MISSING = Path("/nonexistent/key.pem")
         P("RS256", {}, "needs PROXY_JWT_PUBLIC_KEY_FILE", id="rs-no-key"),
         P("RS256", {"jwt_public_key_file": MISSING}, "not a readable PEM", id="rs-missing-file"),
         P("RS256", {"jwt_public_key_file": lambda w: b"x"}, "not a readable PEM", id="rs-not-pem"),
-        P("RS256", {"jwt_public_key_file": lambda w: _pem(w.ec_key)}, "not a usable RS256 key",
-          id="rs-given-ec-key"),
-        P("ES256", {"jwt_public_key_file": lambda w: _pem(w.rsa_key)}, "not a usable ES256 key",
-          id="es-given-rsa-key"),
-        P("ES256", {"jwt_public_key_file": lambda w: _pem(ec.generate_private_key(ec.SECP384R1()))},
-          "not a usable ES256 key", id="es-wrong-curve"),
+        P(
+            "RS256",
+            {"jwt_public_key_file": lambda w: _pem(w.ec_key)},
+            "not a usable RS256 key",
+            id="rs-given-ec-key",
+        ),
+        P(
+            "ES256",
+            {"jwt_public_key_file": lambda w: _pem(w.rsa_key)},
+            "not a usable ES256 key",
+            id="es-given-rsa-key",
+        ),
+        P(
+            "ES256",
+            {"jwt_public_key_file": lambda w: _pem(ec.generate_private_key(ec.SECP384R1()))},
+            "not a usable ES256 key",
+            id="es-wrong-curve",
+        ),
         P("RS256", {"jwt_public_key_file": _weak_rsa_pem}, "below the minimum", id="rs-weak-key"),
         P("RS256", {"jwt_jwks_file": lambda w: b"{"}, "not a readable JWK set", id="jwks-not-json"),
         P("RS256", {"jwt_jwks_file": lambda w: b"[]"}, "not a readable JWK", id="jwks-not-dict"),
-        P("RS256", {"jwt_jwks_file": lambda w: _jwk_set(EC_JWK(w.ec_key.public_key(), as_dict=True)
-                                                        | {"kid": "ec-1"})},
-          "no RS256 signing key", id="jwks-no-key-of-algorithm"),
-        P("RS256", {"jwt_jwks_file": lambda w: _jwk_set(RSA_JWK(w.rsa_key.public_key(), as_dict=True))},
-          "with a 'kid'", id="jwks-no-kid"),
-        P("RS256", {"jwt_jwks_file": lambda w: _jwk_set(RSA_JWK(w.rsa_key.public_key(), as_dict=True)
-                                                        | {"kid": "k", "use": "enc"})},
-          "no RS256 signing key", id="jwks-encryption-key-only"),
-        P("RS256", {"jwt_jwks_file": lambda w: b"", "jwt_public_key_file": lambda w: _pem(w.rsa_key)},
-          "not both", id="both-key-sources"),
+        P(
+            "RS256",
+            {
+                "jwt_jwks_file": lambda w: _jwk_set(
+                    EC_JWK(w.ec_key.public_key(), as_dict=True) | {"kid": "ec-1"}
+                )
+            },
+            "no RS256 signing key",
+            id="jwks-no-key-of-algorithm",
+        ),
+        P(
+            "RS256",
+            {"jwt_jwks_file": lambda w: _jwk_set(RSA_JWK(w.rsa_key.public_key(), as_dict=True))},
+            "with a 'kid'",
+            id="jwks-no-kid",
+        ),
+        P(
+            "RS256",
+            {
+                "jwt_jwks_file": lambda w: _jwk_set(
+                    RSA_JWK(w.rsa_key.public_key(), as_dict=True) | {"kid": "k", "use": "enc"}
+                )
+            },
+            "no RS256 signing key",
+            id="jwks-encryption-key-only",
+        ),
+        P(
+            "RS256",
+            {"jwt_jwks_file": lambda w: b"", "jwt_public_key_file": lambda w: _pem(w.rsa_key)},
+            "not both",
+            id="both-key-sources",
+        ),
     ],
 )
 def test_unusable_jwt_configuration_refuses_to_start(

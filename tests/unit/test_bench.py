@@ -48,7 +48,7 @@ def test_new_bodies_are_one_query_in_more_distinct_bodies_than_the_parse_cache_h
     import orjson
 
     from bench.throughput import distinct_bodies
-    from proxy.app import _CACHED_BODIES, _CACHED_BODY_BYTES
+    from proxy.web.app import _CACHED_BODIES, _CACHED_BODY_BYTES
 
     payload = {"granularity": "day", "aggregations": [{"type": "count"}]}
     bodies = distinct_bodies(payload)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from proxy.disconnect import client_probe, never_gone, peer_closed
+from proxy.runtime.disconnect import client_probe, never_gone, peer_closed
 
 
 @pytest.fixture
@@ -44,7 +44,9 @@ def _nothing(client: socket.socket) -> None:
     [(_nothing, False), (_pipeline, False), (_close, True), (_reset, True)],
     ids=["waiting", "pipelined_bytes", "closed", "reset"],
 )
-def test_peer_closed(pair: tuple[socket.socket, socket.socket], caller_does: Callable[[socket.socket], None], gone: bool) -> None:
+def test_peer_closed(
+    pair: tuple[socket.socket, socket.socket], caller_does: Callable[[socket.socket], None], gone: bool
+) -> None:
     server, client = pair
     caller_does(client)
     assert peer_closed(server) is gone

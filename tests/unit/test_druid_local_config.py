@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.devtools.druid_config import Layout, java_command, write_configs
+from proxyctl.druid.config import Layout, java_command, write_configs
 
 
 @pytest.fixture
@@ -59,8 +59,10 @@ def test_service_port(layout: Layout, service: str, port: str) -> None:
 
 def test_broker_lane_for_over_capacity_tests(layout: Layout) -> None:
     broker = _properties(layout, "broker")
-    assert (broker["druid.query.scheduler.laning.strategy"],
-            broker["druid.query.scheduler.laning.lanes.limited"]) == ("manual", "2")
+    assert (
+        broker["druid.query.scheduler.laning.strategy"],
+        broker["druid.query.scheduler.laning.lanes.limited"],
+    ) == ("manual", "2")
 
 
 def test_zookeeper_binds_loopback_without_admin_server(layout: Layout) -> None:
@@ -74,6 +76,8 @@ def test_service_classpath_puts_its_own_conf_first(layout: Layout) -> None:
     command = java_command(layout, "broker")
     classpath = command[command.index("-cp") + 1].split(":")
     assert classpath == [
-        str(layout.conf_dir("broker")), str(layout.conf_dir("_common")), f"{layout.lib_dir}/*"
+        str(layout.conf_dir("broker")),
+        str(layout.conf_dir("_common")),
+        f"{layout.lib_dir}/*",
     ]
     assert command[-3:] == ["org.apache.druid.cli.Main", "server", "broker"]

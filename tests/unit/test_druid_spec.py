@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from proxy.catalog import (
+from proxy.query.catalog import (
     COUNT_METRIC,
     DIMENSION_COLUMNS,
     HLL_METRICS,
@@ -22,9 +22,7 @@ from schemas.vocabulary import DIMENSIONS, DimensionKind
 SPEC_PATH = Path(__file__).resolve().parents[2] / "druid_specs" / "visitor_sessions.json"
 SPEC: dict[str, Any] = json.loads(SPEC_PATH.read_text())
 SCHEMA: dict[str, Any] = SPEC["spec"]["dataSchema"]
-DIMENSION_SPECS: dict[str, dict[str, Any]] = {
-    d["name"]: d for d in SCHEMA["dimensionsSpec"]["dimensions"]
-}
+DIMENSION_SPECS: dict[str, dict[str, Any]] = {d["name"]: d for d in SCHEMA["dimensionsSpec"]["dimensions"]}
 METRIC_SPECS: dict[str, dict[str, Any]] = {m["name"]: m for m in SCHEMA["metricsSpec"]}
 
 # Public kind → how Druid must store it; arrays must be multi-value strings, never ARRAY<STRING>.
@@ -106,4 +104,7 @@ def test_intermediate_spills_are_uncompressed() -> None:
     # Merging ~240 compressed spills of a day segment ran the local Indexer out of direct
     # memory, one 64 KiB decompression buffer per column per spill (docs/druid-behaviour.md (j)).
     assert SPEC["spec"]["tuningConfig"]["indexSpecForIntermediatePersists"] == {
-        "dimensionCompression": "uncompressed", "metricCompression": "none", "longEncoding": "longs"}
+        "dimensionCompression": "uncompressed",
+        "metricCompression": "none",
+        "longEncoding": "longs",
+    }

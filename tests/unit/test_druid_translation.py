@@ -10,7 +10,7 @@ from marshmallow import ValidationError
 
 from proxy.backends.druid.translator import translate
 from proxy.errors import BadRequest
-from proxy.result import plan_result
+from proxy.query.plan import plan_result
 from schemas.request import QuerySchema
 from tests.unit.golden import GOLDEN, cases
 

@@ -17,10 +17,10 @@ import pytest
 from flask.testing import FlaskClient
 
 from proxy.access.store import AccessStore
-from proxy.app import create_app
-from proxy.backends.embedded.loader import INPUT_TYPES, TIMESTAMP_MS, LoadResult, load_into_embedded
-from proxy.ingest.ndjson import validate_file
 from proxy.settings import Settings
+from proxy.web.app import create_app
+from proxyctl.ingest.embedded_loader import INPUT_TYPES, TIMESTAMP_MS, LoadResult, load_into_embedded
+from proxyctl.ingest.ndjson import validate_file
 from schemas.vocabulary import DIMENSIONS
 
 ORG = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
@@ -29,7 +29,11 @@ HELSINKI = "Europe/Helsinki"
 
 
 def _session(session_id: str, timestamp: str, org: str = ORG, **fields: Any) -> dict[str, Any]:
-    base = {"session_duration_secs": 1, "distinct_visited_urls_count": 0, "visitor_id": f"visitor-{session_id}"}
+    base = {
+        "session_duration_secs": 1,
+        "distinct_visited_urls_count": 0,
+        "visitor_id": f"visitor-{session_id}",
+    }
     return {"timestamp": timestamp, "organization_id": org, "session_id": session_id, **base, **fields}
 
 
@@ -92,13 +96,17 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> tuple[FlaskClient, dict[
 def _post(service: tuple[FlaskClient, dict[str, str]], query: dict[str, Any], org: str = ORG) -> Any:
     client, keys = service
     response = client.post(
-        f"/api/reporting/v1/orgs/{org}/visitor_sessions", json=query, headers={"Authorization": f"Token {keys[org]}"}
+        f"/api/reporting/v1/orgs/{org}/visitor_sessions",
+        json=query,
+        headers={"Authorization": f"Token {keys[org]}"},
     )
     assert response.status_code == 200, response.json
     return response.json
 
 
-def _count(service: tuple[FlaskClient, dict[str, str]], filters: Any = None, org: str = ORG, interval: Any = None) -> int:
+def _count(
+    service: tuple[FlaskClient, dict[str, str]], filters: Any = None, org: str = ORG, interval: Any = None
+) -> int:
     query = {"interval": interval or SPRING, "granularity": "all", "aggregations": COUNT, "filters": filters}
     [[_, count]] = _post(service, query, org)["data"]
     return int(count)
@@ -117,7 +125,11 @@ def test_day_series_zero_filled_across_the_spring_change(loaded: tuple[FlaskClie
 
 
 def test_hour_series_keeps_the_repeated_autumn_hour_apart(loaded: tuple[FlaskClient, dict[str, str]]) -> None:
-    interval = {"start": "2019-10-27T00:00:00+03:00", "end": "2019-10-27T05:00:00+02:00", "time_zone": HELSINKI}
+    interval = {
+        "start": "2019-10-27T00:00:00+03:00",
+        "end": "2019-10-27T05:00:00+02:00",
+        "time_zone": HELSINKI,
+    }
     body = _post(loaded, {"interval": interval, "granularity": "hour", "aggregations": COUNT})
     assert body["data"] == [
         ["2019-10-27T00:00:00.000+03:00", 1],
@@ -152,15 +164,39 @@ def _not(node: dict[str, Any]) -> dict[str, Any]:
         ({"type": "in", "dimension": "rooms", "values": ["vip", None]}, 4),
         (_not({"type": "in", "dimension": "rooms", "values": ["vip", None]}), 2),
         ({"type": "bound", "dimension": "session_duration_secs", "lower": 50, "upper": "100"}, 3),
-        ({"type": "bound", "dimension": "session_duration_secs", "lower": 50, "upper": 100, "upperStrict": True}, 2),
+        (
+            {
+                "type": "bound",
+                "dimension": "session_duration_secs",
+                "lower": 50,
+                "upper": 100,
+                "upperStrict": True,
+            },
+            2,
+        ),
         ({"type": "bound", "dimension": "city", "lower": "F"}, 4),  # never null
         (_not({"type": "bound", "dimension": "city", "lower": "F"}), 2),
         # As text only "10" and "100" sort at or before "2".
-        ({"type": "bound", "dimension": "session_duration_secs", "upper": "2", "ordering": "lexicographic"}, 2),
+        (
+            {
+                "type": "bound",
+                "dimension": "session_duration_secs",
+                "upper": "2",
+                "ordering": "lexicographic",
+            },
+            2,
+        ),
         ({"type": "regex", "dimension": "distinct_visited_urls", "pattern": "c$"}, 3),
         ({"type": "like", "dimension": "city", "pattern": "%sinki"}, 3),
         ({"type": "like", "dimension": "city", "pattern": "h%"}, 0),
-        ({"type": "search", "dimension": "city", "query": {"type": "insensitive_contains", "value": "HEL"}}, 3),
+        (
+            {
+                "type": "search",
+                "dimension": "city",
+                "query": {"type": "insensitive_contains", "value": "HEL"},
+            },
+            3,
+        ),
         ({"type": "search", "dimension": "city", "query": {"type": "contains", "value": "hel"}}, 0),
         (_not({"type": "and", "fields": [_selector("country", "FI"), _not(_selector("city", None))]}), 2),
         ([_selector("country", "FI"), _selector("rooms", "lobby")], 3),
@@ -187,7 +223,9 @@ def test_filters_are_two_valued_and_match_any_element(
 def test_group_by_explodes_arrays_with_empty_as_null(
     loaded: tuple[FlaskClient, dict[str, str]], group_by: list[str], expected: list[list[Any]]
 ) -> None:
-    body = _post(loaded, {"interval": SPRING, "granularity": "all", "group_by": group_by, "aggregations": COUNT})
+    body = _post(
+        loaded, {"interval": SPRING, "granularity": "all", "group_by": group_by, "aggregations": COUNT}
+    )
     assert [row[1:] for row in body["data"]] == expected
     assert {row[0] for row in body["data"]} == {"2019-03-30T00:00:00.000+02:00"}
 
@@ -205,7 +243,11 @@ def test_group_by_explodes_arrays_with_empty_as_null(
     ],
 )  # fmt: skip
 def test_top_n_limits_in_the_result_order(
-    loaded: tuple[FlaskClient, dict[str, str]], granularity: str, group_by: str, limit: int, expected: list[Any]
+    loaded: tuple[FlaskClient, dict[str, str]],
+    granularity: str,
+    group_by: str,
+    limit: int,
+    expected: list[Any],
 ) -> None:
     query = {"interval": SPRING, "granularity": granularity, "group_by": [group_by], "aggregations": COUNT,
              "order_by": [{"field": "count", "direction": "desc"}], "limit": limit}  # fmt: skip
@@ -241,7 +283,12 @@ def test_explain_shows_the_sql_and_its_parameters(loaded: tuple[FlaskClient, dic
     client, keys = loaded
     response = client.post(
         f"/api/reporting/v1/orgs/{ORG}/visitor_sessions?explain=true",
-        json={"interval": SPRING, "granularity": "day", "aggregations": COUNT, "filters": _selector("city", "x")},
+        json={
+            "interval": SPRING,
+            "granularity": "day",
+            "aggregations": COUNT,
+            "filters": _selector("city", "x"),
+        },
         headers={"Authorization": f"Token {keys[ORG]}"},
     )
     body: Any = response.json
@@ -329,7 +376,11 @@ def test_a_current_naming_no_generation_makes_the_engine_unavailable(tmp_path: P
 def test_timestamps_load_as_the_validator_reads_them(text: str) -> None:
     # The validator floors to whole milliseconds: digits past the third are dropped.
     expected = (datetime.fromisoformat(text) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
-    row = duckdb.connect().execute(f'SELECT {TIMESTAMP_MS} FROM (SELECT ?::VARCHAR AS "timestamp")', [text]).fetchone()
+    row = (
+        duckdb.connect()
+        .execute(f'SELECT {TIMESTAMP_MS} FROM (SELECT ?::VARCHAR AS "timestamp")', [text])
+        .fetchone()
+    )
     assert row == (expected,)
 
 

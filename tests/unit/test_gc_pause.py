@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from proxy.gc_pause import LARGE_RESULT_ROWS, gc_paused
+from proxy.runtime.gc_pause import LARGE_RESULT_ROWS, gc_paused
 
 
 @pytest.fixture(autouse=True)
@@ -17,7 +17,9 @@ def collector_on() -> Iterator[None]:
     gc.enable()
 
 
-@pytest.mark.parametrize(("rows", "paused"), [(0, False), (LARGE_RESULT_ROWS - 1, False), (LARGE_RESULT_ROWS, True)])
+@pytest.mark.parametrize(
+    ("rows", "paused"), [(0, False), (LARGE_RESULT_ROWS - 1, False), (LARGE_RESULT_ROWS, True)]
+)
 def test_paused_only_for_large_results(rows: int, paused: bool) -> None:
     with gc_paused(rows):
         assert gc.isenabled() is not paused

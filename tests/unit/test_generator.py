@@ -10,9 +10,9 @@ from typing import Any
 import orjson
 import pytest
 
-from proxy.ingest import generator
-from proxy.ingest.generator import DEMO_ORGANIZATION, generate, organization_ids
-from proxy.ingest.ndjson import validate_file
+from proxyctl.ingest import generator
+from proxyctl.ingest.generator import DEMO_ORGANIZATION, generate, organization_ids
+from proxyctl.ingest.ndjson import validate_file
 
 SESSIONS, ORGS, SEED = 4_000, 4, 20190101
 
@@ -108,8 +108,16 @@ def test_random_rows_also_land_on_edges(rows: list[dict[str, Any]]) -> None:
         ("missing rooms", lambda rows: sum("rooms" not in r for r in rows), 20),
         ("empty visited urls", lambda rows: sum(r["distinct_visited_urls"] == [] for r in rows), 100),
         ("100 visited urls", lambda rows: sum(len(r["distinct_visited_urls"]) == 100 for r in rows), 1),
-        ("count over the listed cap", lambda rows: sum(r["distinct_visited_urls_count"] > 100 for r in rows), 1),
-        ("non-ASCII cities", lambda rows: len({r["city"] for r in rows if r["city"] and not r["city"].isascii()}), 5),
+        (
+            "count over the listed cap",
+            lambda rows: sum(r["distinct_visited_urls_count"] > 100 for r in rows),
+            1,
+        ),
+        (
+            "non-ASCII cities",
+            lambda rows: len({r["city"] for r in rows if r["city"] and not r["city"].isascii()}),
+            5,
+        ),
         ("mobile devices", lambda rows: sum(r["device_type"] == "mobile" for r in rows), 500),
         ("null device types", lambda rows: sum(r["device_type"] is None for r in rows), 10),
     ],
@@ -133,4 +141,6 @@ def test_start_and_days_bound_the_timestamps(tmp_path: Path) -> None:
 
 
 def test_timestamps_have_milliseconds_and_z(rows: list[dict[str, Any]]) -> None:
-    assert all(len(r["timestamp"]) == 24 and r["timestamp"][19] == "." and r["timestamp"][-1] == "Z" for r in rows)
+    assert all(
+        len(r["timestamp"]) == 24 and r["timestamp"][19] == "." and r["timestamp"][-1] == "Z" for r in rows
+    )

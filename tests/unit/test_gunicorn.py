@@ -20,8 +20,8 @@ import pytest
 import requests
 
 from proxy.access.store import AccessStore
-from proxy.limit_table import Shape, Table
-from proxy.limits import Limiter, Limits, organization_digest, process_identity
+from proxy.runtime.limit_table import Shape, Table
+from proxy.runtime.limits import Limiter, Limits, organization_digest, process_identity
 from tests.unit.web import ORG, QUERY, ROUTE, url
 
 BIN = Path(sys.executable).parent
@@ -115,7 +115,10 @@ def test_two_workers_share_metrics_and_limits(served: Served) -> None:
     assert statuses.count(200) == RATE and statuses.count(429) == len(statuses) - RATE
     assert [line["status"] for line in posts] == statuses
     assert _metric(text, "reporting_proxy_requests_total", route=ROUTE, method="POST", status="200") == RATE
-    assert _metric(text, "reporting_proxy_requests_total", route=ROUTE, method="POST", status="429") == len(statuses) - RATE
+    assert (
+        _metric(text, "reporting_proxy_requests_total", route=ROUTE, method="POST", status="429")
+        == len(statuses) - RATE
+    )
     assert _metric(text, "reporting_proxy_rejections_total", code="too_many_requests") == len(statuses) - RATE
     assert _metric(text, "reporting_proxy_backend_duration_seconds_count", backend="embedded") == RATE
     assert served.key.split("_", 2)[2] not in served.stderr.read_text()

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from proxy.errors import BackendError, BackendTimeout, TooManyRequests
-from proxy.limit_table import Shape
-from proxy.limits import Limiter, Limits, process_alive, process_identity
+from proxy.runtime.limit_table import Shape
+from proxy.runtime.limits import Limiter, Limits, process_alive, process_identity
 from proxy.settings import SettingsError, load_settings
 from tests.unit.forking import passes_in_forked_child
 from tests.unit.web import ORG, OTHER_ORG, QUERY, StubBackend, make_web, url
@@ -56,10 +56,19 @@ def _outcome(limiter: Limiter, org: str = ORG, principal: str = "key:a") -> int:
         (7, [(0, 8)], [0] * 7 + [9]),
         (1, [(0, 2), (59.5, 1), (60, 1)], [0, 60, 1, 0]),
     ],
-    ids=["burst_then_refused", "refills_one_per_interval", "full_bucket_after_a_minute", "default_rate", "interval_not_exact_in_binary",
-         "interval_not_whole", "one_a_minute"],
+    ids=[
+        "burst_then_refused",
+        "refills_one_per_interval",
+        "full_bucket_after_a_minute",
+        "default_rate",
+        "interval_not_exact_in_binary",
+        "interval_not_whole",
+        "one_a_minute",
+    ],
 )
-def test_org_rate_is_a_token_bucket(tmp_path: Path, per_min: int, steps: list[tuple[float, int]], expected: list[int]) -> None:
+def test_org_rate_is_a_token_bucket(
+    tmp_path: Path, per_min: int, steps: list[tuple[float, int]], expected: list[int]
+) -> None:
     clock = Clock()
     limiter = Limiter(tmp_path / "limits.shm", Limits(per_min, 0, 0, 0), clock)
     start = clock.now
@@ -79,10 +88,17 @@ def test_org_rate_is_a_token_bucket(tmp_path: Path, per_min: int, steps: list[tu
         (Limits(0, 1, 0, 0), (ORG, "key:a"), (ORG, "key:b"), 0),
         (Limits(0, 1, 0, 0), (ORG, "key:a"), (OTHER_ORG, "key:a"), 0),
     ],
-    ids=["org_shared_by_principals", "org_not_shared_across_orgs", "principal", "principal_not_shared",
-         "principal_not_shared_across_orgs"],
+    ids=[
+        "org_shared_by_principals",
+        "org_not_shared_across_orgs",
+        "principal",
+        "principal_not_shared",
+        "principal_not_shared_across_orgs",
+    ],
 )
-def test_rate_keys(tmp_path: Path, limits: Limits, first: tuple[str, str], then: tuple[str, str], expected: int) -> None:
+def test_rate_keys(
+    tmp_path: Path, limits: Limits, first: tuple[str, str], then: tuple[str, str], expected: int
+) -> None:
     limiter = Limiter(tmp_path / "limits.shm", limits, Clock())
     assert _outcome(limiter, *first) == 0
     assert _outcome(limiter, *then) == expected
@@ -113,7 +129,13 @@ def test_a_clock_that_jumped_back_resets_the_bucket(tmp_path: Path) -> None:
         (Limits(0, 0, 0, 1), [(ORG, "key:a")], (ORG, "key:b"), 0),
         (Limits(0, 0, 0, 1), [(ORG, "key:a")], (OTHER_ORG, "key:a"), 0),
     ],
-    ids=["org_full", "other_org_free", "principal_full", "other_principal_free", "principal_in_other_org_free"],
+    ids=[
+        "org_full",
+        "other_org_free",
+        "principal_full",
+        "other_principal_free",
+        "principal_in_other_org_free",
+    ],
 )
 def test_concurrency_keys(
     tmp_path: Path, limits: Limits, held: list[tuple[str, str]], then: tuple[str, str], expected: int
@@ -185,8 +207,12 @@ _SHAPE = Shape()
     [
         b"",
         b"SQLite format 3\0" + bytes(4000),
-        struct.pack("=8s4I", b"RPLIMITS", 0, _SHAPE.processes, _SHAPE.keys, _SHAPE.probe).ljust(_SHAPE.file_size, b"\0"),
-        Shape(processes=2, keys=8, probe=2).header.ljust(Shape(processes=2, keys=8, probe=2).file_size, b"\0"),
+        struct.pack("=8s4I", b"RPLIMITS", 0, _SHAPE.processes, _SHAPE.keys, _SHAPE.probe).ljust(
+            _SHAPE.file_size, b"\0"
+        ),
+        Shape(processes=2, keys=8, probe=2).header.ljust(
+            Shape(processes=2, keys=8, probe=2).file_size, b"\0"
+        ),
         _SHAPE.header,  # this layout's header on a file cut short
     ],
     ids=["empty", "sqlite", "other_version", "other_shape", "truncated"],
@@ -212,16 +238,20 @@ def test_a_file_of_this_layout_is_kept(tmp_path: Path) -> None:
 
 def test_a_full_probe_window_admits_and_warns_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     # Four positions, every key's window all four: four organizations with a token spent fill it.
-    limiter = Limiter(tmp_path / "limits.shm", Limits(1, 0, 0, 0), Clock(), shape=Shape(processes=2, keys=4, probe=4))
+    limiter = Limiter(
+        tmp_path / "limits.shm", Limits(1, 0, 0, 0), Clock(), shape=Shape(processes=2, keys=4, probe=4)
+    )
     assert [_outcome(limiter, f"org-{n}") for n in range(4)] == [0] * 4
-    with caplog.at_level(logging.WARNING, logger="proxy.limits"):
+    with caplog.at_level(logging.WARNING, logger="proxy.runtime.limits"):
         assert [_outcome(limiter, "org-4") for _ in range(3)] == [0, 0, 0]
-    assert [r.getMessage() for r in caplog.records] == ["no room in the limiter's tables; admitting the request unlimited"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "no room in the limiter's tables; admitting the request unlimited"
+    ]
     assert _outcome(limiter, "org-0") == 60
 
 
 def test_unlimited_when_no_file_can_be_used(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.ERROR, logger="proxy.limits"):
+    with caplog.at_level(logging.ERROR, logger="proxy.runtime.limits"):
         limiter = Limiter(tmp_path / "missing" / "limits.shm", Limits(1, 0, 1, 0), Clock())
         assert [_outcome(limiter), _outcome(limiter)] == [0, 0]
     assert len(caplog.records) == 3  # at start, then once per request
@@ -232,16 +262,16 @@ def test_a_lock_held_too_long_admits_and_logs(
 ) -> None:
     import fcntl
 
-    import proxy.limit_table
+    import proxy.runtime.limit_table
 
-    monkeypatch.setattr(proxy.limit_table, "LOCK_WAIT_SECS", 0.05)
+    monkeypatch.setattr(proxy.runtime.limit_table, "LOCK_WAIT_SECS", 0.05)
     path = tmp_path / "limits.shm"
     limiter = Limiter(path, Limits(1, 0, 0, 0), Clock())
     assert _outcome(limiter) == 0
     # A holder that never lets go: another open file description, as a stopped worker's would be.
     with path.open("rb") as stuck:
         fcntl.flock(stuck.fileno(), fcntl.LOCK_EX)
-        with caplog.at_level(logging.ERROR, logger="proxy.limits"):
+        with caplog.at_level(logging.ERROR, logger="proxy.runtime.limits"):
             assert _outcome(limiter) == 0  # over its rate, but the counters cannot be reached
         assert caplog.records, "a request admitted without its limits must be logged"
     assert _outcome(limiter) == 60  # the lock is free again: the rate holds
@@ -272,7 +302,7 @@ def test_process_alive(pid: str, started: str, alive: bool) -> None:
 _HOLDER = """
 import sys, time
 from pathlib import Path
-from proxy.limits import Limiter, Limits
+from proxy.runtime.limits import Limiter, Limits
 limiter = Limiter(Path(sys.argv[1]), Limits(0, 0, 1, 0))
 held = limiter.admit(sys.argv[2], "key:a")
 held.__enter__()
@@ -284,7 +314,7 @@ _SPENDER = """
 import sys
 from pathlib import Path
 from proxy.errors import TooManyRequests
-from proxy.limits import Limiter, Limits
+from proxy.runtime.limits import Limiter, Limits
 limiter = Limiter(Path(sys.argv[1]), Limits(10, 0, 0, 0))
 admitted = 0
 for _ in range(20):
@@ -454,7 +484,10 @@ def test_limited_request_is_429_with_retry_after(tmp_path: Path) -> None:
     refused = web.client.post(url(), json=QUERY, headers=web.auth("b"))
     assert statuses == [200, 200]
     assert refused.status_code == 429
-    assert refused.json == {"detail": "More than 2 queries a minute for this organization.", "code": "too_many_requests"}
+    assert refused.json == {
+        "detail": "More than 2 queries a minute for this organization.",
+        "code": "too_many_requests",
+    }
     assert refused.headers["Retry-After"] == "30"
     assert web.client.post(url(OTHER_ORG), json=QUERY, headers=web.auth("other")).status_code == 200
 
@@ -484,14 +517,20 @@ def test_principal_rate_is_per_principal_and_org(tmp_path: Path, who: str, org: 
         ("unknown_org", 404),
     ],
 )
-def test_limits_apply_after_authorization_and_validation(tmp_path: Path, request_kind: str, status: int) -> None:
+def test_limits_apply_after_authorization_and_validation(
+    tmp_path: Path, request_kind: str, status: int
+) -> None:
     web = make_web(tmp_path, rate_limit_per_org_per_min=1, max_concurrent_per_org=1)
     requests: dict[str, dict[str, Any]] = {
         "invalid_body": {"json": {"granularity": "day"}, "headers": web.auth("a")},
         "not_json": {"data": "x", "headers": web.auth("a")},
         "no_credentials": {"json": QUERY},
         "other_org_key": {"json": QUERY, "headers": web.auth("other")},
-        "unknown_org": {"json": QUERY, "headers": web.auth("a"), "org": "9d4b7e2a-1111-4c39-9a2a-7a1f9f3c2d10"},
+        "unknown_org": {
+            "json": QUERY,
+            "headers": web.auth("a"),
+            "org": "9d4b7e2a-1111-4c39-9a2a-7a1f9f3c2d10",
+        },
     }
     kwargs = requests[request_kind]
     org = kwargs.pop("org", ORG)
@@ -502,7 +541,9 @@ def test_limits_apply_after_authorization_and_validation(tmp_path: Path, request
 
 
 def _post_in_thread(web: Any, results: list[int], who: str = "a") -> threading.Thread:
-    thread = threading.Thread(target=lambda: results.append(web.client.post(url(), json=QUERY, headers=web.auth(who)).status_code))
+    thread = threading.Thread(
+        target=lambda: results.append(web.client.post(url(), json=QUERY, headers=web.auth(who)).status_code)
+    )
     thread.start()
     return thread
 
@@ -517,7 +558,11 @@ def test_concurrent_queries_over_the_limit_are_429_and_explain_takes_no_slot(tmp
     explained = web.client.post(url(suffix="?explain=true"), json=QUERY, headers=web.auth("b"))
     backend.gate.set()  # type: ignore[union-attr]
     thread.join(10)
-    assert (refused.status_code, refused.json["code"], refused.headers["Retry-After"]) == (429, "too_many_requests", "1")
+    assert (refused.status_code, refused.json["code"], refused.headers["Retry-After"]) == (
+        429,
+        "too_many_requests",
+        "1",
+    )
     assert explained.status_code == 200
     assert results == [200]
     assert web.client.post(url(), json=QUERY, headers=web.auth("b")).status_code == 200
@@ -534,8 +579,12 @@ def test_concurrent_queries_over_the_limit_are_429_and_explain_takes_no_slot(tmp
     ],
     ids=["ok", "backend_error", "timeout", "unexpected", "base_exception"],
 )
-def test_slot_is_released_on_every_exit_path(tmp_path: Path, error: BaseException | None, status: int | None) -> None:
-    web = make_web(tmp_path, StubBackend(error=error), max_concurrent_per_org=1, max_concurrent_per_principal=1)
+def test_slot_is_released_on_every_exit_path(
+    tmp_path: Path, error: BaseException | None, status: int | None
+) -> None:
+    web = make_web(
+        tmp_path, StubBackend(error=error), max_concurrent_per_org=1, max_concurrent_per_principal=1
+    )
     if status is None:
         with pytest.raises(type(error)):  # type: ignore[arg-type]
             web.client.post(url(), json=QUERY, headers=web.auth("a"))

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from proxy.ingest.ndjson import InvalidLine, combine, iter_sessions, validate_file
+from proxyctl.ingest.ndjson import InvalidLine, combine, iter_sessions, validate_file
 
 ORG = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 OTHER_ORG = "0b7e2a9c-1d3f-4e5a-9b8c-7d6e5f4a3b2c"
@@ -79,8 +79,16 @@ BAD_LINES: list[tuple[str, bytes, str]] = [
     ("fraction", _line(session_duration_secs=1.5), "session_duration_secs must be a non-negative integer"),
     ("float_whole", _line(session_duration_secs=2.0), "session_duration_secs must be a non-negative integer"),
     ("boolean", _line(session_duration_secs=True), "session_duration_secs must be a non-negative integer"),
-    ("too_big", _line(distinct_visited_urls_count=2**53), "distinct_visited_urls_count must be a non-negative"),
-    ("string_count", _line(distinct_visited_urls_count="2"), "distinct_visited_urls_count must be a non-negative"),
+    (
+        "too_big",
+        _line(distinct_visited_urls_count=2**53),
+        "distinct_visited_urls_count must be a non-negative",
+    ),
+    (
+        "string_count",
+        _line(distinct_visited_urls_count="2"),
+        "distinct_visited_urls_count must be a non-negative",
+    ),
 ]
 
 
@@ -95,7 +103,9 @@ def test_first_bad_line_is_reported_with_its_number(tmp_path: Path, bad: bytes, 
 
 def test_message_names_file_and_line(tmp_path: Path) -> None:
     path = _write(tmp_path / "sessions.ndjson", _line(session_duration_secs=-5))
-    with pytest.raises(InvalidLine, match=r"sessions\.ndjson:1: session_duration_secs must be a non-negative"):
+    with pytest.raises(
+        InvalidLine, match=r"sessions\.ndjson:1: session_duration_secs must be a non-negative"
+    ):
         validate_file(path)
 
 
@@ -149,7 +159,9 @@ def test_sub_millisecond_digits_are_truncated(tmp_path: Path) -> None:
 
 def test_summaries_combine(tmp_path: Path) -> None:
     first = validate_file(_write(tmp_path / "a.ndjson", _line()))
-    second = validate_file(_write(tmp_path / "b.ndjson", _line(timestamp="2020-01-01T00:00:00Z", organization_id=OTHER_ORG)))
+    second = validate_file(
+        _write(tmp_path / "b.ndjson", _line(timestamp="2020-01-01T00:00:00Z", organization_id=OTHER_ORG))
+    )
     assert combine([first, second]) == type(first)(
         rows=2,
         first_time=first.first_time,

@@ -12,7 +12,18 @@ import pytest
 from prometheus_client import REGISTRY
 
 from proxy.errors import BackendTimeout
-from tests.unit.web import JWT_SECRET, OTHER_ORG, ORG, QUERY, ROUTE, UNKNOWN_ORG, StubBackend, Web, make_web, url
+from tests.unit.web import (
+    JWT_SECRET,
+    ORG,
+    OTHER_ORG,
+    QUERY,
+    ROUTE,
+    UNKNOWN_ORG,
+    StubBackend,
+    Web,
+    make_web,
+    url,
+)
 
 Sample = tuple[str, dict[str, str]]
 
@@ -141,23 +152,47 @@ def _access_line(captured: str) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("kind", "expected"),
     [
-        ("ok", {"method": "POST", "route": ROUTE, "organization": ORG, "principal": "key:<a>", "status": 200,
-                "error_code": None, "backend": "stub", "druid_query_id": None}),
+        (
+            "ok",
+            {
+                "method": "POST",
+                "route": ROUTE,
+                "organization": ORG,
+                "principal": "key:<a>",
+                "status": 200,
+                "error_code": None,
+                "backend": "stub",
+                "druid_query_id": None,
+            },
+        ),
         ("ok_jwt", {"request_id": "req-jwt", "principal": "jwt:alice", "status": 200}),
         ("explain", {"status": 200, "backend": "stub", "backend_ms": None}),
-        ("invalid", {"status": 400, "error_code": "invalid_request", "principal": "key:<a>", "backend": None}),
-        ("no_credentials", {"status": 401, "error_code": "not_authenticated", "principal": None, "organization": ORG}),
+        (
+            "invalid",
+            {"status": 400, "error_code": "invalid_request", "principal": "key:<a>", "backend": None},
+        ),
+        (
+            "no_credentials",
+            {"status": 401, "error_code": "not_authenticated", "principal": None, "organization": ORG},
+        ),
         ("forbidden", {"status": 403, "error_code": "forbidden", "organization": OTHER_ORG}),
-        ("unknown_path", {"status": 404, "error_code": "not_found", "route": "unmatched", "organization": None}),
+        (
+            "unknown_path",
+            {"status": 404, "error_code": "not_found", "route": "unmatched", "organization": None},
+        ),
     ],
 )
-def test_one_access_line_per_request(tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str, expected: dict[str, Any]) -> None:
+def test_one_access_line_per_request(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str, expected: dict[str, Any]
+) -> None:
     web = make_web(tmp_path)
     capsys.readouterr()
     response = _post(web, kind)
     line = _access_line(capsys.readouterr().err)
     key_id = "key:" + web.keys["a"].split("_")[1]
-    assert {name: line[name] for name in expected} == {k: v if v != "key:<a>" else key_id for k, v in expected.items()}
+    assert {name: line[name] for name in expected} == {
+        k: v if v != "key:<a>" else key_id for k, v in expected.items()
+    }
     assert line["request_id"] == response.headers["X-Request-Id"]
     assert line["event"] == "request" and line["level"] == "info"
     assert isinstance(line["duration_ms"], float) and line["duration_ms"] >= 0
@@ -178,7 +213,9 @@ def test_druid_query_id_is_the_request_id(tmp_path: Path, capsys: pytest.Capture
     backend = DruidBackend(settings_for(tmp_path, backend="druid", druid_broker_url="http://druid.test:8082"))
     web = make_web(tmp_path, backend)
     capsys.readouterr()
-    response = web.client.post(url(suffix="?explain=true"), json=QUERY, headers={**web.auth("a"), "X-Request-Id": "req-7"})
+    response = web.client.post(
+        url(suffix="?explain=true"), json=QUERY, headers={**web.auth("a"), "X-Request-Id": "req-7"}
+    )
     line = _access_line(capsys.readouterr().err)
     assert response.json["query"]["context"]["queryId"] == "req-7"
     assert (line["backend"], line["druid_query_id"]) == ("druid", "req-7")
@@ -189,7 +226,10 @@ def test_druid_query_id_is_the_request_id(tmp_path: Path, capsys: pytest.Capture
     [
         ("ok", {"principal": "key:<a>", "organization": ORG, "explain": False}),
         ("explain", {"principal": "key:<a>", "organization": ORG, "explain": True}),
-        ("ok_jwt", {"principal": "jwt:alice", "organization": ORG, "explain": False, "request_id": "req-jwt"}),
+        (
+            "ok_jwt",
+            {"principal": "jwt:alice", "organization": ORG, "explain": False, "request_id": "req-jwt"},
+        ),
         ("invalid", {"principal": "key:<a>", "organization": ORG, "explain": False}),
         ("no_credentials", None),
         ("forbidden", None),
@@ -229,7 +269,12 @@ def test_credentials_never_reach_the_log(tmp_path: Path, capsys: pytest.CaptureF
     ]
     capsys.readouterr()
     for header in headers:
-        for path, body in [(url(), QUERY), (url(suffix="?explain=true"), QUERY), (url(), {"bad": key}), (url(OTHER_ORG), QUERY)]:
+        for path, body in [
+            (url(), QUERY),
+            (url(suffix="?explain=true"), QUERY),
+            (url(), {"bad": key}),
+            (url(OTHER_ORG), QUERY),
+        ]:
             web.client.post(path, json=body, headers=header)
         web.client.get(url(suffix="/meta"), headers=header)
         web.client.get(f"/metrics?token={key[:8]}", headers=header)

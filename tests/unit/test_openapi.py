@@ -11,7 +11,7 @@ from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate as validate_spec
 
 from proxy.errors import BackendError, BackendTimeout, BackendUnavailable
-from proxy.openapi import META_ERRORS, META_PATH, QUERY_ERRORS, QUERY_PATH
+from proxy.web.openapi import META_ERRORS, META_PATH, QUERY_ERRORS, QUERY_PATH
 from schemas.vocabulary import AGGREGATIONS, DIMENSIONS, FILTER_TYPES, GRANULARITIES, aggregation_output
 from tests.unit.golden import cases
 from tests.unit.web import ORG, OTHER_ORG, QUERY, UNKNOWN_ORG, StubBackend, Web, make_web, url
@@ -58,7 +58,13 @@ def test_every_golden_request_matches_the_query_schema(spec: dict[str, Any], cas
     [
         ({"type": "selector", "dimension": "city", "value": None}, True),
         ([{"type": "in", "dimension": "city", "values": ["a", 1, None]}], True),
-        ({"type": "not", "field": {"type": "or", "fields": [{"type": "like", "dimension": "city", "pattern": "H%"}]}}, True),
+        (
+            {
+                "type": "not",
+                "field": {"type": "or", "fields": [{"type": "like", "dimension": "city", "pattern": "H%"}]},
+            },
+            True,
+        ),
         ({"type": "search", "dimension": "city", "query": {"type": "contains", "value": "x"}}, True),
         (None, True),
         ({"type": "selector", "dimension": "city"}, False),
@@ -143,7 +149,9 @@ def test_documented_statuses_are_the_ones_answered() -> None:
         ("a", "not-a-uuid", 404),
     ],
 )
-def test_meta_has_the_query_access_checks(web: Web, spec: dict[str, Any], who: str | None, org: str, status: int) -> None:
+def test_meta_has_the_query_access_checks(
+    web: Web, spec: dict[str, Any], who: str | None, org: str, status: int
+) -> None:
     response = web.client.get(url(org, "/meta"), headers=web.auth(who) if who else {})
     assert response.status_code == status
     assert status == 200 or status in META_ERRORS
@@ -152,7 +160,9 @@ def test_meta_has_the_query_access_checks(web: Web, spec: dict[str, Any], who: s
 
 def test_meta_lists_the_vocabulary(web: Web) -> None:
     meta = web.client.get(url(suffix="/meta"), headers=web.auth("a")).json
-    assert {d["name"]: d["kind"] for d in meta["dimensions"]} == {name: kind.value for name, kind in DIMENSIONS.items()}
+    assert {d["name"]: d["kind"] for d in meta["dimensions"]} == {
+        name: kind.value for name, kind in DIMENSIONS.items()
+    }
     assert meta["filter_types"] == list(FILTER_TYPES)
     assert meta["granularities"] == list(GRANULARITIES)
     outputs = {(agg["type"], o["field"]): o["output"] for agg in meta["aggregations"] for o in agg["outputs"]}
@@ -168,7 +178,13 @@ def test_meta_lists_the_vocabulary(web: Web) -> None:
 
 
 def test_meta_limits_are_the_deployment_settings(tmp_path: Path) -> None:
-    web = make_web(tmp_path, max_group_by=2, max_interval_days=31, rate_limit_per_org_per_min=0, max_concurrent_per_principal=3)
+    web = make_web(
+        tmp_path,
+        max_group_by=2,
+        max_interval_days=31,
+        rate_limit_per_org_per_min=0,
+        max_concurrent_per_principal=3,
+    )
     limits = web.client.get(url(suffix="/meta"), headers=web.auth("a")).json["limits"]
     assert limits == {
         "max_aggregations": 20,

@@ -38,7 +38,9 @@ PEOPLE = [
     _row(T, city="Helsinki", country="FI", session_duration_secs=5, rooms=["lobby", "support"]),
     _row(T, city=None, country="FI", session_duration_secs=10, rooms=[]),
     _row(T, city="Zürich", country="CH", session_duration_secs=60, distinct_search_terms=["100% free"]),
-    _row(T, city="Tampere", session_duration_secs=600, rooms=["support"], distinct_search_terms=["Hinta", "x"]),
+    _row(
+        T, city="Tampere", session_duration_secs=600, rooms=["support"], distinct_search_terms=["Hinta", "x"]
+    ),
 ]
 
 
@@ -53,11 +55,18 @@ def _leaf(kind: str, dimension: str, **spec: Any) -> dict[str, Any]:
 CASES: list[tuple[str, list[dict[str, Any]], dict[str, Any], list[list[Any]]]] = [
     (
         "helsinki_spring_day_is_23_hours",
-        [_row("2019-03-30T21:59:59.999Z"), _row("2019-03-30T22:00:00Z"), _row("2019-03-31T20:59:59.999Z"),
-         _row("2019-03-31T21:00:00Z")],
+        [
+            _row("2019-03-30T21:59:59.999Z"),
+            _row("2019-03-30T22:00:00Z"),
+            _row("2019-03-31T20:59:59.999Z"),
+            _row("2019-03-31T21:00:00Z"),
+        ],
         _query("2019-03-30T00:00:00+02:00", "2019-04-02T00:00:00+03:00", "day", HELSINKI),
-        [["2019-03-30T00:00:00.000+02:00", 1], ["2019-03-31T00:00:00.000+02:00", 2],
-         ["2019-04-01T00:00:00.000+03:00", 1]],
+        [
+            ["2019-03-30T00:00:00.000+02:00", 1],
+            ["2019-03-31T00:00:00.000+02:00", 2],
+            ["2019-04-01T00:00:00.000+03:00", 1],
+        ],
     ),
     (
         "helsinki_autumn_day_is_25_hours",
@@ -69,8 +78,12 @@ CASES: list[tuple[str, list[dict[str, Any]], dict[str, Any], list[list[Any]]]] =
         "hours_across_the_repeated_autumn_hour",
         [_row("2019-10-27T00:30:00Z"), _row("2019-10-27T01:00:00Z"), _row("2019-10-27T01:59:59.999Z")],
         _query("2019-10-27T02:00:00+03:00", "2019-10-27T05:00:00+02:00", "hour", HELSINKI),
-        [["2019-10-27T02:00:00.000+03:00", 0], ["2019-10-27T03:00:00.000+03:00", 1],
-         ["2019-10-27T03:00:00.000+02:00", 2], ["2019-10-27T04:00:00.000+02:00", 0]],
+        [
+            ["2019-10-27T02:00:00.000+03:00", 0],
+            ["2019-10-27T03:00:00.000+03:00", 1],
+            ["2019-10-27T03:00:00.000+02:00", 2],
+            ["2019-10-27T04:00:00.000+02:00", 0],
+        ],
     ),
     (
         "week_starts_monday_and_floors_the_interval_start",
@@ -82,8 +95,12 @@ CASES: list[tuple[str, list[dict[str, Any]], dict[str, Any], list[list[Any]]]] =
         "quarters_in_helsinki",
         [_row("2019-03-31T20:59:59.999Z"), _row("2019-03-31T21:00:00Z"), _row("2019-09-30T21:00:00Z")],
         _query("2019-01-01T00:00:00+02:00", "2020-01-01T00:00:00+02:00", "quarter", HELSINKI),
-        [["2019-01-01T00:00:00.000+02:00", 1], ["2019-04-01T00:00:00.000+03:00", 1],
-         ["2019-07-01T00:00:00.000+03:00", 0], ["2019-10-01T00:00:00.000+03:00", 1]],
+        [
+            ["2019-01-01T00:00:00.000+02:00", 1],
+            ["2019-04-01T00:00:00.000+03:00", 1],
+            ["2019-07-01T00:00:00.000+03:00", 0],
+            ["2019-10-01T00:00:00.000+03:00", 1],
+        ],
     ),
     (
         "fifteen_minutes_on_the_kathmandu_wall_clock",
@@ -93,13 +110,26 @@ CASES: list[tuple[str, list[dict[str, Any]], dict[str, Any], list[list[Any]]]] =
     ),
     (
         "zero_fill_other_org_and_exclusive_end",
-        [_row("2019-06-01T00:00:00Z", organization_id="org-b"), _row("2019-06-01T01:30:00Z"),
-         _row("2019-06-01T03:00:00Z")],
-        _query("2019-06-01T00:00:00Z", "2019-06-01T03:00:00Z", "hour", aggregations=[
-            {"type": "count"}, {"type": "avg", "fields": ["session_duration_secs"]},
-            {"type": "hyperUnique", "fields": ["visitor_id"]}]),
-        [["2019-06-01T00:00:00.000Z", 0, None, 0.0], ["2019-06-01T01:00:00.000Z", 1, 10.0, 1.0],
-         ["2019-06-01T02:00:00.000Z", 0, None, 0.0]],
+        [
+            _row("2019-06-01T00:00:00Z", organization_id="org-b"),
+            _row("2019-06-01T01:30:00Z"),
+            _row("2019-06-01T03:00:00Z"),
+        ],
+        _query(
+            "2019-06-01T00:00:00Z",
+            "2019-06-01T03:00:00Z",
+            "hour",
+            aggregations=[
+                {"type": "count"},
+                {"type": "avg", "fields": ["session_duration_secs"]},
+                {"type": "hyperUnique", "fields": ["visitor_id"]},
+            ],
+        ),
+        [
+            ["2019-06-01T00:00:00.000Z", 0, None, 0.0],
+            ["2019-06-01T01:00:00.000Z", 1, 10.0, 1.0],
+            ["2019-06-01T02:00:00.000Z", 0, None, 0.0],
+        ],
     ),
     (
         "all_is_stamped_with_the_interval_start_in_the_zone",
@@ -110,13 +140,20 @@ CASES: list[tuple[str, list[dict[str, Any]], dict[str, Any], list[list[Any]]]] =
     (
         "array_explodes_and_empty_or_missing_is_one_null_group",
         [*PEOPLE, _row(T, rooms=["lobby"])],
-        _query(*DAY, "all", group_by=["rooms"], aggregations=[
-            {"type": "count"}, {"type": "avg", "fields": ["session_duration_secs"]}]),
+        _query(
+            *DAY,
+            "all",
+            group_by=["rooms"],
+            aggregations=[{"type": "count"}, {"type": "avg", "fields": ["session_duration_secs"]}],
+        ),
         [[ALL_T, None, 2, 35.0], [ALL_T, "lobby", 2, 7.5], [ALL_T, "support", 2, 302.5]],
     ),
     (
         "two_arrays_explode_the_cross_product",
-        [_row(T, rooms=["b", "a"], distinct_search_terms=["x"]), _row(T, rooms=[], distinct_search_terms=["y", "x"])],
+        [
+            _row(T, rooms=["b", "a"], distinct_search_terms=["x"]),
+            _row(T, rooms=[], distinct_search_terms=["y", "x"]),
+        ],
         _query(*DAY, "all", group_by=["rooms", "distinct_search_terms"]),
         [[ALL_T, None, "x", 1], [ALL_T, None, "y", 1], [ALL_T, "a", "x", 1], [ALL_T, "b", "x", 1]],
     ),
@@ -126,46 +163,119 @@ CASES: list[tuple[str, list[dict[str, Any]], dict[str, Any], list[list[Any]]]] =
         _filtered({"type": "not", "field": _leaf("selector", "city", value="Helsinki")}),
         [[ALL_T, 3]],
     ),
-    ("selector_null_matches_empty_and_missing_arrays", PEOPLE, _filtered(_leaf("selector", "rooms", value=None)),
-     [[ALL_T, 2]]),
-    ("not_in_with_null", PEOPLE, _filtered({"type": "not", "field": _leaf("in", "city", values=["Helsinki", None])}),
-     [[ALL_T, 2]]),
-    ("selector_numeric_as_string", PEOPLE, _filtered(_leaf("selector", "session_duration_secs", value="60")),
-     [[ALL_T, 1]]),
-    ("bound_numeric", PEOPLE, _filtered(_leaf("bound", "session_duration_secs", lower=6, upper=600, upperStrict=True)),
-     [[ALL_T, 2]]),
-    ("bound_lexicographic_on_numbers", PEOPLE,
-     _filtered(_leaf("bound", "session_duration_secs", lower="6", ordering="lexicographic")), [[ALL_T, 2]]),
-    ("not_bound_keeps_nulls", PEOPLE, _filtered({"type": "not", "field": _leaf("bound", "city", upper="M")}),
-     [[ALL_T, 3]]),
+    (
+        "selector_null_matches_empty_and_missing_arrays",
+        PEOPLE,
+        _filtered(_leaf("selector", "rooms", value=None)),
+        [[ALL_T, 2]],
+    ),
+    (
+        "not_in_with_null",
+        PEOPLE,
+        _filtered({"type": "not", "field": _leaf("in", "city", values=["Helsinki", None])}),
+        [[ALL_T, 2]],
+    ),
+    (
+        "selector_numeric_as_string",
+        PEOPLE,
+        _filtered(_leaf("selector", "session_duration_secs", value="60")),
+        [[ALL_T, 1]],
+    ),
+    (
+        "bound_numeric",
+        PEOPLE,
+        _filtered(_leaf("bound", "session_duration_secs", lower=6, upper=600, upperStrict=True)),
+        [[ALL_T, 2]],
+    ),
+    (
+        "bound_lexicographic_on_numbers",
+        PEOPLE,
+        _filtered(_leaf("bound", "session_duration_secs", lower="6", ordering="lexicographic")),
+        [[ALL_T, 2]],
+    ),
+    (
+        "not_bound_keeps_nulls",
+        PEOPLE,
+        _filtered({"type": "not", "field": _leaf("bound", "city", upper="M")}),
+        [[ALL_T, 3]],
+    ),
     ("like_prefix", PEOPLE, _filtered(_leaf("like", "city", pattern="_e%i")), [[ALL_T, 1]]),
-    ("like_escaped_percent", PEOPLE, _filtered(_leaf("like", "distinct_search_terms", pattern="100\\% f__e")),
-     [[ALL_T, 1]]),
+    (
+        "like_escaped_percent",
+        PEOPLE,
+        _filtered(_leaf("like", "distinct_search_terms", pattern="100\\% f__e")),
+        [[ALL_T, 1]],
+    ),
     ("regex_matches_anywhere", PEOPLE, _filtered(_leaf("regex", "city", pattern="er")), [[ALL_T, 1]]),
-    ("search_insensitive_unicode", PEOPLE,
-     _filtered(_leaf("search", "city", query={"type": "insensitive_contains", "value": "ZÜR"})), [[ALL_T, 1]]),
-    ("search_contains_is_case_sensitive_on_arrays", PEOPLE,
-     _filtered(_leaf("search", "distinct_search_terms", query={"type": "contains", "value": "hin"})), [[ALL_T, 0]]),
-    ("or_and_not", PEOPLE, _filtered({"type": "or", "fields": [
-        _leaf("selector", "country", value="CH"),
-        {"type": "and", "fields": [_leaf("selector", "country", value="FI"),
-                                   {"type": "not", "field": _leaf("selector", "city", value=None)}]}]}),
-     [[ALL_T, 2]]),
+    (
+        "search_insensitive_unicode",
+        PEOPLE,
+        _filtered(_leaf("search", "city", query={"type": "insensitive_contains", "value": "ZÜR"})),
+        [[ALL_T, 1]],
+    ),
+    (
+        "search_contains_is_case_sensitive_on_arrays",
+        PEOPLE,
+        _filtered(_leaf("search", "distinct_search_terms", query={"type": "contains", "value": "hin"})),
+        [[ALL_T, 0]],
+    ),
+    (
+        "or_and_not",
+        PEOPLE,
+        _filtered(
+            {
+                "type": "or",
+                "fields": [
+                    _leaf("selector", "country", value="CH"),
+                    {
+                        "type": "and",
+                        "fields": [
+                            _leaf("selector", "country", value="FI"),
+                            {"type": "not", "field": _leaf("selector", "city", value=None)},
+                        ],
+                    },
+                ],
+            }
+        ),
+        [[ALL_T, 2]],
+    ),
     (
         "order_by_count_desc_then_other_groups_then_time_with_limit",
-        [_row("2019-06-01T01:00:00Z", city="B"), _row("2019-06-01T02:00:00Z", city="B"),
-         _row("2019-06-02T01:00:00Z", city="A"), _row("2019-06-02T01:00:00Z", city=None),
-         _row("2019-06-01T05:00:00Z", city=None), _row("2019-06-02T05:00:00Z", city="B")],
-        _query("2019-06-01T00:00:00Z", "2019-06-03T00:00:00Z", "day", group_by=["city"],
-               order_by=[{"field": "count", "direction": "desc"}], limit=4),
-        [["2019-06-01T00:00:00.000Z", "B", 2], ["2019-06-01T00:00:00.000Z", None, 1],
-         ["2019-06-02T00:00:00.000Z", None, 1], ["2019-06-02T00:00:00.000Z", "A", 1]],
+        [
+            _row("2019-06-01T01:00:00Z", city="B"),
+            _row("2019-06-01T02:00:00Z", city="B"),
+            _row("2019-06-02T01:00:00Z", city="A"),
+            _row("2019-06-02T01:00:00Z", city=None),
+            _row("2019-06-01T05:00:00Z", city=None),
+            _row("2019-06-02T05:00:00Z", city="B"),
+        ],
+        _query(
+            "2019-06-01T00:00:00Z",
+            "2019-06-03T00:00:00Z",
+            "day",
+            group_by=["city"],
+            order_by=[{"field": "count", "direction": "desc"}],
+            limit=4,
+        ),
+        [
+            ["2019-06-01T00:00:00.000Z", "B", 2],
+            ["2019-06-01T00:00:00.000Z", None, 1],
+            ["2019-06-02T00:00:00.000Z", None, 1],
+            ["2019-06-02T00:00:00.000Z", "A", 1],
+        ],
     ),
     (
         "default_order_time_then_numbers_numerically_and_desc_puts_nulls_last",
-        [_row(T, distinct_visited_urls_count=10, city=None), _row(T, distinct_visited_urls_count=2, city="A")],
-        _query(*DAY, "all", group_by=["distinct_visited_urls_count", "city"],
-               order_by=[{"field": "city", "direction": "desc"}]),
+        [
+            _row(T, distinct_visited_urls_count=10, city=None),
+            _row(T, distinct_visited_urls_count=2, city="A"),
+        ],
+        _query(
+            *DAY,
+            "all",
+            group_by=["distinct_visited_urls_count", "city"],
+            order_by=[{"field": "city", "direction": "desc"}],
+        ),
         [[ALL_T, 2, "A", 1], [ALL_T, 10, None, 1]],
     ),
 ]
@@ -177,9 +287,16 @@ def test_hand_computed(rows: list[dict[str, Any]], payload: dict[str, Any], data
 
 
 def test_fields_follow_request_order() -> None:
-    payload = _query(*DAY, "day", group_by=["rooms", "city"], aggregations=[
-        {"type": "hyperUnique", "fields": ["visitor_id", "session_id"]}, {"type": "count"},
-        {"type": "avg", "fields": ["distinct_visited_urls_count"]}])
+    payload = _query(
+        *DAY,
+        "day",
+        group_by=["rooms", "city"],
+        aggregations=[
+            {"type": "hyperUnique", "fields": ["visitor_id", "session_id"]},
+            {"type": "count"},
+            {"type": "avg", "fields": ["distinct_visited_urls_count"]},
+        ],
+    )
     assert evaluate(PEOPLE, ORG, payload)["fields"] == [
         {"name": "timestamp", "type": "dimension"},
         {"name": "rooms", "type": "dimension"},
@@ -193,8 +310,18 @@ def test_fields_follow_request_order() -> None:
 
 @pytest.mark.parametrize(
     ("pattern", "value", "expected"),
-    [("a%", "abc", True), ("%c", "abc", True), ("a_c", "abc", True), ("a_c", "abbc", False), ("a\\_c", "abc", False),
-     ("a\\_c", "a_c", True), ("A%", "abc", False), ("%.%", "a.b", True), ("%.%", "ab", False), ("50\\%", "50%", True)],
+    [
+        ("a%", "abc", True),
+        ("%c", "abc", True),
+        ("a_c", "abc", True),
+        ("a_c", "abbc", False),
+        ("a\\_c", "abc", False),
+        ("a\\_c", "a_c", True),
+        ("A%", "abc", False),
+        ("%.%", "a.b", True),
+        ("%.%", "ab", False),
+        ("50\\%", "50%", True),
+    ],
 )
 def test_like(pattern: str, value: str, expected: bool) -> None:
     assert (like_to_regex(pattern).fullmatch(value) is not None) is expected

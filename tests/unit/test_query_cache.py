@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from proxy.result import BackendRow, ResultPlan
+from proxy.query.plan import BackendRow, ResultPlan
 from tests.unit.web import ORG, OTHER_ORG, QUERY, StubBackend, make_web, url
 
 

@@ -39,7 +39,9 @@ class Calls:
     [(0.1, None, "deadline"), (5.0, 0.1, "disconnected"), (5.0, None, None)],
     ids=["deadline", "client_gone", "finished_in_time"],
 )
-def test_watch_fires_once_cut_before_cancel(budget: float, gone_after: float | None, reason: str | None) -> None:
+def test_watch_fires_once_cut_before_cancel(
+    budget: float, gone_after: float | None, reason: str | None
+) -> None:
     calls, started = Calls(), time.monotonic()
     gone = (lambda: time.monotonic() - started > gone_after) if gone_after else (lambda: False)
     with QueryWatch(budget, calls.record("cancel"), gone, poll_secs=0.01) as watch:
@@ -82,7 +84,10 @@ def _watch_threads() -> list[threading.Thread]:
 def test_one_watcher_thread_serves_every_query() -> None:
     calls = Calls()
     with ExitStack() as stack:
-        watches = [stack.enter_context(QueryWatch(0.05 * (i + 1), calls.record(f"cancel-{i}"), poll_secs=0.01)) for i in range(5)]
+        watches = [
+            stack.enter_context(QueryWatch(0.05 * (i + 1), calls.record(f"cancel-{i}"), poll_secs=0.01))
+            for i in range(5)
+        ]
         time.sleep(0.35)
         assert len(_watch_threads()) == 1
     assert [watch.reason for watch in watches] == ["deadline"] * 5

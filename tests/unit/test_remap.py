@@ -14,7 +14,7 @@ import pytest
 from proxy.backends.druid.backend import plan_rows
 from proxy.backends.druid.translator import translate
 from proxy.errors import ResultTooLarge
-from proxy.result import ResultPlan, _is_ordered, plan_result, render
+from proxy.query.plan import ResultPlan, _is_ordered, plan_result, render
 from schemas.request import QuerySchema
 from tests.unit.golden import cases
 
@@ -42,19 +42,32 @@ def test_result_over_the_row_cap_is_refused() -> None:
 
 
 def test_bucket_starts_are_shared_by_equal_intervals_in_any_offset() -> None:
-    helsinki = {"start": "2019-03-01T00:00:00+02:00", "end": "2019-03-03T00:00:00+02:00", "time_zone": "Europe/Helsinki"}
+    helsinki = {
+        "start": "2019-03-01T00:00:00+02:00",
+        "end": "2019-03-03T00:00:00+02:00",
+        "time_zone": "Europe/Helsinki",
+    }
     utc_spelled = {**helsinki, "start": "2019-02-28T22:00:00Z", "end": "2019-03-02T22:00:00Z"}
     plans = [
-        plan_result(QuerySchema().load({"interval": interval, "granularity": "day", "aggregations": [{"type": "count"}]}),
-                    max_buckets=10_000, max_rows=100)
+        plan_result(
+            QuerySchema().load(
+                {"interval": interval, "granularity": "day", "aggregations": [{"type": "count"}]}
+            ),
+            max_buckets=10_000,
+            max_rows=100,
+        )
         for interval in (helsinki, utc_spelled)
     ]
     assert plans[0].bucket_starts_ms == plans[1].bucket_starts_ms == (1551391200000, 1551477600000)
 
 
 def _plan(**request: Any) -> ResultPlan:
-    request = {"interval": {"start": "2019-03-01T00:00:00Z", "end": "2019-03-11T00:00:00Z"}, "granularity": "day",
-               "aggregations": [{"type": "count"}], **request}
+    request = {
+        "interval": {"start": "2019-03-01T00:00:00Z", "end": "2019-03-11T00:00:00Z"},
+        "granularity": "day",
+        "aggregations": [{"type": "count"}],
+        **request,
+    }
     return plan_result(QuerySchema().load(request), max_buckets=10_000, max_rows=1_000)
 
 
@@ -65,6 +78,7 @@ _COUNT_AND_AVG = [{"type": "count"}, {"type": "avg", "fields": ["session_duratio
 
 def _compare_in(columns: list[tuple[int, bool]]) -> Any:
     """The documented order, written as a comparison: nulls first ascending, last descending."""
+
     def compare(left: list[Any], right: list[Any]) -> int:
         for index, descending in columns:
             a, b = left[index], right[index]
@@ -73,6 +87,7 @@ def _compare_in(columns: list[tuple[int, bool]]) -> Any:
             smaller = a is None or (b is not None and a < b)
             return (1 if smaller else -1) if descending else (-1 if smaller else 1)
         return 0
+
     return compare
 
 
@@ -90,13 +105,33 @@ def _random_rows(plan: ResultPlan, seed: int) -> list[list[Any]]:
 _ORDERS = [
     (["city"], [], [{"type": "count"}], [(0, False), (1, False)]),
     (["city", "distinct_visited_urls_count"], [], [{"type": "count"}], [(0, False), (1, False), (2, False)]),
-    (["city", "country", "os_name"], [], [{"type": "count"}], [(0, False), (1, False), (2, False), (3, False)]),
-    (["city"], [{"field": "count", "direction": "desc"}], [{"type": "count"}], [(2, True), (1, False), (0, False)]),
-    (["city", "country"], [{"field": "country", "direction": "desc"}, {"field": "session_duration_secs_avg",
-                                                                       "direction": "asc"}],
-     _COUNT_AND_AVG, [(2, True), (4, False), (1, False), (0, False)]),
-    (["distinct_visited_urls_count"], [{"field": "session_duration_secs_avg", "direction": "desc"}], _COUNT_AND_AVG,
-     [(3, True), (1, False), (0, False)]),
+    (
+        ["city", "country", "os_name"],
+        [],
+        [{"type": "count"}],
+        [(0, False), (1, False), (2, False), (3, False)],
+    ),
+    (
+        ["city"],
+        [{"field": "count", "direction": "desc"}],
+        [{"type": "count"}],
+        [(2, True), (1, False), (0, False)],
+    ),
+    (
+        ["city", "country"],
+        [
+            {"field": "country", "direction": "desc"},
+            {"field": "session_duration_secs_avg", "direction": "asc"},
+        ],
+        _COUNT_AND_AVG,
+        [(2, True), (4, False), (1, False), (0, False)],
+    ),
+    (
+        ["distinct_visited_urls_count"],
+        [{"field": "session_duration_secs_avg", "direction": "desc"}],
+        _COUNT_AND_AVG,
+        [(3, True), (1, False), (0, False)],
+    ),
 ]
 
 
@@ -116,8 +151,10 @@ def test_rows_in_any_order_come_out_in_the_documented_order(
 @pytest.mark.parametrize("group_by", [[], ["city"]])
 def test_render_leaves_the_backend_rows_as_they_are(group_by: list[str]) -> None:
     plan = _plan(group_by=group_by, aggregations=_COUNT_AND_AVG)
-    rows = [[plan.bucket_starts_ms[1], *(["x"] if group_by else []), 2.0, float("nan")],
-            [plan.bucket_starts_ms[0], *(["y"] if group_by else []), 1, 3.5]]
+    rows = [
+        [plan.bucket_starts_ms[1], *(["x"] if group_by else []), 2.0, float("nan")],
+        [plan.bucket_starts_ms[0], *(["y"] if group_by else []), 1, 3.5],
+    ]
     before = copy.deepcopy(rows)
     render(plan, rows)
     assert repr(rows) == repr(before)
@@ -128,7 +165,11 @@ def test_render_leaves_the_backend_rows_as_they_are(group_by: list[str]) -> None
     [
         ({"type": "count"}, [3, 2.0, None], [3, 2, 0]),
         ({"type": "hyperUnique", "fields": ["visitor_id"]}, [3, 2.5, None], [3.0, 2.5, 0.0]),
-        ({"type": "avg", "fields": ["session_duration_secs"]}, [math.nan, math.inf, None], [None, None, None]),
+        (
+            {"type": "avg", "fields": ["session_duration_secs"]},
+            [math.nan, math.inf, None],
+            [None, None, None],
+        ),
         ({"type": "avg", "fields": ["session_duration_secs"]}, [4, 2.5, -math.inf], [4.0, 2.5, None]),
     ],
 )
@@ -137,7 +178,9 @@ def test_metric_values_come_out_as_their_type(
     aggregation: dict[str, Any], values: list[Any], expected: list[Any], group_by: list[str]
 ) -> None:
     plan = _plan(group_by=group_by, aggregations=[aggregation])
-    rows = [[bucket, *(["x"] if group_by else []), value] for bucket, value in zip(plan.bucket_starts_ms, values)]
+    rows = [
+        [bucket, *(["x"] if group_by else []), value] for bucket, value in zip(plan.bucket_starts_ms, values)
+    ]
     data = render(plan, rows)["data"][: len(values)]  # ungrouped: zero-filled buckets follow
     assert [(row[-1], type(row[-1])) for row in data] == [(value, type(value)) for value in expected]
 

@@ -7,9 +7,9 @@ from typing import Any
 import duckdb
 import pytest
 
-from proxy.backends.embedded.engine import create_table_sql
+from proxy.backends.embedded.storage import create_table_sql
 from proxy.backends.embedded.translator import translate
-from proxy.result import plan_result
+from proxy.query.plan import plan_result
 from schemas.request import QuerySchema
 from tests.unit.golden import GOLDEN, cases
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.sqlite_connections import ThreadConnections
+from proxy.runtime.sqlite_connections import ThreadConnections
 
 
 @pytest.fixture
@@ -37,9 +37,11 @@ def test_threads_never_share_a_connection(connections: ThreadConnections) -> Non
     assert seen[0] is not _same_thread_twice(connections)[0]
 
 
-def test_a_forked_child_opens_its_own(connections: ThreadConnections, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_forked_child_opens_its_own(
+    connections: ThreadConnections, monkeypatch: pytest.MonkeyPatch
+) -> None:
     parent = _same_thread_twice(connections)[0]
-    monkeypatch.setattr("proxy.sqlite_connections.os.getpid", lambda: -1)
+    monkeypatch.setattr("proxy.runtime.sqlite_connections.os.getpid", lambda: -1)
     assert _same_thread_twice(connections)[0] is not parent
 
 

@@ -12,10 +12,9 @@ import jwt
 from flask.testing import FlaskClient
 
 from proxy.access.store import AccessStore
-from proxy.app import ReportingService, create_app
-from proxy.disconnect import ClientGone, never_gone
-from proxy.result import BackendRow, ResultPlan
+from proxy.query.plan import BackendRow, ResultPlan
 from proxy.settings import Settings
+from proxy.web.app import ReportingService, create_app
 
 ORG = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 OTHER_ORG = "0b5c1e3e-8a7e-4c39-9a2a-7a1f9f3c2d10"
@@ -43,7 +42,12 @@ class StubBackend:
     entered: threading.Event = field(default_factory=threading.Event)
 
     def execute(
-        self, plan: ResultPlan, organization_id: str, request_id: str, client_gone: Any = None, budget_secs: Any = None
+        self,
+        plan: ResultPlan,
+        organization_id: str,
+        request_id: str,
+        client_gone: Any = None,
+        budget_secs: Any = None,
     ) -> list[BackendRow]:
         self.entered.set()
         if self.gate is not None:

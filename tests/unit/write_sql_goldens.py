@@ -14,7 +14,11 @@ from tests.unit.test_sql_translation import expected_sql
 
 
 def _write(path: Path, case: dict[str, Any]) -> None:
-    case = {"description": case["description"], "request": case["request"], "expected": expected_sql(case["request"])}
+    case = {
+        "description": case["description"],
+        "request": case["request"],
+        "expected": expected_sql(case["request"]),
+    }
     path.write_text(json.dumps(case, indent=2, ensure_ascii=False) + "\n")
 
 

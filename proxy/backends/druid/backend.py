@@ -9,9 +9,9 @@ from typing import Any
 
 from proxy.backends.druid.client import DruidClient
 from proxy.backends.druid.translator import DruidQuery, translate
-from proxy.disconnect import ClientGone, never_gone
 from proxy.errors import BackendError, BackendTimeout
-from proxy.result import BackendRow, ResultPlan
+from proxy.query.plan import BackendRow, ResultPlan
+from proxy.runtime.disconnect import ClientGone, never_gone
 from proxy.settings import Settings
 
 

@@ -25,7 +25,6 @@ from urllib3.exceptions import ConnectTimeoutError, HTTPError, ReadTimeoutError
 from urllib3.util import Url, parse_url
 
 from proxy.backends.druid.watch import QueryWatch, Reason
-from proxy.disconnect import ClientGone, never_gone
 from proxy.errors import (
     BackendError,
     BackendOverloaded,
@@ -35,6 +34,7 @@ from proxy.errors import (
     ClientDisconnected,
     ProxyError,
 )
+from proxy.runtime.disconnect import ClientGone, never_gone
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +233,9 @@ _POOLS: dict[str, type[HTTPConnectionPool]] = {"http": _BrokerPool, "https": _Br
 
 def _broker_pool(url: Url) -> HTTPConnectionPool:
     """Thread-safe; never blocks for a free connection; no retries, redirects or proxies."""
-    return _POOLS[url.scheme or "http"](str(url.host), url.port, maxsize=_POOL_CONNECTIONS, block=False, retries=False)
+    return _POOLS[url.scheme or "http"](
+        str(url.host), url.port, maxsize=_POOL_CONNECTIONS, block=False, retries=False
+    )
 
 
 def _raise_if_fired(watch: QueryWatch, cause: BaseException | None = None) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from proxy.catalog import (
+from proxy.query.catalog import (
     COUNT_METRIC,
     DIMENSION_COLUMNS,
     GRANULARITY_PERIODS,
@@ -17,9 +17,8 @@ from proxy.catalog import (
     SKETCH_METRICS,
     SUM_METRICS,
 )
-from proxy.result import ResultPlan
+from proxy.query.plan import ResultPlan
 from schemas.model import (
-    scalar_text,
     Aggregation,
     And,
     Bound,
@@ -30,9 +29,9 @@ from schemas.model import (
     Not,
     Or,
     Regex,
-    Scalar,
     Search,
     Selector,
+    scalar_text,
 )
 from schemas.vocabulary import DIMENSIONS, DimensionKind
 
@@ -75,7 +74,6 @@ def _granularity(plan: ResultPlan) -> str | Json:
 
 def _column(dimension: str) -> str:
     return DIMENSION_COLUMNS[dimension]
-
 
 
 def _is_null(dimension: str) -> Json:

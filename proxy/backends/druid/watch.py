@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
-from proxy.disconnect import ClientGone, never_gone
+from proxy.runtime.disconnect import ClientGone, never_gone
 
 Reason = Literal["deadline", "disconnected"]
 
@@ -118,7 +118,9 @@ class QueryWatch:
             cancel_sent = self._cancel_sent = threading.Event()
         if cut is not None:
             cut()
-        threading.Thread(target=self._send_cancel, args=(cancel_sent,), name="druid-query-cancel", daemon=True).start()
+        threading.Thread(
+            target=self._send_cancel, args=(cancel_sent,), name="druid-query-cancel", daemon=True
+        ).start()
 
     def _send_cancel(self, sent: threading.Event) -> None:
         try:

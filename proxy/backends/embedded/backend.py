@@ -9,11 +9,11 @@ from typing import Any
 
 import duckdb
 
-from proxy.backends.embedded.engine import Reader
+from proxy.backends.embedded.storage import Reader
 from proxy.backends.embedded.translator import SqlQuery, translate
-from proxy.disconnect import ClientGone, never_gone
 from proxy.errors import BackendError, BackendTimeout, BackendUnavailable
-from proxy.result import BackendRow, ResultPlan
+from proxy.query.plan import BackendRow, ResultPlan
+from proxy.runtime.disconnect import ClientGone, never_gone
 from proxy.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from proxy.catalog import DIMENSION_COLUMNS, ORGANIZATION_COLUMN, TIME_COLUMN
-from proxy.result import ResultPlan
+from proxy.backends.embedded.storage import TABLE, epoch_ms, quote
+from proxy.query.catalog import DIMENSION_COLUMNS, ORGANIZATION_COLUMN, TIME_COLUMN
+from proxy.query.plan import ResultPlan
 from schemas.model import (
-    scalar_text,
     Aggregation,
     And,
     Bound,
@@ -37,12 +36,11 @@ from schemas.model import (
     Scalar,
     Search,
     Selector,
+    scalar_text,
 )
 from schemas.vocabulary import DIMENSIONS, DimensionKind
 
-TABLE = "sessions"
 BUCKET = "bucket_start"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _INT64 = (-(2**63), 2**63 - 1)
 
 # SQL text and the values of its `?` placeholders, in order.
@@ -63,18 +61,12 @@ class SqlQuery:
         return {"sql": self.sql, "parameters": list(self.parameters)}
 
 
-def quote(name: str) -> str:
-    """A double-quoted SQL identifier."""
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _column(dimension: str) -> str:
     return quote(DIMENSION_COLUMNS[dimension])
 
 
 def _kind(dimension: str) -> DimensionKind:
     return DIMENSIONS[dimension]
-
 
 
 def _number(value: Scalar) -> int | float:
@@ -219,11 +211,6 @@ def _conjunction(node: And | Or) -> str:
 # Statement
 
 
-def epoch_ms(instant: datetime) -> int:
-    """Whole epoch milliseconds, truncated like Druid's millisecond intervals."""
-    return (instant.astimezone(UTC) - _EPOCH) // timedelta(milliseconds=1)
-
-
 def _needed_columns(plan: ResultPlan) -> list[str]:
     names = [*plan.group_by, *(agg.field for agg in plan.metrics if agg.field is not None)]
     unique = dict.fromkeys(DIMENSION_COLUMNS[name] for name in names)
@@ -288,7 +275,7 @@ def _direction(descending: bool) -> str:
 
 
 def _order_by(plan: ResultPlan) -> str:
-    """The ordering of proxy.result's `_sort_keys`, so that LIMIT keeps the same rows."""
+    """The ordering of proxy.query.plan's `_sort_keys`, so that LIMIT keeps the same rows."""
     columns = [*plan.group_by, *plan.query.metric_names]
     position = {name: index + 2 for index, name in enumerate(columns)}
     explicit = [order.field for order in plan.query.order_by]
@@ -323,7 +310,9 @@ def _bucketed(plan: ResultPlan) -> list[Fragment]:
 def translate(plan: ResultPlan, organization_id: str) -> SqlQuery:
     """The SQL statement for a plan, scoped to one organization."""
     explodes = _explodes(plan)
-    ctes, params = _join([_matched(plan, organization_id), *_bucketed(plan), *((e, ()) for e in explodes)], ",\n")
+    ctes, params = _join(
+        [_matched(plan, organization_id), *_bucketed(plan), *((e, ()) for e in explodes)], ",\n"
+    )
     groups = [_output(_column(name), name) for name in plan.group_by]
     metrics = [_metric(agg) for agg in plan.metrics]
     lines = [

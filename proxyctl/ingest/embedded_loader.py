@@ -21,11 +21,17 @@ from typing import Any
 
 import duckdb
 
-from proxy.backends.embedded.engine import Generations, create_table_sql, table_columns
-from proxy.backends.embedded.translator import TABLE, epoch_ms, quote
-from proxy.catalog import DIMENSION_COLUMNS, ORGANIZATION_COLUMN, TIME_COLUMN
-from proxy.ingest.ndjson import ARRAY_FIELDS, INTEGER_FIELDS, STRING_FIELDS, FileSummary
+from proxy.backends.embedded.storage import (
+    TABLE,
+    Generations,
+    create_table_sql,
+    epoch_ms,
+    quote,
+    table_columns,
+)
+from proxy.query.catalog import DIMENSION_COLUMNS, ORGANIZATION_COLUMN, TIME_COLUMN
 from proxy.settings import Settings
+from proxyctl.ingest.ndjson import ARRAY_FIELDS, INTEGER_FIELDS, STRING_FIELDS, FileSummary
 
 Echo = Callable[[str], None]
 _DAY = timedelta(days=1)
@@ -56,7 +62,6 @@ TIMESTAMP_MS = """(
 
 class EmbeddedLoadError(RuntimeError):
     """The load did not complete; the previous generation is still the current one."""
-
 
 
 @dataclass(frozen=True)
@@ -134,7 +139,9 @@ def _day(epoch_milliseconds: int) -> str:
     return datetime.fromtimestamp(epoch_milliseconds / 1000, UTC).date().isoformat()
 
 
-def load_into_embedded(paths: Sequence[Path], summary: FileSummary, settings: Settings, echo: Echo) -> LoadResult:
+def load_into_embedded(
+    paths: Sequence[Path], summary: FileSummary, settings: Settings, echo: Echo
+) -> LoadResult:
     """Replace the covered UTC days of the embedded data with the rows of `paths`."""
     started = time.monotonic()
     generations = Generations(settings.embedded_dir)
@@ -144,7 +151,8 @@ def load_into_embedded(paths: Sequence[Path], summary: FileSummary, settings: Se
         name = generations.next_name()
         echo(
             f"embedded: writing {name}: {summary.rows} sessions replace the UTC days "
-            f"{_day(days[0])} to {_day(days[1] - 1)}" + (f", other days kept from {previous}" if previous else "")
+            f"{_day(days[0])} to {_day(days[1] - 1)}"
+            + (f", other days kept from {previous}" if previous else "")
         )
         try:
             previous_path = generations.path(previous) if previous else None
@@ -160,7 +168,9 @@ def load_into_embedded(paths: Sequence[Path], summary: FileSummary, settings: Se
         generations.publish(name)
         deleted = generations.prune({name, previous} if previous else {name})
     elapsed = time.monotonic() - started
-    echo(f"embedded: CURRENT is {name} ({total} rows in all, {ingested / max(elapsed, 1e-9):,.0f} sessions/s)")
+    echo(
+        f"embedded: CURRENT is {name} ({total} rows in all, {ingested / max(elapsed, 1e-9):,.0f} sessions/s)"
+    )
     if deleted:
         echo(f"embedded: deleted old generations {', '.join(deleted)}")
     return LoadResult(name, ingested, 0, total, elapsed)

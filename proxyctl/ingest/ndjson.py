@@ -194,7 +194,7 @@ def _parse_object(raw: bytes) -> dict[str, Any]:
 
 def _normalize(obj: dict[str, Any]) -> dict[str, Any]:
     """Check one parsed line against the contract; return it in `COLUMNS` order."""
-    if not _REQUIRED <= obj.keys():
+    if not obj.keys() >= _REQUIRED:
         raise _Bad(f"{next(name for name in REQUIRED_FIELDS if name not in obj)} is required")
     out = _EMPTY_ROW.copy()  # every column, in order, None until set
     for key, value in obj.items():

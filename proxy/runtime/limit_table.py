@@ -89,7 +89,9 @@ class Shape:
     @property
     def header(self) -> bytes:
         """The header a file of this shape starts with."""
-        return _HEADER.pack(_MAGIC, _VERSION, self.processes, self.keys, self.probe).ljust(_HEADER_SIZE, b"\0")
+        return _HEADER.pack(_MAGIC, _VERSION, self.processes, self.keys, self.probe).ljust(
+            _HEADER_SIZE, b"\0"
+        )
 
     @property
     def file_size(self) -> int:
@@ -157,7 +159,10 @@ class Table:
         self._own_entry: int | None = None
         self._buffer = mmap.mmap(fd, shape.file_size)
         processes, keys = shape.processes, shape.keys
-        views = _split(memoryview(self._buffer), [8 * processes] * 5 + [8 * keys, DIGEST_SIZE * keys, 2 * processes * keys])
+        views = _split(
+            memoryview(self._buffer),
+            [8 * processes] * 5 + [8 * keys, DIGEST_SIZE * keys, 2 * processes * keys],
+        )
         self.pids, self.starts = views[0].cast("q"), views[1].cast("q")
         self.generations, self.slots = views[2].cast("Q"), views[3].cast("Q")
         self.last_taken, self.tats = views[4].cast("q"), views[5].cast("q")
@@ -243,7 +248,11 @@ class Table:
 
     def release_process(self, pid: int) -> int:
         """Free every entry of `pid`; the slots dropped."""
-        return sum(self._free_process(index) for index, entry_pid in enumerate(self.pids.tolist()) if entry_pid == pid)
+        return sum(
+            self._free_process(index)
+            for index, entry_pid in enumerate(self.pids.tolist())
+            if entry_pid == pid
+        )
 
     def _home(self, digest: bytes) -> int:
         return int.from_bytes(digest[:8], "little") % (self.shape.keys - self.shape.probe + 1)

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from proxy.devtools.druid_config import Layout, java_command
+from proxyctl.druid.config import Layout, java_command
 
 
 @dataclass(frozen=True)

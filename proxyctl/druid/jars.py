@@ -56,7 +56,7 @@ def _jar_count(lib_dir: Path) -> int:
 
 
 def _run_maven(output_dir: Path, log_path: Path, echo: Echo) -> None:
-    devtools = files("proxy.devtools")
+    devtools = files("proxyctl.druid")
     with as_file(devtools / _POM) as pom, as_file(devtools / _SETTINGS) as settings:
         with tempfile.TemporaryDirectory(prefix="druid-mvn-") as work:
             project = Path(work)
@@ -64,9 +64,7 @@ def _run_maven(output_dir: Path, log_path: Path, echo: Echo) -> None:
             command = _maven_command(settings, output_dir)
             returncode = _stream_maven(command, project, log_path, echo)
     if returncode != 0:
-        raise JarResolutionError(
-            f"mvn exited with {returncode}; see {log_path}\n{_error_lines(log_path)}"
-        )
+        raise JarResolutionError(f"mvn exited with {returncode}; see {log_path}\n{_error_lines(log_path)}")
 
 
 def _maven_command(settings: Path, output_dir: Path) -> list[str]:
@@ -83,9 +81,12 @@ def _maven_command(settings: Path, output_dir: Path) -> list[str]:
 
 
 def _stream_maven(command: list[str], cwd: Path, log_path: Path, echo: Echo) -> int:
-    with log_path.open("w") as log, subprocess.Popen(
-        command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    ) as process:
+    with (
+        log_path.open("w") as log,
+        subprocess.Popen(
+            command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ) as process,
+    ):
         _report_downloads(process.stdout or (), log, echo)
         return process.wait()
 

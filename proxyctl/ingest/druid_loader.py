@@ -33,7 +33,7 @@ from urllib.parse import quote
 import requests
 
 from druid_specs import load_spec
-from proxy.ingest.ndjson import FileSummary, line_timestamp_ms
+from proxyctl.ingest.ndjson import FileSummary, line_timestamp_ms
 
 _TIMEOUT = (2.0, 30.0)
 _POLL_SECS = 1.0
@@ -88,8 +88,9 @@ def load_into_druid(
     """Replace the UTC days `paths` cover in `datasource` with their rows, a month per task;
     wait until each month is queryable. `timeout_secs` bounds each month."""
     started = time.monotonic()
-    where = _Endpoints(overlord_url.rstrip("/"), coordinator_url.rstrip("/"),
-                       broker_url.rstrip("/"), datasource)
+    where = _Endpoints(
+        overlord_url.rstrip("/"), coordinator_url.rstrip("/"), broker_url.rstrip("/"), datasource
+    )
     _require_files(paths)
     interval = covered_days(summary.first_time, summary.last_time)
     outcomes = []
@@ -102,8 +103,10 @@ def load_into_druid(
             except DruidLoadError as exc:
                 if number == 1:
                     raise
-                raise DruidLoadError(f"{exc} (months 1-{number - 1} of {len(parts)} are replaced; "
-                                     "loading the same files again replaces every day)") from exc
+                raise DruidLoadError(
+                    f"{exc} (months 1-{number - 1} of {len(parts)} are replaced; "
+                    "loading the same files again replaces every day)"
+                ) from exc
     task_ids, ingested, rejected = zip(*outcomes)
     return LoadResult(task_ids, interval, sum(ingested), sum(rejected), time.monotonic() - started)
 
@@ -186,8 +189,9 @@ def _parts(paths: Sequence[Path], rows: int, interval: str) -> Iterator[list[Par
         yield parts
 
 
-def _replace(session: requests.Session, where: _Endpoints, part: Part, deadline: float,
-             echo: Echo) -> tuple[str, int, int]:
+def _replace(
+    session: requests.Session, where: _Endpoints, part: Part, deadline: float, echo: Echo
+) -> tuple[str, int, int]:
     """One task replacing `part.interval`, followed until the broker counts its rows."""
     task_id = _submit(session, where, ingestion_spec(part.files, where.datasource, part.interval))
     echo(f"druid: task {task_id} replaces {part.interval} ({part.rows} rows)")
@@ -245,14 +249,16 @@ def _submit(session: requests.Session, where: _Endpoints, spec: dict[str, Any]) 
     except requests.RequestException as exc:
         raise DruidLoadError(f"cannot submit the task to {url}: {exc}") from exc
     if not response.ok:
-        raise DruidLoadError(f"overlord refused the task: HTTP {response.status_code}: "
-                             f"{response.text[:1000]}")
+        raise DruidLoadError(
+            f"overlord refused the task: HTTP {response.status_code}: {response.text[:1000]}"
+        )
     task_id: str = response.json()["task"]
     return task_id
 
 
-def _follow_task(session: requests.Session, where: _Endpoints, task_id: str,
-                 deadline: float, echo: Echo) -> None:
+def _follow_task(
+    session: requests.Session, where: _Endpoints, task_id: str, deadline: float, echo: Echo
+) -> None:
     started = time.monotonic()
     last_report = 0.0
     while True:
@@ -271,13 +277,13 @@ def _follow_task(session: requests.Session, where: _Endpoints, task_id: str,
         _sleep_or_give_up(deadline, f"task {task_id} still {state}")
 
 
-def _failure(session: requests.Session, where: _Endpoints, task_id: str,
-             status: dict[str, Any]) -> str:
+def _failure(session: requests.Session, where: _Endpoints, task_id: str, status: dict[str, Any]) -> str:
     """The first line of the task's error, plus the first rejected row's details if any."""
     message = str(status.get("errorMsg") or "no error message").splitlines()[0]
     try:
-        payload = _get_json(session, _task_url(where, task_id, "reports"))[
-            "ingestionStatsAndErrors"]["payload"]
+        payload = _get_json(session, _task_url(where, task_id, "reports"))["ingestionStatsAndErrors"][
+            "payload"
+        ]
     except (DruidLoadError, KeyError, ValueError):
         return message
     events = payload.get("unparseableEvents", {}).get("buildSegments") or [{}]
@@ -293,8 +299,9 @@ def _row_stats(reports: dict[str, Any]) -> tuple[int, int]:
     return int(build["processed"]), int(rejected)
 
 
-def _wait_loaded(session: requests.Session, where: _Endpoints, interval: str,
-                 deadline: float, echo: Echo) -> None:
+def _wait_loaded(
+    session: requests.Session, where: _Endpoints, interval: str, deadline: float, echo: Echo
+) -> None:
     # Without `interval` the coordinator only looks at the last two weeks.
     url = f"{where.coordinator}/druid/coordinator/v1/datasources/{where.datasource}/loadstatus"
     started = time.monotonic()
@@ -307,8 +314,9 @@ def _wait_loaded(session: requests.Session, where: _Endpoints, interval: str,
         _sleep_or_give_up(deadline, f"segments of {interval} only {percent:.0f}% loaded")
 
 
-def _wait_queryable(session: requests.Session, where: _Endpoints, interval: str,
-                    expected: int, deadline: float, echo: Echo) -> None:
+def _wait_queryable(
+    session: requests.Session, where: _Endpoints, interval: str, expected: int, deadline: float, echo: Echo
+) -> None:
     started = time.monotonic()
     while True:
         counted = _broker_count(session, where, interval)

@@ -12,10 +12,10 @@ def main() -> None:
 
 def _register_commands() -> None:
     # Each role module owns its click commands; this module only assembles them.
-    from proxy.access.commands import orgs, tokens
-    from proxy.devtools.druid_local import druid
-    from proxy.ingest.commands import gen, load
-    from proxy.serve import serve
+    from proxyctl.access import orgs, tokens
+    from proxyctl.druid.commands import druid
+    from proxyctl.ingest.commands import gen, load
+    from proxyctl.serve import serve
 
     for command in (serve, orgs, tokens, druid, gen, load):
         main.add_command(command)

@@ -12,8 +12,8 @@ from operator import itemgetter
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from proxy.buckets import format_timestamp, iter_buckets
 from proxy.errors import BadRequest, ResultTooLarge
+from proxy.query.buckets import format_timestamp, iter_buckets
 from schemas.model import Aggregation, Interval, Query
 
 # A backend row: the bucket start in epoch milliseconds, then the group values and the metric
@@ -93,7 +93,9 @@ _METRIC_OUTPUTS: dict[str, _MetricOutput] = {
     "count": _MetricOutput(int, lambda value: 0 if value is None else int(value)),
     "hyperUnique": _MetricOutput(float, lambda value: 0.0 if value is None else float(value)),
     # Every value converts: a float may be NaN or infinite, which the response shows as null.
-    "avg": _MetricOutput(None, lambda value: None if value is None or not math.isfinite(value) else float(value)),
+    "avg": _MetricOutput(
+        None, lambda value: None if value is None or not math.isfinite(value) else float(value)
+    ),
 }
 
 

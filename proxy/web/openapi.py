@@ -17,7 +17,7 @@ from marshmallow import fields
 from proxy.errors import ProxyError
 from schemas.filters import FILTER_SCHEMAS, FilterField, ScalarField
 from schemas.request import FiltersField, QuerySchema
-from schemas.vocabulary import DIMENSIONS, GRANULARITIES, FILTER_TYPES
+from schemas.vocabulary import DIMENSIONS, FILTER_TYPES, GRANULARITIES
 
 QUERY_PATH = "/api/reporting/v1/orgs/{organization_id}/visitor_sessions"
 META_PATH = QUERY_PATH + "/meta"
@@ -56,7 +56,9 @@ def _header(description: str) -> dict[str, Any]:
     return {"description": description, "schema": {"type": "string"}}
 
 
-_REQUEST_ID_HEADER = {"X-Request-Id": _header("The request id: the caller's if well-formed, else a new UUID.")}
+_REQUEST_ID_HEADER = {
+    "X-Request-Id": _header("The request id: the caller's if well-formed, else a new UUID.")
+}
 _ERROR_HEADERS: dict[int, dict[str, Any]] = {
     401: {"WWW-Authenticate": _header("The accepted schemes: Token and Bearer.")},
     429: {"Retry-After": _header("Seconds to wait before trying again.")},
@@ -95,23 +97,42 @@ _SECURITY: list[dict[str, list[str]]] = [{"Token": []}, {"Bearer": []}]
 
 def _parameters(request_id_pattern: str) -> list[dict[str, Any]]:
     return [
-        {"name": "organization_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}},
-        {"name": "X-Request-Id", "in": "header", "required": False, "schema": {"type": "string", "pattern": request_id_pattern}},
+        {
+            "name": "organization_id",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "format": "uuid"},
+        },
+        {
+            "name": "X-Request-Id",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "pattern": request_id_pattern},
+        },
     ]
 
 
 def _query_operation(request_id_pattern: str) -> dict[str, Any]:
     explain = {
-        "name": "explain", "in": "query", "required": False, "schema": {"type": "boolean"},
+        "name": "explain",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "boolean"},
         "description": "`true`: validate and authorize, run nothing, answer the backend query.",
     }
-    ok = _json_response("The result, or with explain=true the backend query.", {"oneOf": [_ref("Result"), _ref("Explanation")]})
+    ok = _json_response(
+        "The result, or with explain=true the backend query.",
+        {"oneOf": [_ref("Result"), _ref("Explanation")]},
+    )
     return {
         "summary": "Count, average and estimate unique visitor sessions of one organization.",
         "operationId": "queryVisitorSessions",
         "security": _SECURITY,
         "parameters": [*_parameters(request_id_pattern), explain],
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("VisitorSessionsQuery")}}},
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _ref("VisitorSessionsQuery")}},
+        },
         "responses": _responses(ok, QUERY_ERRORS),
     }
 
@@ -126,18 +147,25 @@ def _meta_operation(request_id_pattern: str) -> dict[str, Any]:
     }
 
 
-def _plain_operation(summary: str, ok: dict[str, Any], errors: dict[str, Any] | None = None) -> dict[str, Any]:
+def _plain_operation(
+    summary: str, ok: dict[str, Any], errors: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {"get": {"summary": summary, "security": [], "responses": {"200": ok, **(errors or {})}}}
 
 
 def _service_paths() -> dict[str, dict[str, Any]]:
     status = {"type": "object", "additionalProperties": True}
     not_ready = _error_response(503, ["not_ready"])
-    text = {"description": "Prometheus text exposition.", "content": {"text/plain": {"schema": {"type": "string"}}}}
+    text = {
+        "description": "Prometheus text exposition.",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    }
     spec = {"description": "This document.", "content": {"application/json": {"schema": {"type": "object"}}}}
     return {
         "/healthz": _plain_operation("The process is up.", _json_response("Up.", status)),
-        "/readyz": _plain_operation("The backend answers.", _json_response("Ready.", status), {"503": not_ready}),
+        "/readyz": _plain_operation(
+            "The backend answers.", _json_response("Ready.", status), {"503": not_ready}
+        ),
         "/metrics": _plain_operation("Prometheus metrics, summed across workers.", text),
         "/openapi.json": _plain_operation("This OpenAPI document.", spec),
     }
@@ -225,7 +253,10 @@ _RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
                 "items": {
                     "type": "object",
                     "required": ["name", "kind"],
-                    "properties": {"name": {"enum": list(DIMENSIONS)}, "kind": {"enum": ["string", "number", "array"]}},
+                    "properties": {
+                        "name": {"enum": list(DIMENSIONS)},
+                        "kind": {"enum": ["string", "number", "array"]},
+                    },
                     "additionalProperties": False,
                 },
             },
@@ -242,7 +273,10 @@ _RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
                             "items": {
                                 "type": "object",
                                 "required": ["field", "output"],
-                                "properties": {"field": {"type": ["string", "null"]}, "output": {"type": "string"}},
+                                "properties": {
+                                    "field": {"type": ["string", "null"]},
+                                    "output": {"type": "string"},
+                                },
                                 "additionalProperties": False,
                             },
                         },

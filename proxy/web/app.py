@@ -1,6 +1,6 @@
 """The Flask application factory: routes, request ids and the one JSON error shape.
 
-Served with `gunicorn 'proxy.app:create_app()'`; tests pass their own settings.
+Served with `gunicorn 'proxy.web.app:create_app()'`; tests pass their own settings.
 """
 
 from __future__ import annotations
@@ -17,19 +17,20 @@ from flask import Flask, Response, g, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from proxy.access.authenticate import Authenticator, authorize, canonical_organization_id
+from proxy.access.authenticate import Authenticator, authorize
+from proxy.access.principal import canonical_organization_id
 from proxy.access.store import AccessStore
 from proxy.backends.base import Backend
-from proxy.disconnect import client_probe
 from proxy.errors import BadRequest, ProxyError, UnsupportedMediaType
-from proxy.gc_pause import gc_paused
-from proxy.limits import Limiter, Limits
-from proxy.logs import configure_logging, log_audit, log_request
-from proxy.meta import meta_document
-from proxy.metrics import backend_query, exposition, observe_request, start_backend
-from proxy.openapi import openapi_document
-from proxy.result import BackendRow, ResultPlan, plan_result, render
+from proxy.query.plan import BackendRow, ResultPlan, plan_result, render
+from proxy.runtime.disconnect import client_probe
+from proxy.runtime.gc_pause import gc_paused
+from proxy.runtime.limits import Limiter, Limits
+from proxy.runtime.logs import configure_logging, log_audit, log_request
+from proxy.runtime.metrics import backend_query, exposition, observe_request, start_backend
 from proxy.settings import Settings, load_settings
+from proxy.web.meta import meta_document
+from proxy.web.openapi import openapi_document
 from schemas.model import Query
 from schemas.request import QueryLimits, QuerySchema
 
@@ -206,19 +207,21 @@ def _observe(status: int) -> None:
     code = g.get("error_code")
     observe_request(route, request.method if request.method in _METHODS else "other", status, code, seconds)
     backend, backend_ms = g.get("backend"), g.get("backend_ms")
-    log_request({
-        "request_id": g.get("request_id"),
-        "method": request.method,
-        "route": route,
-        "organization": g.get("organization") or (request.view_args or {}).get("organization_id"),
-        "principal": g.get("principal"),
-        "status": status,
-        "error_code": code,
-        "duration_ms": round(seconds * 1000, 3),
-        "backend": backend,
-        "backend_ms": None if backend_ms is None else round(backend_ms, 3),
-        "druid_query_id": g.get("request_id") if backend == "druid" else None,
-    })
+    log_request(
+        {
+            "request_id": g.get("request_id"),
+            "method": request.method,
+            "route": route,
+            "organization": g.get("organization") or (request.view_args or {}).get("organization_id"),
+            "principal": g.get("principal"),
+            "status": status,
+            "error_code": code,
+            "duration_ms": round(seconds * 1000, 3),
+            "backend": backend,
+            "backend_ms": None if backend_ms is None else round(backend_ms, 3),
+            "druid_query_id": g.get("request_id") if backend == "druid" else None,
+        }
+    )
 
 
 def create_app(settings: Settings | None = None, backend: Backend | None = None) -> Flask:

@@ -14,9 +14,9 @@ from typing import Any
 import click
 import requests
 
-from proxy.devtools import druid_processes as processes
-from proxy.devtools.druid_config import SERVICES, Layout, write_configs
-from proxy.devtools.druid_jars import (
+from proxyctl.druid import processes
+from proxyctl.druid.config import SERVICES, Layout, write_configs
+from proxyctl.druid.jars import (
     DRUID_VERSION,
     JarResolutionError,
     default_jar_dir,
@@ -69,11 +69,9 @@ def _zookeeper_serving(layout: Layout) -> bool:
 # The coordinator serves the overlord API too (asOverlord), so both leaders are asked there.
 CHECKS: tuple[Check, ...] = (
     Check("zookeeper serving", "zookeeper", _zookeeper_serving),
-    Check("coordinator leader", "coordinator",
-          _http_ok("coordinator", "/druid/coordinator/v1/isLeader")),
+    Check("coordinator leader", "coordinator", _http_ok("coordinator", "/druid/coordinator/v1/isLeader")),
     Check("overlord leader", "coordinator", _http_ok("coordinator", "/druid/indexer/v1/isLeader")),
-    Check("historical ready", "historical",
-          _http_ok("historical", "/druid/historical/v1/readiness")),
+    Check("historical ready", "historical", _http_ok("historical", "/druid/historical/v1/readiness")),
     Check("broker ready", "broker", _http_ok("broker", "/druid/broker/v1/readiness")),
     Check("indexer worker registered", "indexer", _worker_registered),
 )
@@ -91,16 +89,28 @@ def _default_state_dir(port_offset: int) -> Path:
 def _cluster_options(command: Callable[..., None]) -> Callable[..., None]:
     """Add the options that pick a cluster and hand the command a `Layout`."""
 
-    @click.option("--state-dir", type=click.Path(path_type=Path), envvar="PROXY_DRUID_LOCAL_DIR",
-                  help="Configs, data, logs, pids [default: ~/.cache/reporting-proxy/druid-local].")
-    @click.option("--port-offset", type=click.IntRange(0, 1000), default=0, show_default=True,
-                  envvar="PROXY_DRUID_LOCAL_PORT_OFFSET",
-                  help="Added to every default port (zk 2181, derby 1527, 8081-8083, 8091).")
-    @click.option("--jar-dir", type=click.Path(path_type=Path), envvar="PROXY_DRUID_LOCAL_JARS",
-                  help=f"Jar cache [default: ~/.cache/reporting-proxy/druid-{DRUID_VERSION}/lib].")
+    @click.option(
+        "--state-dir",
+        type=click.Path(path_type=Path),
+        envvar="PROXY_DRUID_LOCAL_DIR",
+        help="Configs, data, logs, pids [default: ~/.cache/reporting-proxy/druid-local].",
+    )
+    @click.option(
+        "--port-offset",
+        type=click.IntRange(0, 1000),
+        default=0,
+        show_default=True,
+        envvar="PROXY_DRUID_LOCAL_PORT_OFFSET",
+        help="Added to every default port (zk 2181, derby 1527, 8081-8083, 8091).",
+    )
+    @click.option(
+        "--jar-dir",
+        type=click.Path(path_type=Path),
+        envvar="PROXY_DRUID_LOCAL_JARS",
+        help=f"Jar cache [default: ~/.cache/reporting-proxy/druid-{DRUID_VERSION}/lib].",
+    )
     @functools.wraps(command)
-    def wrapper(state_dir: Path | None, port_offset: int, jar_dir: Path | None,
-                **kwargs: Any) -> None:
+    def wrapper(state_dir: Path | None, port_offset: int, jar_dir: Path | None, **kwargs: Any) -> None:
         state = (state_dir or _default_state_dir(port_offset)).expanduser().absolute()
         jars = (jar_dir or default_jar_dir()).expanduser().absolute()
         command(Layout(state, jars, port_offset), **kwargs)
@@ -114,8 +124,13 @@ def druid() -> None:
 
 
 @druid.command()
-@click.option("--timeout", type=float, default=240.0, show_default=True,
-              help="Seconds to wait for the cluster to become ready.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=240.0,
+    show_default=True,
+    help="Seconds to wait for the cluster to become ready.",
+)
 @_cluster_options
 def up(layout: Layout, timeout: float) -> None:
     """Resolve the jars if needed, start every service not yet running, wait until ready."""
@@ -145,8 +160,7 @@ def _start_missing(layout: Layout, missing: list[str], partly_running: bool) -> 
 
 def _refuse_busy_ports(layout: Layout, services: list[str]) -> None:
     wanted = [*services, "derby"] if "coordinator" in services else services
-    busy = [f"{name} {layout.port(name)}" for name in wanted
-            if processes.port_in_use(layout.port(name))]
+    busy = [f"{name} {layout.port(name)}" for name in wanted if processes.port_in_use(layout.port(name))]
     if busy:
         raise StartupError(
             f"port(s) already in use by another process: {', '.join(busy)}; "
@@ -199,8 +213,10 @@ def _print_endpoints(layout: Layout, elapsed: float) -> None:
     click.echo(f"druid {DRUID_VERSION} ready in {elapsed:.1f}s (state: {layout.state_dir})")
     click.echo(f"  coordinator+overlord {layout.url('coordinator')}")
     click.echo(f"  broker               {layout.url('broker')}")
-    click.echo(f"  export PROXY_DRUID_BROKER_URL={layout.url('broker')} "
-               f"PROXY_DRUID_OVERLORD_URL={layout.url('coordinator')}")
+    click.echo(
+        f"  export PROXY_DRUID_BROKER_URL={layout.url('broker')} "
+        f"PROXY_DRUID_OVERLORD_URL={layout.url('coordinator')}"
+    )
 
 
 @druid.command()

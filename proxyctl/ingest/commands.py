@@ -10,9 +10,9 @@ from typing import Any
 
 import click
 
-from proxy.ingest.generator import DEFAULT_DAYS, generate
-from proxy.ingest.ndjson import FileSummary, InvalidLine, combine, validate_file
 from proxy.settings import Settings, SettingsError, load_settings
+from proxyctl.ingest.generator import DEFAULT_DAYS, generate
+from proxyctl.ingest.ndjson import FileSummary, InvalidLine, combine, validate_file
 
 Echo = Callable[[str], None]
 
@@ -22,9 +22,7 @@ Echo = Callable[[str], None]
 @click.option("--sessions", type=click.IntRange(min=1), default=100_000, show_default=True)
 @click.option("--orgs", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
-@click.option(
-    "--start", type=click.DateTime(["%Y-%m-%d"]), help="First UTC day  [default: 2018-12-31]"
-)
+@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), help="First UTC day  [default: 2018-12-31]")
 @click.option("--days", type=click.IntRange(min=1), default=DEFAULT_DAYS, show_default=True)
 def gen(out: Path, sessions: int, orgs: int, seed: int, start: datetime | None, days: int) -> None:
     """Write OUT.ndjson: SESSIONS deterministic sessions of ORGS organizations."""
@@ -55,7 +53,7 @@ def _describe(summary: FileSummary) -> str:
 
 def _load_druid(paths: Sequence[Path], summary: FileSummary, settings: Settings, echo: Echo) -> Any:
     # Imported here so the embedded deployment never imports the Druid loader's dependencies.
-    from proxy.ingest.druid_loader import DruidLoadError, load_into_druid
+    from proxyctl.ingest.druid_loader import DruidLoadError, load_into_druid
 
     if not settings.druid_overlord_url or not settings.druid_broker_url:
         raise click.ClickException(
@@ -76,11 +74,9 @@ def _load_druid(paths: Sequence[Path], summary: FileSummary, settings: Settings,
         raise click.ClickException(f"druid: {exc}") from exc
 
 
-def _load_embedded(
-    paths: Sequence[Path], summary: FileSummary, settings: Settings, echo: Echo
-) -> Any:
+def _load_embedded(paths: Sequence[Path], summary: FileSummary, settings: Settings, echo: Echo) -> Any:
     # Imported here so `gen` and Druid loads never import DuckDB.
-    from proxy.backends.embedded.loader import EmbeddedLoadError, load_into_embedded
+    from proxyctl.ingest.embedded_loader import EmbeddedLoadError, load_into_embedded
 
     try:
         return load_into_embedded(paths, summary, settings, echo)

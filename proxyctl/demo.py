@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from proxy.ingest.generator import DEMO_ORGANIZATION
+from proxyctl.ingest.generator import DEMO_ORGANIZATION
 
 SEED = 7
 ORGS = 5
@@ -57,19 +57,36 @@ def main() -> None:
     port = os.environ.get("DEMO_PORT", "8080")
     sample = data_dir / "sessions.ndjson"
     data_dir.mkdir(parents=True, exist_ok=True)
-    _step(f"generating {sessions} sessions", "gen", str(sample), "--sessions", sessions, "--orgs", str(ORGS), "--seed", str(SEED))
+    _step(
+        f"generating {sessions} sessions",
+        "gen",
+        str(sample),
+        "--sessions",
+        sessions,
+        "--orgs",
+        str(ORGS),
+        "--seed",
+        str(SEED),
+    )
     _step("loading them into the embedded engine", "load", str(sample))
     if DEMO_ORGANIZATION not in _cli("orgs", "list"):
         _step("registering the demo organization", "orgs", "add", DEMO_ORGANIZATION, "--name", "Demo")
-    key = _step("creating an API key", "tokens", "create", "--org", DEMO_ORGANIZATION, "--name", "demo").strip().splitlines()[-1]
-    print(f"\nReady in {time.monotonic() - started:.0f} s. Try the seed example (unique visitors from Helsinki on 1.1.2019):\n")
+    key = (
+        _step("creating an API key", "tokens", "create", "--org", DEMO_ORGANIZATION, "--name", "demo")
+        .strip()
+        .splitlines()[-1]
+    )
+    print(
+        f"\nReady in {time.monotonic() - started:.0f} s. "
+        "Try the seed example (unique visitors from Helsinki on 1.1.2019):\n"
+    )
     print(
         f"curl -s -X POST http://127.0.0.1:{port}/api/reporting/v1/orgs/{DEMO_ORGANIZATION}/visitor_sessions \\\n"
         f"  -H 'Authorization: Token {key}' -H 'Content-Type: application/json' \\\n"
         f"  -d '{json.dumps(SEED_QUERY)}'\n",
         flush=True,
     )
-    os.execv(sys.executable, [sys.executable, "-m", "proxy.cli", "serve", "--port", port])
+    os.execv(sys.executable, [sys.executable, "-m", "proxyctl.cli", "serve", "--port", port])
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 every worker process on the host.
 
 Every request passes the limiter twice (admit, release), so its counters live in a file that
-every worker maps into memory (`proxy.limit_table`): an admit and its release are a few memory
+every worker maps into memory (`proxy.runtime.limit_table`): an admit and its release are a few memory
 reads and writes under one lock, 12-15 µs of CPU in a loop. Two SQLite write transactions took
 65-90 µs in the same loop and 150-230 µs of a gunicorn worker's CPU per request.
 
@@ -33,14 +33,22 @@ from pathlib import Path
 from typing import NamedTuple
 
 from proxy.errors import TooManyRequests
-from proxy.limit_table import DIGEST_SIZE, WINDOW_NS, Shape, Table, process_alive, process_identity
+from proxy.runtime.limit_table import DIGEST_SIZE, WINDOW_NS, Shape, Table, process_alive, process_identity
 from proxy.settings import Settings
 
-__all__ = ["Limiter", "Limits", "organization_digest", "principal_digest", "process_alive", "process_identity"]
+__all__ = [
+    "Limiter",
+    "Limits",
+    "organization_digest",
+    "principal_digest",
+    "process_alive",
+    "process_identity",
+]
 
 log = logging.getLogger(__name__)
 
 _WARN_EVERY_SECS = 60.0
+_DEFAULT_SHAPE = Shape()
 _NS_PER_SEC = 10**9
 
 
@@ -85,7 +93,9 @@ def organization_digest(organization: str) -> bytes:
 
 def principal_digest(organization: str, principal: str) -> bytes:
     """The digest of a principal's key within an organization."""
-    return hashlib.blake2b(f"principal\0{organization}\0{principal}".encode(), digest_size=DIGEST_SIZE).digest()
+    return hashlib.blake2b(
+        f"principal\0{organization}\0{principal}".encode(), digest_size=DIGEST_SIZE
+    ).digest()
 
 
 @functools.lru_cache(maxsize=4096)
@@ -112,7 +122,12 @@ class Limiter:
     """Admits a query or raises TooManyRequests; the state is shared through one mapped file."""
 
     def __init__(
-        self, path: Path, limits: Limits, clock: Callable[[], float] = time.time, *, shape: Shape = Shape()
+        self,
+        path: Path,
+        limits: Limits,
+        clock: Callable[[], float] = time.time,
+        *,
+        shape: Shape = _DEFAULT_SHAPE,
     ) -> None:
         self._path = path
         self.limits = limits
@@ -222,7 +237,9 @@ class Limiter:
                 tat = _next_arrival(table.tats[position], rule.per_min, now)
                 if tat - now > WINDOW_NS:
                     wait = math.ceil((tat - now - WINDOW_NS) / _NS_PER_SEC)
-                    raise TooManyRequests(f"More than {rule.per_min} queries a minute for this {rule.whose}.", wait)
+                    raise TooManyRequests(
+                        f"More than {rule.per_min} queries a minute for this {rule.whose}.", wait
+                    )
                 arrivals.append((position, tat))
         return arrivals
 

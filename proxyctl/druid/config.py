@@ -125,7 +125,7 @@ def _template_values(layout: Layout) -> dict[str, str]:
 
 
 def _render(template: str, values: dict[str, str]) -> str:
-    text = (files("proxy.devtools") / "templates" / template).read_text()
+    text = (files("proxyctl.druid") / "templates" / template).read_text()
     return Template(text).substitute(values)
 
 
@@ -142,7 +142,8 @@ def _jvm_flags(layout: Layout, service: str) -> list[str]:
     flags = ["-server", f"-Xms{heap}", f"-Xmx{heap}", *_CALM_FLAGS, *_JAVA17_FLAGS]
     if direct is not None:
         flags.append(f"-XX:MaxDirectMemorySize={direct}")
-    return flags + [
+    return [
+        *flags,
         "-Duser.timezone=UTC",
         "-Dfile.encoding=UTF-8",
         f"-Djava.io.tmpdir={layout.var_dir / 'tmp'}",

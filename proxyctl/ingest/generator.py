@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from proxy.ingest.sample_values import (
+from proxyctl.ingest.sample_values import (
     AGENT_SLOTS,
     COUNT_BITS,
     DURATION_SLOTS,
@@ -56,6 +56,7 @@ DAY_MS = 24 * HOUR_MS
 MAX_LISTED_URLS = 100
 CHUNK = 20_000  # sessions per random stream: part of the output format, never change lightly
 _MASK64 = (1 << 64) - 1
+
 
 def _mix(value: int) -> int:
     """splitmix64 finalizer: a cheap bijective hash, so visitor profiles need no storage."""
@@ -105,8 +106,7 @@ def _make_orgs(rng: random.Random, sessions: int, orgs: int, seed: int) -> list[
     total = sum(weights)
     return [
         # A visitor pool of 40% of the sessions: most visitors come back.
-        _Org(org_id, rng.getrandbits(64), max(1, int(sessions * weight / total * 0.4)),
-             _org_urls(rng, i))
+        _Org(org_id, rng.getrandbits(64), max(1, int(sessions * weight / total * 0.4)), _org_urls(rng, i))
         for i, (org_id, weight) in enumerate(zip(ids, weights))
     ]
 
@@ -292,7 +292,7 @@ class _Sessions:
 
     def row(self, special: _Special | None) -> dict[str, Any]:
         """One session as it is written, key order included."""
-        rng, bits = self.rng, self.rng.getrandbits
+        bits = self.rng.getrandbits
         org = self.org_table[bits(TABLE_BITS)] if special is None else self.plan.orgs[0]
         visitor_id, city, country, browser, version, os_name, device, ip_org = self._profile(org)
         if special is None and bits(3) == 0:  # travelling

@@ -28,9 +28,7 @@ from proxy.errors import BackendTimeout
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
-REQUESTS = Counter(
-    "reporting_proxy_requests_total", "HTTP requests answered.", ["route", "method", "status"]
-)
+REQUESTS = Counter("reporting_proxy_requests_total", "HTTP requests answered.", ["route", "method", "status"])
 REQUEST_LATENCY = Histogram(
     "reporting_proxy_request_duration_seconds",
     "Time from request start to response, by route and status.",

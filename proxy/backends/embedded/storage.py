@@ -23,16 +23,18 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 
-from proxy.backends.embedded.translator import TABLE, quote
-from proxy.catalog import DIMENSION_COLUMNS, ORGANIZATION_COLUMN, TIME_COLUMN
+from proxy.query.catalog import DIMENSION_COLUMNS, ORGANIZATION_COLUMN, TIME_COLUMN
 from schemas.vocabulary import DIMENSIONS, DimensionKind
 
+TABLE = "sessions"
 CURRENT = "CURRENT"
 LOCK = "load.lock"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _GENERATION = re.compile(r"sessions-(\d+)\.duckdb")
 
 # Column type of each kind of dimension; empty arrays are stored as empty lists, never NULL.
@@ -43,6 +45,16 @@ COLUMN_TYPES: dict[DimensionKind, str] = {
 }
 # Readers run only the translator's SQL; they have no business with other files.
 READER_CONFIG: dict[str, str | bool | int | float | list[str]] = {"enable_external_access": False}
+
+
+def quote(name: str) -> str:
+    """A double-quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def epoch_ms(instant: datetime) -> int:
+    """Whole epoch milliseconds, truncated like Druid's millisecond intervals."""
+    return (instant.astimezone(UTC) - _EPOCH) // timedelta(milliseconds=1)
 
 
 class StorageError(OSError):

@@ -26,12 +26,19 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     # The config module sets up multiprocess metrics and the worker-exit clean-up; the
     # service writes its own JSON access line, so gunicorn's access log stays off.
     args = [
-        sys.executable, "-m", "gunicorn",
-        "--config", "python:proxy.gunicorn_conf",
-        "--bind", f"{host}:{port}",
-        "--workers", str(workers),
-        "--threads", str(threads),
-        "--worker-class", "gthread",
-        "proxy.app:create_app()",
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--config",
+        "python:proxy.gunicorn_conf",
+        "--bind",
+        f"{host}:{port}",
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "--worker-class",
+        "gthread",
+        "proxy.web.app:create_app()",
     ]
     os.execv(sys.executable, args)
