@@ -1,21 +1,30 @@
-"""The pure parts of the Druid loader: which days a load replaces, how it splits them by month,
-and the spec it submits."""
+"""The Druid loader: which days a load replaces, how it splits them by month, the spec it
+submits, and its overlord, coordinator and broker calls mocked at the transport."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
+import responses
+from responses import matchers
 
+from proxyctl.ingest import druid_loader
 from proxyctl.ingest.druid_loader import (
     DruidLoadError,
+    LoadResult,
     Part,
     covered_days,
     ingestion_spec,
+    load_into_druid,
     month_intervals,
     split_by_month,
 )
+from proxyctl.ingest.ndjson import FileSummary
 
 
 @pytest.mark.parametrize(
@@ -138,3 +147,184 @@ def test_a_row_the_split_cannot_place_fails_it(tmp_path: Path, line: bytes, erro
     source.write_bytes(_line("2024-01-15T00:00:00Z", "s1") + line)
     with pytest.raises(error):
         split_by_month([source], "2024-01-15T00:00:00Z/2024-02-02T00:00:00Z", tmp_path)
+
+
+OVERLORD = "http://overlord.test:8081"
+BROKER = "http://broker.test:8082"
+DATASOURCE = "sessions_ds"
+TASK = "index_parallel_sessions_ds_abc"
+MARCH_1 = "2024-03-01T00:00:00Z/2024-03-02T00:00:00Z"
+TASK_URL = f"{OVERLORD}/druid/indexer/v1/task"
+STATUS_URL = f"{TASK_URL}/{TASK}/status"
+REPORTS_URL = f"{TASK_URL}/{TASK}/reports"
+LOAD_STATUS_URL = f"{OVERLORD}/druid/coordinator/v1/datasources/{DATASOURCE}/loadstatus"
+COUNT_QUERY = {
+    "queryType": "timeseries",
+    "dataSource": DATASOURCE,
+    "intervals": [MARCH_1],
+    "granularity": "all",
+    "aggregations": [{"type": "count", "name": "rows"}],
+    "context": {"timeout": 30_000, "useCache": False, "populateCache": False},
+}
+
+
+@pytest.fixture
+def http(monkeypatch: pytest.MonkeyPatch) -> Iterator[responses.RequestsMock]:
+    monkeypatch.setattr(druid_loader, "_POLL_SECS", 0.0)
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        yield mock
+
+
+@pytest.fixture
+def march_file(tmp_path: Path) -> Path:
+    path = tmp_path / "march.ndjson"
+    path.write_bytes(_line("2024-03-01T10:00:00Z", "s1") * 3)
+    return path
+
+
+def _summary(rows: int, first: str, last: str) -> FileSummary:
+    moments = (
+        datetime.fromisoformat(first).replace(tzinfo=UTC),
+        datetime.fromisoformat(last).replace(tzinfo=UTC),
+    )
+    return FileSummary(rows, *moments, frozenset({"org"}))
+
+
+MARCH_SUMMARY = _summary(3, "2024-03-01T10:00:00", "2024-03-01T10:00:00")
+
+
+def _load(
+    paths: list[Path], summary: FileSummary, echoed: list[str], timeout_secs: float = 60.0
+) -> LoadResult:
+    return load_into_druid(
+        paths, summary, OVERLORD, OVERLORD, BROKER, DATASOURCE, echoed.append, timeout_secs
+    )
+
+
+def _status(state: str, **extra: str) -> dict[str, Any]:
+    return {"status": {"id": TASK, "statusCode": state, **extra}}
+
+
+def _reports(processed: int, unparseable: int = 0, details: list[str] | None = None) -> dict[str, Any]:
+    build = {"processed": processed, "processedWithError": 0, "unparseable": unparseable, "thrownAway": 0}
+    events = {"buildSegments": [{"details": details}]} if details else {}
+    return {
+        "ingestionStatsAndErrors": {
+            "payload": {"rowStats": {"buildSegments": build}, "unparseableEvents": events}
+        }
+    }
+
+
+def _accept_task(http: responses.RequestsMock, spec: dict[str, Any]) -> None:
+    http.post(TASK_URL, json={"task": TASK}, match=[matchers.json_params_matcher(spec)])
+
+
+def _becomes_queryable(http: responses.RequestsMock, rows: int) -> None:
+    loaded = matchers.query_param_matcher({"forceMetadataRefresh": "true", "interval": MARCH_1})
+    http.get(LOAD_STATUS_URL, json={DATASOURCE: 50.0}, match=[loaded])
+    http.get(LOAD_STATUS_URL, json={DATASOURCE: 100.0}, match=[loaded])
+    counted = matchers.json_params_matcher(COUNT_QUERY)
+    http.post(f"{BROKER}/druid/v2/", json=[], match=[counted])
+    http.post(f"{BROKER}/druid/v2/", json=[{"result": {"rows": rows}}], match=[counted])
+
+
+def test_a_load_submits_follows_and_waits_until_the_broker_counts_its_rows(
+    http: responses.RequestsMock, march_file: Path
+) -> None:
+    _accept_task(http, ingestion_spec([march_file], DATASOURCE, MARCH_1))
+    http.get(STATUS_URL, json=_status("RUNNING", runnerStatusCode="RUNNING"))
+    http.get(STATUS_URL, json=_status("SUCCESS"))
+    http.get(REPORTS_URL, json=_reports(processed=3))
+    _becomes_queryable(http, rows=3)
+    echoed: list[str] = []
+    result = _load([march_file], MARCH_SUMMARY, echoed)
+    assert (result.task_ids, result.interval, result.rows_ingested, result.rows_rejected) == (
+        (TASK,),
+        MARCH_1,
+        3,
+        0,
+    )
+    assert [line.split(" (")[0] for line in echoed] == [
+        f"druid: task {TASK} replaces {MARCH_1}",
+        "druid: task RUNNING",
+        "druid: task SUCCESS: 3 rows ingested, 0 rejected",
+        "druid: segments loaded",
+        "druid: broker counts 3 rows",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        ({"status": 400, "body": "bad spec"}, "overlord refused the task: HTTP 400: bad spec"),
+        ({"body": requests.ConnectionError("refused")}, f"cannot submit the task to {TASK_URL}: refused"),
+    ],
+)
+def test_a_task_the_overlord_does_not_take_fails_the_load(
+    http: responses.RequestsMock, march_file: Path, answer: dict[str, Any], message: str
+) -> None:
+    http.post(TASK_URL, **answer)
+    with pytest.raises(DruidLoadError) as caught:
+        _load([march_file], MARCH_SUMMARY, [])
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("reports", "reason"),
+    [
+        ({"json": _reports(0, 1, ["Unable to parse row [x]"])}, "out of memory; Unable to parse row [x]"),
+        ({"status": 404, "body": "no reports"}, "out of memory"),
+    ],
+)
+def test_a_failed_task_names_its_error_and_first_rejected_row(
+    http: responses.RequestsMock, march_file: Path, reports: dict[str, Any], reason: str
+) -> None:
+    _accept_task(http, ingestion_spec([march_file], DATASOURCE, MARCH_1))
+    http.get(STATUS_URL, json=_status("FAILED", errorMsg="out of memory\n\tat java.Thread"))
+    http.get(REPORTS_URL, **reports)
+    with pytest.raises(DruidLoadError) as caught:
+        _load([march_file], MARCH_SUMMARY, [])
+    assert str(caught.value) == f"task {TASK} FAILED: {reason}"
+
+
+def test_a_status_the_overlord_cannot_give_fails_the_load(
+    http: responses.RequestsMock, march_file: Path
+) -> None:
+    _accept_task(http, ingestion_spec([march_file], DATASOURCE, MARCH_1))
+    http.get(STATUS_URL, status=503, body="leader unknown")
+    with pytest.raises(DruidLoadError) as caught:
+        _load([march_file], MARCH_SUMMARY, [])
+    assert str(caught.value) == f"GET {STATUS_URL}: HTTP 503: leader unknown"
+
+
+def test_a_broker_that_never_counts_the_rows_ends_the_wait_at_the_deadline(
+    http: responses.RequestsMock, march_file: Path
+) -> None:
+    _accept_task(http, ingestion_spec([march_file], DATASOURCE, MARCH_1))
+    http.get(STATUS_URL, json=_status("SUCCESS"))
+    http.get(REPORTS_URL, json=_reports(processed=3))
+    http.get(LOAD_STATUS_URL, json={DATASOURCE: 100.0})
+    http.post(f"{BROKER}/druid/v2/", json=[{"result": {"rows": 2}}])
+    with pytest.raises(DruidLoadError) as caught:
+        _load([march_file], MARCH_SUMMARY, [], timeout_secs=0.0)
+    assert str(caught.value) == "gave up waiting: broker counts 2 rows, expected 3"
+
+
+def test_a_failed_later_month_says_the_earlier_months_are_replaced(
+    http: responses.RequestsMock, tmp_path: Path
+) -> None:
+    source = tmp_path / "two-months.ndjson"
+    source.write_bytes(_line("2024-02-29T10:00:00Z", "s1") + _line("2024-03-01T10:00:00Z", "s2"))
+    http.post(TASK_URL, json={"task": TASK})
+    http.get(STATUS_URL, json=_status("SUCCESS"))
+    http.get(REPORTS_URL, json=_reports(processed=1))
+    http.get(LOAD_STATUS_URL, json={DATASOURCE: 100.0})
+    http.post(f"{BROKER}/druid/v2/", json=[{"result": {"rows": 1}}])
+    http.post(TASK_URL, status=500, body="overlord down")
+    with pytest.raises(DruidLoadError, match=r"\(months 1-1 of 2 are replaced; loading the same files again"):
+        _load([source], _summary(2, "2024-02-29T10:00:00", "2024-03-01T10:00:00"), [])
+
+
+def test_a_missing_input_file_fails_before_any_request(http: responses.RequestsMock, tmp_path: Path) -> None:
+    with pytest.raises(DruidLoadError, match=r"^no such input file"):
+        _load([tmp_path / "absent.ndjson"], _summary(1, "2024-03-01T10:00:00", "2024-03-01T10:00:00"), [])
