@@ -12,7 +12,8 @@
     ├── ClientDisconnected            499 client_closed_request (nobody reads it)
     ├── BackendError                  502 backend_error      (answered garbage or failed)
     ├── BackendUnavailable            503 backend_unavailable (Retry-After)
-    │   └── BackendOverloaded         503 backend_overloaded  (Retry-After)
+    │   ├── BackendOverloaded         503 backend_overloaded  (Retry-After)
+    │   └── NotReady                  503 not_ready           (Retry-After; GET /readyz)
     └── BackendTimeout                504 backend_timeout
 
 Views never build error responses by hand: they raise one of these and the app's error
@@ -119,6 +120,12 @@ class BackendUnavailable(ProxyError):
 class BackendOverloaded(BackendUnavailable):
     code = "backend_overloaded"
     retry_after = 2
+
+
+class NotReady(BackendUnavailable):
+    """The engine does not answer queries yet; only the readiness probe says so."""
+
+    code = "not_ready"
 
 
 class BackendTimeout(ProxyError):
