@@ -2,7 +2,8 @@
 
     ProxyError
     ├── BadRequest                    400 invalid_request   (payload, query string)
-    │   └── ResultTooLarge            400 result_too_large
+    │   ├── ResultTooLarge            400 result_too_large
+    │   └── UnsupportedQuery          400 unsupported_query (valid, but a backend cannot run it)
     ├── NotAuthenticated              401 not_authenticated
     ├── Forbidden                     403 forbidden
     ├── NotFound                      404 not_found
@@ -61,6 +62,12 @@ class BadRequest(ProxyError):
 
 class ResultTooLarge(BadRequest):
     code = "result_too_large"
+
+
+class UnsupportedQuery(BadRequest):
+    """A valid query that names something the backend's translation tables do not cover."""
+
+    code = "unsupported_query"
 
 
 class NotAuthenticated(ProxyError):
