@@ -19,18 +19,17 @@ from typing import Any
 
 import duckdb
 import requests
+from pydruid.utils.aggregators import hyperunique
+from pydruid.utils.filters import Dimension
 
+from bench.broker import Broker, rows
 from bench.datasets import BROKER, OVERLORD, Dataset
 from bench.stats import summary
 from proxyctl.ingest.generator import organization_ids
 
 COLUMNS = ("session_id", "visitor_id")
 ESTIMATORS: dict[str, Callable[[str], dict[str, Any]]] = {
-    "hyperUnique (*_hll)": lambda column: {
-        "type": "hyperUnique",
-        "fieldName": f"{column}_hll",
-        "round": False,
-    },
+    "hyperUnique (*_hll)": lambda column: {**hyperunique(f"{column}_hll"), "round": False},
     "HLL sketch lgK 14 (*_sketch)": lambda column: {
         "type": "HLLSketchMerge",
         "fieldName": f"{column}_sketch",
@@ -63,32 +62,21 @@ def _epoch_ms(text: str) -> int:
 def _druid(
     datasource: str, organization: str | None, granularity: str, interval: str
 ) -> dict[int, dict[str, float]]:
-    aggregations = [
-        {**make(column), "name": f"{name}|{column}"}
-        for name, make in ESTIMATORS.items()
-        for column in COLUMNS
-    ]
-    query: dict[str, Any] = {
-        "queryType": "timeseries",
-        "dataSource": datasource,
-        "intervals": [interval],
-        "granularity": granularity,
-        "aggregations": aggregations,
-        "context": {"timeout": 120_000, "skipEmptyBuckets": True},
+    aggregations = {
+        f"{name}|{column}": make(column) for name, make in ESTIMATORS.items() for column in COLUMNS
     }
-    if organization:
-        query["filter"] = {
-            "type": "equals",
-            "column": "organization_id",
-            "matchValueType": "STRING",
-            "matchValue": organization,
-        }
-    response = requests.post(f"{BROKER}/druid/v2/", json=query, timeout=(2, 130))
-    response.raise_for_status()
+    answer = Broker(BROKER, timeout_secs=130).timeseries(
+        datasource=datasource,
+        intervals=[interval],
+        granularity=granularity,
+        aggregations=aggregations,
+        filter=Dimension("organization_id") == organization if organization else None,
+        context={"timeout": 120_000, "skipEmptyBuckets": True},
+    )
     start = _epoch_ms(interval.split("/")[0])
     return {
         (start if granularity == "all" else _epoch_ms(row["timestamp"])): row["result"]
-        for row in response.json()
+        for row in rows(answer)
     }
 
 

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import requests
+from pydruid.utils.aggregators import longsum
 
+from bench.broker import Broker, DruidQueryError, rows
 from proxyctl.ingest.ndjson import line_timestamp_ms
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,19 +118,18 @@ def ensure_file(dataset: Dataset, log: Any = print) -> Path:
 
 def druid_count(datasource: str) -> int:
     """Sessions the broker counts in a datasource over all time (0 when it does not exist)."""
-    query = {
-        "queryType": "timeseries",
-        "dataSource": datasource,
-        "granularity": "all",
-        "intervals": ["1000-01-01/3000-01-01"],
-        "aggregations": [{"type": "longSum", "name": "n", "fieldName": "count"}],
-        "context": {"timeout": 60_000},
-    }
-    response = requests.post(f"{BROKER}/druid/v2/", json=query, timeout=(2, 70))
-    if response.status_code != 200:
+    try:
+        answer = Broker(BROKER, timeout_secs=70).timeseries(
+            datasource=datasource,
+            granularity="all",
+            intervals=["1000-01-01/3000-01-01"],
+            aggregations={"n": longsum("count")},
+            context={"timeout": 60_000},
+        )
+    except DruidQueryError:
         return 0
-    rows = response.json()
-    return int(rows[0]["result"]["n"] or 0) if rows else 0
+    found = rows(answer)
+    return int(found[0]["result"]["n"] or 0) if found else 0
 
 
 def embedded_count(dataset: Dataset) -> int:
