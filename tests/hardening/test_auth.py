@@ -20,12 +20,12 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from proxy.access.store import AccessStore
-from tests.hardening.conftest import JWT_AUDIENCE, JWT_ISSUER, SPAN, JwtKeys, Tenants
-from tests.hardening.contract import contract_problem, serving_worker, worker_pids
-from tests.integration.conftest import Service, _cli
+from tests.support.contract import contract_problem, serving_worker, worker_pids
+from tests.support.ids import ORG, OTHER_ORG
+from tests.support.served import ROUTE, Service, cli
+from tests.support.tenants import JWT_AUDIENCE, JWT_ISSUER, SPAN, JwtKeys, Tenants
 
 QUERY = {"interval": SPAN, "granularity": "all", "aggregations": [{"type": "count"}]}
-ROUTE = "/api/reporting/v1/orgs/{}/visitor_sessions"
 
 
 def _post(service: Service, organization: str, authorization: str) -> tuple[int, int | None]:
@@ -64,14 +64,12 @@ def _statuses_by_worker(service: Service, organization: str, authorization: str)
 def test_revoked_key_is_refused_at_once_by_every_worker(embedded_hardened: Service, tenants: Tenants) -> None:
     organization = tenants.organizations[1]
     assert embedded_hardened.env is not None
-    key = (
-        _cli(dict(embedded_hardened.env), "tokens", "create", "--org", organization).strip().splitlines()[-1]
-    )
+    key = cli(embedded_hardened.env, "tokens", "create", "--org", organization).strip().splitlines()[-1]
     workers = worker_pids(embedded_hardened.pid)
     assert len(workers) >= 2
     before = _statuses_by_worker(embedded_hardened, organization, f"Token {key}")
     assert before == {pid: {200} for pid in workers}
-    _cli(dict(embedded_hardened.env), "tokens", "revoke", key.split("_")[1])
+    cli(embedded_hardened.env, "tokens", "revoke", key.split("_")[1])
     after = _statuses_by_worker(embedded_hardened, organization, f"Token {key}")
     assert after == {pid: {401} for pid in workers}
 
@@ -122,7 +120,7 @@ BEARER_CASES: list[tuple[str, TokenFactory, int]] = [
     ("wrong_issuer", lambda k, org: _rs256(k, _claims(org, iss="https://evil.test")), 401),
     ("wrong_audience", lambda k, org: _rs256(k, _claims(org, aud="someone-else")), 401),
     ("orgs_not_a_list", lambda k, org: _rs256(k, _claims(org, orgs=org)), 401),
-    ("other_org_only", lambda k, org: _rs256(k, _claims("0b5c1e3e-8a7e-4c39-9a2a-7a1f9f3c2d10")), 403),
+    ("other_org_only", lambda k, org: _rs256(k, _claims(OTHER_ORG)), 403),
     ("alg_none", lambda k, org: _unsigned({"alg": "none", "typ": "JWT"}, _claims(org)), 401),
     ("alg_none_capitalised", lambda k, org: _unsigned({"alg": "None"}, _claims(org)), 401),
     (
@@ -203,8 +201,8 @@ def test_unauthenticated_answers_say_how_to_authenticate(
 
 def test_key_check_compares_hashes_in_constant_time(tmp_path: Path) -> None:
     store = AccessStore(tmp_path / "access.sqlite3")
-    store.add_organization("3fa85f64-5717-4562-b3fc-2c963f66afa6", "Demo")
-    key = store.create_key(["3fa85f64-5717-4562-b3fc-2c963f66afa6"], "timing")
+    store.add_organization(ORG, "Demo")
+    key = store.create_key([ORG], "timing")
     forged = key[:-4] + ("AAAA" if not key.endswith("AAAA") else "BBBB")  # same key id, other secret
     with mock.patch("proxy.access.store.hmac.compare_digest", wraps=hmac.compare_digest) as compare:
         assert store.principal_for_key(key) is not None

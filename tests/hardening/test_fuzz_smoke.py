@@ -7,10 +7,10 @@ import os
 
 import pytest
 
-from tests.hardening.conftest import JwtKeys, Tenants, fuzz_target
-from tests.hardening.contract import serving_problem, worker_pids
-from tests.hardening.fuzz_requests import fuzz
-from tests.integration.conftest import Service
+from tests.support.contract import serving_problem, worker_pids
+from tests.support.fuzz_requests import fuzz
+from tests.support.served import Service
+from tests.support.tenants import JwtKeys, Tenants, fuzz_target
 
 
 def test_fuzz_smoke_no_5xx_and_one_error_shape(

@@ -13,12 +13,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.hardening.contract import serving_problem, worker_pids
-from tests.integration.conftest import Service
+from tests.support.contract import serving_problem, worker_pids
+from tests.support.ids import ORG
+from tests.support.served import ROUTE, Service
 
-ROUTE = b"/api/reporting/v1/orgs/3fa85f64-5717-4562-b3fc-2c963f66afa6/visitor_sessions"
+REPORT = ROUTE.format(ORG).encode()
 MALFORMED: list[tuple[str, bytes]] = [
-    ("lower_case_method", b"post " + ROUTE + b" HTTP/1.1\r\nHost: x\r\n\r\n"),
+    ("lower_case_method", b"post " + REPORT + b" HTTP/1.1\r\nHost: x\r\n\r\n"),
     ("unknown_version", b"GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n"),
     ("header_without_colon", b"GET /healthz HTTP/1.1\r\nHost x\r\n\r\n"),
     ("space_in_header_name", b"GET /healthz HTTP/1.1\r\nHo st: x\r\n\r\n"),
@@ -27,14 +28,14 @@ MALFORMED: list[tuple[str, bytes]] = [
     ("obsolete_line_folding", b"GET /healthz HTTP/1.1\r\nHost: x\r\n y\r\n\r\n"),
     (
         "two_content_lengths",
-        b"POST " + ROUTE + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        b"POST " + REPORT + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
     ),
     (
         "content_length_and_chunked",
-        b"POST " + ROUTE + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+        b"POST " + REPORT + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
     ),
-    ("negative_content_length", b"POST " + ROUTE + b" HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"),
+    ("negative_content_length", b"POST " + REPORT + b" HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"),
     ("header_over_8k", b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * 9000 + b"\r\n\r\n"),
     ("request_line_over_4k", b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"),
     (
@@ -46,13 +47,16 @@ MALFORMED: list[tuple[str, bytes]] = [
     ("bare_line_feeds", b"GET /healthz HTTP/1.1\nHost: x\n\n"),
     (
         "bad_chunk_size",
-        b"POST " + ROUTE + b" HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"POST " + REPORT + b" HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
         b"Content-Type: application/json\r\n\r\nzz\r\n",
     ),
-    ("gzip_transfer_encoding", b"POST " + ROUTE + b" HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"),
+    (
+        "gzip_transfer_encoding",
+        b"POST " + REPORT + b" HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+    ),
     (
         "body_shorter_than_declared",
-        b"POST " + ROUTE + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"POST " + REPORT + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         b"Content-Length: 100\r\n\r\n{}",
     ),
     ("tls_hello", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40),
@@ -87,7 +91,7 @@ def test_malformed_request_is_refused_without_a_5xx(embedded_hardened: Service, 
 def test_random_bytes_never_get_a_5xx_and_the_workers_survive(embedded_hardened: Service) -> None:
     workers = worker_pids(embedded_hardened.pid)
     prefix = st.sampled_from(
-        (b"", b"GET / HTTP/1.1\r\n", b"POST " + ROUTE + b" HTTP/1.1\r\nContent-Length: 5\r\n")
+        (b"", b"GET / HTTP/1.1\r\n", b"POST " + REPORT + b" HTTP/1.1\r\nContent-Length: 5\r\n")
     )
 
     @settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))

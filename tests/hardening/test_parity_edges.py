@@ -11,18 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 import pytest
-import requests
 
-from tests.hardening.conftest import SPAN, Tenants
-from tests.integration.conftest import Service
-from tests.oracle import evaluate
+from tests.support.isolation import post_checked
+from tests.support.oracle import evaluate
+from tests.support.served import Service
+from tests.support.tenants import ENGINES, SPAN, Tenants
 
-ENGINES = [
-    pytest.param("embedded_hardened", id="embedded"),
-    pytest.param("druid_hardened", id="druid", marks=pytest.mark.integration),
-]
 PLAIN_NUMBERS = ["1000", "1e3", "1.0e3", "1E+3", "1000.0", "999.9999", "-0", "0.5", "007", "-5"]
 FILTERS = {
     "bound": lambda text: {"type": "bound", "dimension": "session_duration_secs", "lower": text},
@@ -41,15 +36,7 @@ def _assert_like_oracle(service: Service, tenants: Tenants, filters: dict[str, A
         "group_by": ["city"],
         "filters": filters,
     }
-    response = requests.post(
-        f"{service.base_url}/api/reporting/v1/orgs/{organization}/visitor_sessions",
-        data=orjson.dumps(payload),
-        headers={
-            "Authorization": f"Token {service.tokens[organization]}",
-            "Content-Type": "application/json",
-        },
-        timeout=60,
-    )
+    response = post_checked(service, organization, payload)
     assert response.status_code == 200, response.text
     assert response.json() == evaluate(tenants.dataset.rows, organization, payload)
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from tests.integration.compare import assert_same
-from tests.integration.conftest import HLL_ERRORS, Dataset, Service
-from tests.integration.queries import QUERIES
-from tests.oracle import evaluate
+from tests.support.compare import HLL_ERRORS, assert_same
+from tests.support.oracle import evaluate
+from tests.support.queries import QUERIES
+from tests.support.served import Dataset, Service
 
 pytestmark = pytest.mark.integration
 BACKENDS = ["druid", "embedded"]

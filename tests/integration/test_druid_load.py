@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -13,9 +12,8 @@ import pytest
 import requests
 
 from proxyctl.ingest.druid_loader import DruidLoadError, LoadResult, load_into_druid
+from tests.support.served import BROKER, OVERLORD, require_druid
 
-BROKER = os.environ.get("PROXY_IT_DRUID_BROKER_URL", "http://127.0.0.1:8082")
-OVERLORD = os.environ.get("PROXY_IT_DRUID_OVERLORD_URL", "http://127.0.0.1:8081")
 DATASOURCE = "it_druid_load"
 ORG = "0b6f9c1e-2d3a-4b5c-8d7e-9f0a1b2c3d4e"
 INTERVAL = "2024-03-01T00:00:00Z/2024-03-03T00:00:00Z"
@@ -93,8 +91,7 @@ def _count(filter_: dict[str, Any] | None = None) -> int:
 def loads(tmp_path_factory: pytest.TempPathFactory) -> list[LoadResult]:
     path = tmp_path_factory.mktemp("druid-load") / "sessions.ndjson"
     path.write_text("".join(json.dumps(s) + "\n" for s in SESSIONS))
-    ready = requests.get(f"{BROKER}/druid/broker/v1/readiness", timeout=5).status_code == 200
-    assert ready, "no ready Druid broker: run `reporting-proxy druid up`"
+    require_druid()
     return [
         load_into_druid([path], _summary(), OVERLORD, OVERLORD, BROKER, DATASOURCE, print) for _ in range(2)
     ]

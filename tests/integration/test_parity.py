@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.compare import assert_same
-from tests.integration.conftest import HLL_ERRORS, Dataset, Service
-from tests.integration.queries import QUERIES
+from tests.support.compare import HLL_ERRORS, assert_same
+from tests.support.queries import QUERIES
+from tests.support.served import Dataset, Service
 
 pytestmark = pytest.mark.integration
 

@@ -18,14 +18,15 @@ from urllib.parse import urlsplit
 import orjson
 import requests
 
-from tests.integration.queries import QUERIES
+from tests.support.queries import QUERIES
+from tests.support.served import ROUTE
 
 Record = tuple[float, float, int, str]
 
 
 def _client(number: int, args: argparse.Namespace, started: float, out: list[Record]) -> None:
     names = sorted(QUERIES)
-    url = f"{args.url}/api/reporting/v1/orgs/{args.org}/visitor_sessions"
+    url = args.url + ROUTE.format(args.org)
     headers = {"Authorization": f"Token {args.token}", "Content-Type": "application/json"}
     bodies = [orjson.dumps(QUERIES[name]) for name in names]
     sent = 0

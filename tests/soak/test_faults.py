@@ -1,7 +1,7 @@
 """Faults answered, not suffered: the service under gunicorn against our own real Druid.
 
 Every case is timed from the caller's side and must end within its budget plus SLACK_SECS.
-The broker is frozen, killed and restarted: only the soak cluster's (see conftest.py).
+The broker is frozen, killed and restarted: only the soak cluster's (tests/support/soak.py).
 A recording proxy sits in front of the broker where a test must see what reached it.
 """
 
@@ -19,8 +19,8 @@ import orjson
 import pytest
 import requests
 
-from tests.soak.conftest import SUMMARY, SoakData
-from tests.soak.harness import RecordingProxy, Service, post_query, serving
+from tests.support.recording_proxy import RecordingProxy
+from tests.support.soak import SUMMARY, Server, SoakData, post_query, serving
 
 pytestmark = pytest.mark.soak
 
@@ -66,18 +66,18 @@ def _row(case: str, budget: float | None, outcome: str, seconds: float, note: st
 class Faults:
     data: SoakData
     recorder: RecordingProxy
-    tight: Service  # through the recorder, budget TIGHT_SECS
-    patient: Service  # through the recorder, budget LONG_SECS
-    direct: Service  # straight to the broker, budget SHORT_SECS
-    lane: Service  # straight to the broker in Druid lane "limited" (2 at once), budget LONG_SECS
-    blackhole: Service  # a "broker" whose listen queue is full: connects never complete
+    tight: Server  # through the recorder, budget TIGHT_SECS
+    patient: Server  # through the recorder, budget LONG_SECS
+    direct: Server  # straight to the broker, budget SHORT_SECS
+    lane: Server  # straight to the broker in Druid lane "limited" (2 at once), budget LONG_SECS
+    blackhole: Server  # a "broker" whose listen queue is full: connects never complete
 
     def post(
-        self, service: Service, body: dict[str, object], request_id: str
+        self, service: Server, body: dict[str, object], request_id: str
     ) -> tuple[requests.Response, float]:
         return post_query(service.base_url, self.data.organization, self.data.token, body, request_id)
 
-    def plan_ahead(self, service: Service, body: dict[str, object]) -> None:
+    def plan_ahead(self, service: Server, body: dict[str, object]) -> None:
         """Have the service plan `body` once (`?explain=true` runs nothing): plans are cached,
         so a tight budget then goes to Druid rather than to stepping 481k buckets."""
         response, _ = post_query(
@@ -106,13 +106,13 @@ def faults(soak_data: SoakData) -> Iterator[Faults]:
         services = Faults(
             soak_data,
             recorder,
-            soak_data.service("tight", recorder.url, request_timeout_secs=str(TIGHT_SECS), **FAULT_SETTINGS),
-            soak_data.service("patient", recorder.url, request_timeout_secs=str(LONG_SECS), **FAULT_SETTINGS),
-            soak_data.service("direct", request_timeout_secs=str(SHORT_SECS), **FAULT_SETTINGS),
-            soak_data.service(
+            soak_data.server("tight", recorder.url, request_timeout_secs=str(TIGHT_SECS), **FAULT_SETTINGS),
+            soak_data.server("patient", recorder.url, request_timeout_secs=str(LONG_SECS), **FAULT_SETTINGS),
+            soak_data.server("direct", request_timeout_secs=str(SHORT_SECS), **FAULT_SETTINGS),
+            soak_data.server(
                 "lane", druid_lane="limited", request_timeout_secs=str(LONG_SECS), **FAULT_SETTINGS
             ),
-            soak_data.service("blackhole", hole_url, request_timeout_secs=str(SHORT_SECS), **FAULT_SETTINGS),
+            soak_data.server("blackhole", hole_url, request_timeout_secs=str(SHORT_SECS), **FAULT_SETTINGS),
         )
         for service in (services.tight, services.patient, services.direct, services.blackhole):
             service.workers, service.threads = 1, 4
@@ -225,7 +225,7 @@ def test_caller_hanging_up_cancels_the_druid_query(faults: Faults) -> None:
     assert _wait_for_log(faults.patient, '"status":499', timeout=5), "no 499 in the access log"
 
 
-def _wait_for_log(service: Service, needle: str, timeout: float) -> bool:
+def _wait_for_log(service: Server, needle: str, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if needle in service.log_text():

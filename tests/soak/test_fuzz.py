@@ -13,19 +13,11 @@ import time
 
 import pytest
 
-from tests.hardening.conftest import (  # noqa: F401  (fixtures, shared with tests/hardening)
-    JwtKeys,
-    Tenants,
-    druid_hardened,
-    embedded_hardened,
-    fuzz_target,
-    jwt_keys,
-    tenants,
-)
-from tests.hardening.contract import serving_problem, worker_pids
-from tests.hardening.fuzz_requests import Target, fuzz
-from tests.hardening.test_isolation import run_isolation
-from tests.integration.conftest import Service
+from tests.support.contract import serving_problem, worker_pids
+from tests.support.fuzz_requests import Target, fuzz
+from tests.support.isolation import run_isolation
+from tests.support.served import Service
+from tests.support.tenants import ENGINES, JwtKeys, Tenants, fuzz_target
 
 pytestmark = pytest.mark.soak
 
@@ -52,13 +44,7 @@ def test_fuzz_druid(druid_hardened: Service, tenants: Tenants, capsys: pytest.Ca
     _fuzz_and_check(druid_hardened, fuzz_target(druid_hardened, tenants), 1_500, capsys)
 
 
-@pytest.mark.parametrize(
-    "engine",
-    [
-        pytest.param("embedded_hardened", id="embedded"),
-        pytest.param("druid_hardened", id="druid", marks=pytest.mark.integration),
-    ],
-)
+@pytest.mark.parametrize("engine", ENGINES)
 def test_isolation_long(
     engine: str, tenants: Tenants, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -18,9 +18,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.integration.queries import QUERIES
-from tests.soak.conftest import SUMMARY, SoakData
-from tests.soak.harness import Service, cpu_seconds, post_query, rss_bytes, serving
+from tests.support.queries import QUERIES
+from tests.support.soak import SUMMARY, Server, SoakData, cpu_seconds, post_query, rss_bytes, serving
 
 pytestmark = pytest.mark.soak
 
@@ -35,7 +34,7 @@ def _percentile(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def _warm(service: Service, data: SoakData) -> None:
+def _warm(service: Server, data: SoakData) -> None:
     for name, body in QUERIES.items():
         response, _ = post_query(service.base_url, data.organization, data.token, body, f"warm-{name}")
         assert response.status_code == 200, (name, response.text)
@@ -45,7 +44,7 @@ def _cpu(pids: dict[str, int]) -> dict[str, float]:
     return {name: cpu_seconds(pid) for name, pid in pids.items()}
 
 
-def _run(service: Service, data: SoakData, out: Path) -> tuple[list[tuple[float, int]], dict[str, float]]:
+def _run(service: Server, data: SoakData, out: Path) -> tuple[list[tuple[float, int]], dict[str, float]]:
     """Run the load generator; (seconds since start, summed worker RSS) sampled meanwhile, and
     the CPU seconds the workers and each Druid service used during the run."""
     command = [
@@ -97,7 +96,7 @@ def _limiter_complaints(log_text: str) -> list[str]:
 
 
 def test_fifty_clients_for_a_minute(soak_data: SoakData) -> None:
-    service = soak_data.service("load", request_timeout_secs="30", **LIMITS)
+    service = soak_data.server("load", request_timeout_secs="30", **LIMITS)
     service.threads = 4  # gunicorn_conf's default: 2 workers x 4 threads
     with serving(service):
         _warm(service, soak_data)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.oracle import evaluate, like_to_regex, oracle_total
+from tests.support.oracle import evaluate, like_to_regex, oracle_total
 
 ORG = "org-a"
 HELSINKI = "Europe/Helsinki"

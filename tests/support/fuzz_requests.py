@@ -16,11 +16,11 @@ import requests
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from tests.hardening.contract import contract_problem
-from tests.hardening.fuzz_payloads import FAMILY_SIZE, Body, body_families
+from tests.support.contract import contract_problem
+from tests.support.fuzz_payloads import FAMILY_SIZE, Body, body_families
+from tests.support.ids import UNKNOWN_ORG
+from tests.support.served import ROUTE
 
-ROUTE = "/api/reporting/v1/orgs/{}/visitor_sessions"
-UNKNOWN_ORG = "9d4b7e2a-1111-4c39-9a2a-7a1f9f3c2d10"
 METHODS = ("GET", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "PROPFIND", "FOO", "M-SEARCH")
 CONTENT_TYPES = (
     "application/json; charset=utf-8",

@@ -1,14 +1,10 @@
-"""The hardening suite's world: a small generated dataset of several organizations whose rows can
-each be attributed to one organization, served by real gunicorn processes started with the
-integration suite's `start_service` (embedded with RS256 bearer tokens on; Druid on a datasource
-of its own, so the integration suite's data is never replaced).
-"""
+"""The hardening world: a small generated dataset of several organizations whose rows can each be
+attributed to one organization, and the RS256 keys the embedded service trusts."""
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -22,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from proxyctl.ingest.generator import generate, organization_ids
 from schemas.vocabulary import DIMENSIONS
-from tests.hardening.fuzz_requests import Target
-from tests.integration.conftest import Dataset, Service, start_service
+from tests.support.fuzz_requests import Target
+from tests.support.served import Dataset, Service
 
 SEED = 20240607
 SESSIONS = 3_000
@@ -38,6 +34,11 @@ JWT_ISSUER = "https://issuer.hardening.test"
 JWT_AUDIENCE = "reporting-hardening"
 # Thousands of requests a minute from one key are the point here, not abuse to be limited.
 NO_RATE_LIMITS = {"PROXY_RATE_LIMIT_PER_ORG_PER_MIN": "0", "PROXY_RATE_LIMIT_PER_PRINCIPAL_PER_MIN": "0"}
+# The two services on the tenants' data (fixtures in tests/conftest.py), as test parameters.
+ENGINES = [
+    pytest.param("embedded_hardened", id="embedded"),
+    pytest.param("druid_hardened", id="druid", marks=pytest.mark.integration),
+]
 
 
 @dataclass(frozen=True)
@@ -82,9 +83,8 @@ def _owners(rows: list[dict[str, Any]]) -> dict[str, dict[Any, frozenset[str]]]:
     return {name: {value: frozenset(orgs) for value, orgs in table.items()} for name, table in found.items()}
 
 
-@pytest.fixture(scope="session")
-def tenants(tmp_path_factory: pytest.TempPathFactory) -> Tenants:
-    path = tmp_path_factory.mktemp("hardening-data") / "sessions.ndjson"
+def generate_tenants(path: Path) -> Tenants:
+    """Write the hardening sessions to `path`; the tenants, each row attributable to one of them."""
     generate(path, sessions=SESSIONS, orgs=ORGS, seed=SEED, start=FIRST_DAY, days=DAYS)
     rows = [orjson.loads(line) for line in path.read_bytes().splitlines()]
     owners = _owners(rows)
@@ -101,8 +101,8 @@ def _pem(key: rsa.RSAPrivateKey) -> bytes:
     )
 
 
-@pytest.fixture(scope="session")
-def jwt_keys() -> JwtKeys:
+def new_jwt_keys() -> JwtKeys:
+    """A fresh trusted key pair and a stranger's key."""
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     return JwtKeys(private, _pem(private), stranger)
@@ -121,19 +121,9 @@ def embedded_env(data_dir: Path, keys: JwtKeys) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="session")
-def embedded_hardened(
-    tenants: Tenants, jwt_keys: JwtKeys, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Service]:
-    data_dir = tmp_path_factory.mktemp("hardening-embedded")
-    yield from start_service("embedded", tenants.dataset, data_dir, embedded_env(data_dir, jwt_keys))
-
-
-@pytest.fixture(scope="session")
-def druid_hardened(tenants: Tenants, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    data_dir = tmp_path_factory.mktemp("hardening-druid")
-    env = {"PROXY_DRUID_DATASOURCE": DRUID_DATASOURCE, **NO_RATE_LIMITS}
-    yield from start_service("druid", tenants.dataset, data_dir, env)
+def druid_env() -> dict[str, str]:
+    """A datasource of its own, so the integration suite's data is never replaced; rate limits off."""
+    return {"PROXY_DRUID_DATASOURCE": DRUID_DATASOURCE, **NO_RATE_LIMITS}
 
 
 def bearer_token(keys: JwtKeys, organization: str, lifetime_secs: int = 3600) -> str:

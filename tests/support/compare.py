@@ -10,6 +10,8 @@ from typing import Any
 # standard error beyond, so 3% is about four standard errors. The embedded engine is exact.
 # The observed distribution is printed at the end of the run.
 HLL_TOLERANCE = {"druid": 0.03, "embedded": 0.0}
+# Relative errors of every hyperUnique value compared, per comparison (printed after the run).
+HLL_ERRORS: dict[str, list[float]] = {}
 
 
 def _close(actual: Any, expected: Any, relative: float) -> bool:
