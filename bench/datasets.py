@@ -147,8 +147,8 @@ def embedded_count(dataset: Dataset) -> int:
 def week_files(dataset: Dataset) -> list[Path]:
     """The data set split by the ISO week (UTC) of the session start, one file per week, made once.
 
-    The loader runs a Druid task per UTC month; a month of the 10M set (~900k sessions) in one
-    task was not tried on the local Indexer, so that set keeps going in a week at a time.
+    The loader runs a Druid task per UTC month; a month of the largest set in one task is
+    untried on the local Indexer, so that set keeps going in a week at a time.
     """
     directory = WORK / f"weeks-{dataset.tag}"
     done = directory / "DONE"

@@ -13,8 +13,8 @@ from proxy.settings import SettingsError, load_settings
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
-# 3 x 2 from `make bench` on 2 cores: 15-20% more requests/s than 2 x 4 in two runs (the
-# service's per-request CPU holds the GIL; more processes, fewer threads), see README.
+# More processes and fewer threads: the service's per-request CPU holds the GIL, so threads
+# mainly overlap the wait on the backend (docs/performance.md has the measurements).
 @click.option("--workers", default=3, show_default=True, type=int)
 @click.option("--threads", default=2, show_default=True, type=int)
 def serve(host: str, port: int, workers: int, threads: int) -> None:

@@ -36,12 +36,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # A rate's window, in integer nanoseconds like every time in the file, so that the intervals of
-# a burst sum exactly: in float seconds, 1000 a minute refused the last of its burst, and 7 a
-# minute overshot the window by 0.3 ns, which reads as a clock that jumped back (a reset bucket).
+# a burst sum exactly: in float seconds they do not, so a burst can lose its last request or
+# overshoot the window by a hair, which reads as a clock that jumped back (a reset bucket).
 # An arrival time further ahead than the window did come from such a clock, and counts as spent.
 WINDOW_NS = 60 * 10**9
 _MAGIC = b"RPLIMITS"
-_VERSION = 2  # 1 held times as float seconds
+_VERSION = 2  # bumped whenever the layout or the units of a field change
 _HEADER = struct.Struct("=8s4I")  # magic, version, processes, keys, probe window
 _HEADER_SIZE = 64
 DIGEST_SIZE = 16

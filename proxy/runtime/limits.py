@@ -2,9 +2,9 @@
 every worker process on the host.
 
 Every request passes the limiter twice (admit, release), so its counters live in a file that
-every worker maps into memory (`proxy.runtime.limit_table`): an admit and its release are a few memory
-reads and writes under one lock, 12-15 µs of CPU in a loop. Two SQLite write transactions took
-65-90 µs in the same loop and 150-230 µs of a gunicorn worker's CPU per request.
+every worker maps into memory (`proxy.runtime.limit_table`): an admit and its release are a few
+memory reads and writes under one lock, where a database would cost two write transactions per
+request.
 
 - Rates use GCRA, a token bucket held as one "theoretical arrival time" per key: a key at
   `per_min` admits a burst of `per_min` and then one request every `60 / per_min` seconds.

@@ -1,9 +1,9 @@
 """SQLite connections kept open per thread, for the access store's small shared file.
 
-Opening and closing a connection per call made every close the last one on the file, and the
-last close of a WAL database checkpoints the log and deletes it: an fsync and an unlink on every
-request (2–3 ms each on the bench machine). A connection per thread and process stays open
-instead; after a fork the child opens its own, never touching the parent's.
+Opening and closing a connection per call would make every close the last one on the file, and
+the last close of a WAL database checkpoints the log and deletes it: an fsync and an unlink on
+every request. A connection per thread and process stays open instead; after a fork the child
+opens its own, never touching the parent's.
 """
 
 from __future__ import annotations

@@ -8,11 +8,11 @@ reports the new segments loaded and the broker counts exactly the month's rows. 
 
 A task spills its rows to disk every few thousand rows (the sketch columns look large to
 Druid's memory estimate), a piece of every day segment that got rows each time, and merges each
-segment's pieces when it publishes: over a year of 1M sessions that was ~244 pieces a segment
-and 265 s in one task, ~22 pieces and 128 s in a task per month (docs/druid-behaviour.md, (j)).
-The spec keeps the pieces uncompressed, or merging them ran the local Indexer out of direct
-memory. Longer loads first split their rows by month into a temporary directory (the Indexer
-reads the files by path). A month without rows is replaced with the month before it, so every
+segment's pieces when it publishes. The longer the span of one task, the more pieces each
+segment has to merge, so a task covers one month (docs/druid-behaviour.md, (j)). The spec keeps
+the pieces uncompressed, or merging them can run the local Indexer out of direct memory. Longer
+loads first split their rows by month into a temporary directory (the Indexer reads the files
+by path). A month without rows is replaced with the month before it, so every
 covered day is still replaced, never kept. A failed month leaves the months before it
 replaced: loading the same files again replaces the same days.
 """
