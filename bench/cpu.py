@@ -23,15 +23,16 @@ from typing import Any
 import orjson
 
 import proxy.backends.druid.backend as backend_module
-import proxy.query.plan as result_module
+import proxy.query.render as render_module
 from bench.datasets import ADMISSION
 from bench.reports import ORGANIZATION
 from bench.service import grant
 from proxy.backends.druid.backend import DruidBackend, plan_rows
 from proxy.backends.druid.translator import translate
-from proxy.query.plan import ResultPlan, _bucket_starts_ms, plan_result, render
+from proxy.query.plan import ResultPlan, _bucket_starts_ms, plan_result
+from proxy.query.render import render
 from proxy.settings import Settings, load_settings
-from proxy.web.app import _limits, create_app
+from proxy.web.app import create_app
 from schemas.request import QuerySchema
 
 STAGES = ("validate", "plan", "translate", "remap")
@@ -40,7 +41,7 @@ STAGES = ("validate", "plan", "translate", "remap")
 def _pipeline(payload: dict[str, Any], answer: bytes) -> Callable[[list[float]], None]:
     """One request's in-process work; adds each stage's CPU seconds to `spent`."""
     settings = Settings()
-    schema = QuerySchema(_limits(settings))
+    schema = QuerySchema(settings)
 
     def run(spent: list[float]) -> None:
         t0 = time.thread_time()
@@ -87,13 +88,11 @@ def measure(
 def _remap_cold_us(payload: dict[str, Any], answer: bytes, rounds: int) -> float:
     """The remap stage with the shared timestamp caches emptied first."""
     settings = Settings()
-    plan = plan_result(
-        QuerySchema(_limits(settings)).load(payload), settings.max_buckets, settings.max_result_rows
-    )
+    plan = plan_result(QuerySchema(settings).load(payload), settings.max_buckets, settings.max_result_rows)
     druid = translate(plan, ORGANIZATION, "bench", "request-id", 28_500)
     samples = []
     for _ in range(rounds * 10):
-        result_module._PRINTED.clear()
+        render_module._PRINTED.clear()
         backend_module._PARSED.clear()
         began = time.thread_time()
         orjson.dumps(render(plan, plan_rows(orjson.loads(answer), druid, plan)))
@@ -104,7 +103,7 @@ def _remap_cold_us(payload: dict[str, Any], answer: bytes, rounds: int) -> float
 def _plan_cold_us(payload: dict[str, Any], rounds: int) -> float:
     """The plan stage with the bucket cache emptied first: a first request for its interval."""
     settings = Settings()
-    query = QuerySchema(_limits(settings)).load(payload)
+    query = QuerySchema(settings).load(payload)
     samples = []
     for _ in range(rounds * 10):
         _bucket_starts_ms.cache_clear()

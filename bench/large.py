@@ -20,10 +20,10 @@ from bench.service import Client, Running
 from proxy.backends.druid.backend import plan_rows
 from proxy.backends.druid.client import _decode as decode
 from proxy.backends.druid.translator import translate
-from proxy.query.plan import plan_result, render
+from proxy.query.plan import plan_result
+from proxy.query.render import render
 from proxy.runtime.gc_pause import gc_paused
 from proxy.settings import Settings
-from proxy.web.app import _limits
 from schemas.request import QuerySchema
 
 
@@ -37,9 +37,7 @@ def _status_kib(pid: int, field: str) -> int:
 def remap_ms(payload: dict[str, Any], answer: bytes, repeat: int = 5) -> dict[str, float]:
     """In-process median ms of each remap step over the recorded 100k-row answer."""
     settings = Settings()
-    plan = plan_result(
-        QuerySchema(_limits(settings)).load(payload), settings.max_buckets, settings.max_result_rows
-    )
+    plan = plan_result(QuerySchema(settings).load(payload), settings.max_buckets, settings.max_result_rows)
     druid = translate(plan, ORGANIZATION, "bench", "id", 1000)
     steps: dict[str, list[float]] = {"decode": [], "rows": [], "render": [], "encode": []}
     for _ in range(repeat):

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from schemas.request import QueryLimits
+
 Backend = Literal["druid", "embedded"]
 
 
@@ -16,8 +18,12 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Everything the service can be configured with; defaults suit a local demo."""
+class Settings(QueryLimits):
+    """Everything the service can be configured with; defaults suit a local demo.
+
+    The query limits are inherited from `QueryLimits` (`PROXY_MAX_GROUP_BY`, ...), so the
+    settings themselves are what `QuerySchema` is built with.
+    """
 
     backend: Backend = "embedded"
     data_dir: Path = Path("./var")
@@ -28,13 +34,7 @@ class Settings:
     druid_lane: str | None = None
     request_timeout_secs: float = 30.0
     connect_timeout_secs: float = 2.0
-    max_interval_days: int = 366
     max_buckets: int = 10_000
-    max_group_by: int = 5
-    max_filter_depth: int = 10
-    max_filter_nodes: int = 100
-    max_filter_values: int = 1_000
-    max_result_rows: int = 100_000
     max_body_bytes: int = 64 * 1024
     # Admission limits per organization and per (organization, principal); 0 turns one off.
     rate_limit_per_org_per_min: int = 600

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
+
+from schemas.model import And, Bound, Filter, In, Like, Not, Or, Regex, Search, Selector
 
 
 class DimensionKind(Enum):
@@ -11,6 +14,10 @@ class DimensionKind(Enum):
     STRING = "string"
     NUMBER = "number"
     ARRAY = "array"
+
+
+# The long range both engines store numeric dimensions in; filter values must fit in it.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 DIMENSIONS: dict[str, DimensionKind] = {
@@ -32,18 +39,40 @@ DIMENSIONS: dict[str, DimensionKind] = {
     "rooms": DimensionKind.ARRAY,
 }
 
-GRANULARITIES: tuple[str, ...] = (
-    "all",
-    "minute",
-    "fifteen_minute",
-    "thirty_minute",
-    "hour",
-    "day",
-    "week",
-    "month",
-    "quarter",
-    "year",
-)
+
+class BucketUnit(Enum):
+    """What a granularity's buckets are counted in, which decides how they align in a zone."""
+
+    ALL = "all"  # one bucket: the whole interval
+    MINUTES = "minutes"  # fixed minutes from local midnight
+    HOURS = "hours"  # local clock hours
+    DAYS = "days"  # calendar days from local midnight
+    WEEKS = "weeks"  # calendar weeks from Monday's local midnight
+    MONTHS = "months"  # calendar months from the first of a month
+
+
+@dataclass(frozen=True)
+class Granularity:
+    """A public granularity: its ISO-8601 period (None for `all`) and its bucket size."""
+
+    period: str | None
+    unit: BucketUnit
+    count: int
+
+
+GRANULARITY_SPECS: dict[str, Granularity] = {
+    "all": Granularity(None, BucketUnit.ALL, 1),
+    "minute": Granularity("PT1M", BucketUnit.MINUTES, 1),
+    "fifteen_minute": Granularity("PT15M", BucketUnit.MINUTES, 15),
+    "thirty_minute": Granularity("PT30M", BucketUnit.MINUTES, 30),
+    "hour": Granularity("PT1H", BucketUnit.HOURS, 1),
+    "day": Granularity("P1D", BucketUnit.DAYS, 1),
+    "week": Granularity("P1W", BucketUnit.WEEKS, 1),
+    "month": Granularity("P1M", BucketUnit.MONTHS, 1),
+    "quarter": Granularity("P3M", BucketUnit.MONTHS, 3),
+    "year": Granularity("P1Y", BucketUnit.MONTHS, 12),
+}
+GRANULARITIES: tuple[str, ...] = tuple(GRANULARITY_SPECS)
 
 # Aggregation type → the fields it accepts (None: takes no field) and its output-name suffix.
 AGGREGATIONS: dict[str, tuple[tuple[str, ...] | None, str]] = {
@@ -52,17 +81,18 @@ AGGREGATIONS: dict[str, tuple[tuple[str, ...] | None, str]] = {
     "hyperUnique": (("session_id", "visitor_id"), "_hyper_unique"),
 }
 
-FILTER_TYPES: tuple[str, ...] = (
-    "and",
-    "or",
-    "not",
-    "selector",
-    "in",
-    "bound",
-    "regex",
-    "like",
-    "search",
-)
+# Filter type → the typed node it loads into.
+FILTER_TYPES: dict[str, type[Filter]] = {
+    "and": And,
+    "or": Or,
+    "not": Not,
+    "selector": Selector,
+    "in": In,
+    "bound": Bound,
+    "regex": Regex,
+    "like": Like,
+    "search": Search,
+}
 
 SEARCH_TYPES: tuple[str, ...] = ("contains", "insensitive_contains")
 

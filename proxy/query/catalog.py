@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TypeVar
+
+from proxy.errors import UnsupportedQuery
 from schemas.vocabulary import DIMENSIONS
 
 TIME_COLUMN = "__time"
@@ -24,24 +28,22 @@ HLL_METRICS: dict[str, str] = {
     "visitor_id": "visitor_id_hll",
 }
 
-# The columns behind the public `hyperUnique`: DataSketches HLL sketches. Measured on the
-# integration data, the built-in collector missed by up to 7% at a few dozen visitors; the
-# sketch keeps small sets exact (list mode) and has ~0.8% standard error at lgK 14.
+# The columns behind the public `hyperUnique`: DataSketches HLL sketches. The built-in
+# collector errs noticeably on small sets; the sketch keeps them exact (list mode).
 SKETCH_METRICS: dict[str, str] = {
     "session_id": "session_id_sketch",
     "visitor_id": "visitor_id_sketch",
 }
 SKETCH_LG_K = 14
 
-# ISO-8601 period of each bucketed granularity (`all` has none).
-GRANULARITY_PERIODS: dict[str, str] = {
-    "minute": "PT1M",
-    "fifteen_minute": "PT15M",
-    "thirty_minute": "PT30M",
-    "hour": "PT1H",
-    "day": "P1D",
-    "week": "P1W",
-    "month": "P1M",
-    "quarter": "P3M",
-    "year": "P1Y",
-}
+_Key = TypeVar("_Key")
+_Value = TypeVar("_Value")
+
+
+def supported(table: Mapping[_Key, _Value], key: _Key, kind: str) -> _Value:
+    """`table[key]`; a key the table lacks is a query this backend cannot run."""
+    try:
+        return table[key]
+    except KeyError:
+        name = key.__name__ if isinstance(key, type) else getattr(key, "value", key)
+        raise UnsupportedQuery(f"This backend cannot run the {kind} {name!r}.") from None

@@ -14,7 +14,8 @@ import pytest
 from proxy.backends.druid.backend import plan_rows
 from proxy.backends.druid.translator import translate
 from proxy.errors import ResultTooLarge
-from proxy.query.plan import ResultPlan, _is_ordered, plan_result, render
+from proxy.query.plan import ResultPlan, plan_result
+from proxy.query.render import is_ordered, render
 from schemas.request import QuerySchema
 from tests.unit.golden import cases
 
@@ -142,8 +143,8 @@ def test_rows_in_any_order_come_out_in_the_documented_order(
     plan = _plan(group_by=group_by, order_by=order_by, aggregations=aggregations)
     shuffled = _random_rows(plan, seed=len(columns))
     expected = sorted(shuffled, key=cmp_to_key(_compare_in(columns)))
-    assert not _is_ordered(plan, shuffled)
-    assert _is_ordered(plan, expected)  # backend rows already in order are checked, not sorted
+    assert not is_ordered(plan, shuffled)
+    assert is_ordered(plan, expected)  # backend rows already in order are checked, not sorted
     assert render(plan, shuffled) == render(plan, expected)
     assert [row[1:] for row in render(plan, expected)["data"]] == [row[1:] for row in expected]
 

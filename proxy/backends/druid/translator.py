@@ -6,17 +6,19 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from functools import partial
+from typing import Any, NamedTuple
 
 from proxy.query.catalog import (
     COUNT_METRIC,
     DIMENSION_COLUMNS,
-    GRANULARITY_PERIODS,
     ORGANIZATION_COLUMN,
     SKETCH_LG_K,
     SKETCH_METRICS,
     SUM_METRICS,
+    supported,
 )
+from proxy.query.ordering import SortColumn
 from proxy.query.plan import ResultPlan
 from schemas.model import (
     Aggregation,
@@ -33,11 +35,10 @@ from schemas.model import (
     Selector,
     scalar_text,
 )
-from schemas.vocabulary import DIMENSIONS, DimensionKind
+from schemas.vocabulary import DIMENSIONS, GRANULARITY_SPECS, BucketUnit, DimensionKind
 
 Json = dict[str, Any]
 ROWS = "__rows"
-_FIXED_MINUTE_GRANULARITIES = frozenset({"minute", "fifteen_minute", "thirty_minute"})
 
 
 @dataclass(frozen=True)
@@ -55,25 +56,44 @@ def _iso(instant: datetime) -> str:
     return instant.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _granularity(plan: ResultPlan) -> str | Json:
+def _all(plan: ResultPlan) -> str | Json:
+    return "all"
+
+
+def _period(plan: ResultPlan) -> Json:
+    # Simple granularities ("day") bucket in UTC; a period in the query's zone buckets locally.
     query = plan.query
-    if query.granularity == "all":
-        return "all"
-    spec: Json = {
-        "type": "period",
-        "period": GRANULARITY_PERIODS[query.granularity],
-        "timeZone": query.interval.time_zone.key,
-    }
-    if query.granularity in _FIXED_MINUTE_GRANULARITIES:
-        # Druid counts sub-hour periods from the epoch in UTC; anchoring them on a local midnight
-        # keeps them on wall-clock marks in zones with a :30/:45 offset (Asia/Kathmandu).
-        local = query.interval.start.astimezone(query.interval.time_zone)
-        spec["origin"] = local.replace(hour=0, minute=0, second=0, microsecond=0).isoformat()
-    return spec
+    period = GRANULARITY_SPECS[query.granularity].period
+    return {"type": "period", "period": period, "timeZone": query.interval.time_zone.key}
+
+
+def _period_from_local_midnight(plan: ResultPlan) -> Json:
+    # Druid counts sub-hour periods from the epoch in UTC; anchoring them on a local midnight
+    # keeps them on wall-clock marks in zones with a :30/:45 offset (Asia/Kathmandu).
+    interval = plan.query.interval
+    local = interval.start.astimezone(interval.time_zone)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    return {**_period(plan), "origin": midnight.isoformat()}
+
+
+# Bucket unit → the native granularity of a plan.
+GRANULARITIES: dict[BucketUnit, Callable[[ResultPlan], str | Json]] = {
+    BucketUnit.ALL: _all,
+    BucketUnit.MINUTES: _period_from_local_midnight,
+    BucketUnit.HOURS: _period,
+    BucketUnit.DAYS: _period,
+    BucketUnit.WEEKS: _period,
+    BucketUnit.MONTHS: _period,
+}
+
+
+def _granularity(plan: ResultPlan) -> str | Json:
+    spec = supported(GRANULARITY_SPECS, plan.query.granularity, "granularity")
+    return supported(GRANULARITIES, spec.unit, "granularity unit")(plan)
 
 
 def _column(dimension: str) -> str:
-    return DIMENSION_COLUMNS[dimension]
+    return supported(DIMENSION_COLUMNS, dimension, "dimension")
 
 
 def _is_null(dimension: str) -> Json:
@@ -126,24 +146,14 @@ def _search(leaf: Search) -> Json:
     return {"type": "search", "dimension": _column(leaf.dimension), "query": query}
 
 
-# Each leaf's native filter over its non-null values; nulls are handled in `_leaf`.
-_LEAVES: dict[type, Callable[[Any], Json]] = {
-    Selector: _selector,
-    In: _in,
-    Bound: _bound,
-    Regex: _regex,
-    Like: _like,
-    Search: _search,
-}
-
-
 def _matches_null(leaf: Leaf) -> bool:
     if isinstance(leaf, Selector):
         return leaf.value is None
     return isinstance(leaf, In) and None in leaf.values
 
 
-def _leaf(leaf: Leaf, negated: bool) -> Json:
+def _leaf(native_filter: Callable[[Any], Json], leaf: Leaf, negated: bool) -> Json:
+    """A leaf whose `native_filter` covers its non-null values, with null rows decided here."""
     # Druid 32+ filters are three-valued: a predicate on a null row is UNKNOWN, and NOT UNKNOWN
     # is still UNKNOWN, so `not(x)` alone would drop null rows. The public API is two-valued,
     # so null rows are decided explicitly with a `null` filter on both sides of a negation.
@@ -151,7 +161,7 @@ def _leaf(leaf: Leaf, negated: bool) -> Json:
         return _not(_is_null(leaf.dimension)) if negated else _is_null(leaf.dimension)
     if isinstance(leaf, In) and not [v for v in leaf.values if v is not None]:
         return _not(_is_null(leaf.dimension)) if negated else _is_null(leaf.dimension)
-    native = _LEAVES[type(leaf)](leaf)
+    native = native_filter(leaf)
     if _matches_null(leaf):
         if negated:
             return {"type": "and", "fields": [_not(native), _not(_is_null(leaf.dimension))]}
@@ -164,18 +174,34 @@ def _leaf(leaf: Leaf, negated: bool) -> Json:
     return native
 
 
-def translate_filter(node: Filter, negated: bool = False) -> Json:
-    """A public filter (two-valued logic) → a native filter that matches exactly the same rows.
+def _negation(node: Not, negated: bool) -> Json:
+    # Negations are pushed down to the leaves (De Morgan), where nulls are decided explicitly.
+    return translate_filter(node.field, not negated)
 
-    Negations are pushed down to the leaves (De Morgan), where nulls are decided explicitly.
-    """
-    if isinstance(node, Not):
-        return translate_filter(node.field, not negated)
-    if isinstance(node, And | Or):
-        conjunction = isinstance(node, And) != negated
-        children = [translate_filter(child, negated) for child in node.fields]
-        return {"type": "and" if conjunction else "or", "fields": children}
-    return _leaf(node, negated)
+
+def _junction(node: And | Or, negated: bool) -> Json:
+    conjunction = isinstance(node, And) != negated
+    children = [translate_filter(child, negated) for child in node.fields]
+    return {"type": "and" if conjunction else "or", "fields": children}
+
+
+# Filter node type → its native filter, given whether a `not` above it is pending.
+FILTERS: dict[type, Callable[[Any, bool], Json]] = {
+    And: _junction,
+    Or: _junction,
+    Not: _negation,
+    Selector: partial(_leaf, _selector),
+    In: partial(_leaf, _in),
+    Bound: partial(_leaf, _bound),
+    Regex: partial(_leaf, _regex),
+    Like: partial(_leaf, _like),
+    Search: partial(_leaf, _search),
+}
+
+
+def translate_filter(node: Filter, negated: bool = False) -> Json:
+    """A public filter (two-valued logic) → a native filter that matches exactly the same rows."""
+    return supported(FILTERS, type(node), "filter")(node, negated)
 
 
 def _scoped_filter(plan: ResultPlan, organization_id: str) -> Json:
@@ -190,40 +216,69 @@ def _scoped_filter(plan: ResultPlan, organization_id: str) -> Json:
     return {"type": "and", "fields": [organization, translate_filter(plan.query.filter)]}
 
 
+class _Native(NamedTuple):
+    """The aggregators and post-aggregators one public metric needs."""
+
+    aggregators: tuple[Json, ...]
+    post_aggregators: tuple[Json, ...] = ()
+
+
+def _field_column(table: dict[str, str], agg: Aggregation) -> str:
+    return supported(table, agg.field or "", f"{agg.type} field")
+
+
+def _count(agg: Aggregation) -> _Native:
+    return _Native(({"type": "longSum", "name": agg.output, "fieldName": COUNT_METRIC},))
+
+
+def _hyper_unique(agg: Aggregation) -> _Native:
+    sketch = {
+        "type": "HLLSketchMerge",
+        "name": agg.output,
+        "fieldName": _field_column(SKETCH_METRICS, agg),
+        "lgK": SKETCH_LG_K,
+        "tgtHllType": "HLL_4",
+        "round": False,
+    }
+    return _Native((sketch,))
+
+
+def _avg(agg: Aggregation) -> _Native:
+    total = f"__sum_{agg.field}"
+    sums = (
+        {"type": "longSum", "name": total, "fieldName": _field_column(SUM_METRICS, agg)},
+        {"type": "longSum", "name": ROWS, "fieldName": COUNT_METRIC},
+    )
+    # `quotient`, not `/`: Druid's `/` turns x/0 into 0, and an empty bucket's average
+    # must come out null (the sums are null there), never 0.
+    average = {
+        "type": "arithmetic",
+        "name": agg.output,
+        "fn": "quotient",
+        "fields": [
+            {"type": "fieldAccess", "fieldName": total},
+            {"type": "fieldAccess", "fieldName": ROWS},
+        ],
+    }
+    return _Native(sums, (average,))
+
+
+# Aggregation type → the native (post-)aggregators behind one public metric.
+AGGREGATORS: dict[str, Callable[[Aggregation], _Native]] = {
+    "count": _count,
+    "avg": _avg,
+    "hyperUnique": _hyper_unique,
+}
+
+
 def _aggregators(metrics: tuple[Aggregation, ...]) -> tuple[list[Json], list[Json]]:
+    # By name: two averages share the one row count.
     aggregators: dict[str, Json] = {}
     post_aggregators: list[Json] = []
     for agg in metrics:
-        if agg.type == "count":
-            aggregators[agg.output] = {"type": "longSum", "name": agg.output, "fieldName": COUNT_METRIC}
-        elif agg.type == "hyperUnique":
-            assert agg.field is not None
-            aggregators[agg.output] = {
-                "type": "HLLSketchMerge",
-                "name": agg.output,
-                "fieldName": SKETCH_METRICS[agg.field],
-                "lgK": SKETCH_LG_K,
-                "tgtHllType": "HLL_4",
-                "round": False,
-            }
-        else:
-            assert agg.field is not None
-            total = f"__sum_{agg.field}"
-            aggregators[total] = {"type": "longSum", "name": total, "fieldName": SUM_METRICS[agg.field]}
-            aggregators[ROWS] = {"type": "longSum", "name": ROWS, "fieldName": COUNT_METRIC}
-            # `quotient`, not `/`: Druid's `/` turns x/0 into 0, and an empty bucket's average
-            # must come out null (the sums are null there), never 0.
-            post_aggregators.append(
-                {
-                    "type": "arithmetic",
-                    "name": agg.output,
-                    "fn": "quotient",
-                    "fields": [
-                        {"type": "fieldAccess", "fieldName": total},
-                        {"type": "fieldAccess", "fieldName": ROWS},
-                    ],
-                }
-            )
+        native = supported(AGGREGATORS, agg.type, "aggregation")(agg)
+        aggregators.update((spec["name"], spec) for spec in native.aggregators)
+        post_aggregators.extend(native.post_aggregators)
     return list(aggregators.values()), post_aggregators
 
 
@@ -232,28 +287,35 @@ def _is_numeric_column(name: str) -> bool:
     return name not in DIMENSIONS or DIMENSIONS[name] is DimensionKind.NUMBER
 
 
-def _order_column(plan: ResultPlan, name: str, descending: bool) -> Json:
+def _order_column(column: SortColumn) -> Json:
     return {
-        "dimension": name,
-        "direction": "descending" if descending else "ascending",
-        "dimensionOrder": "numeric" if _is_numeric_column(name) else "lexicographic",
+        "dimension": column.name,
+        "direction": "descending" if column.descending else "ascending",
+        "dimensionOrder": "numeric" if _is_numeric_column(column.name) else "lexicographic",
     }
 
 
 def _limit_spec(plan: ResultPlan) -> Json:
-    explicit = [order.field for order in plan.query.order_by]
-    columns = [_order_column(plan, o.field, o.descending) for o in plan.query.order_by]
-    columns += [_order_column(plan, name, False) for name in plan.group_by if name not in explicit]
+    # The bucket start is not a limitSpec column: Druid orders by it first, or last with
+    # `sortByDimsFirst` (see `translate`).
+    columns = [_order_column(column) for column in plan.sort_columns if column.position != 0]
     return {"type": "default", "limit": plan.row_limit, "columns": columns}
 
 
+# Dimension kind → the groupBy output type of its values.
+OUTPUT_TYPES: dict[DimensionKind, str] = {
+    DimensionKind.STRING: "STRING",
+    DimensionKind.NUMBER: "LONG",
+    DimensionKind.ARRAY: "STRING",
+}
+
+
 def _dimension_spec(name: str) -> Json:
-    numeric = DIMENSIONS[name] is DimensionKind.NUMBER
     return {
         "type": "default",
         "dimension": _column(name),
         "outputName": name,
-        "outputType": "LONG" if numeric else "STRING",
+        "outputType": OUTPUT_TYPES[supported(DIMENSIONS, name, "dimension")],
     }
 
 
@@ -288,11 +350,11 @@ def translate(
         return DruidQuery(native, keys)
     native["dimensions"] = [_dimension_spec(name) for name in query.group_by]
     native["limitSpec"] = _limit_spec(plan)
-    if query.order_by:
+    if plan.sort_columns[0].position != 0:
         # Without it Druid sorts by time before the limitSpec columns, which would make a
         # day-by-day top-N return the first days rather than the top rows.
         context["sortByDimsFirst"] = True
-    # Rows as arrays, not {"version", "timestamp", "event": {...}} objects: a third of the bytes
+    # Rows as arrays, not {"version", "timestamp", "event": {...}} objects: far fewer bytes
     # to decode for large results, and the timestamp comes as epoch milliseconds.
     context["resultAsArray"] = True
     positions, timestamp = _array_positions(native, keys)

@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxy.backends.embedded.storage import TABLE, epoch_ms, quote
-from proxy.query.catalog import DIMENSION_COLUMNS, ORGANIZATION_COLUMN, TIME_COLUMN
+from proxy.errors import UnsupportedQuery
+from proxy.query.catalog import DIMENSION_COLUMNS, ORGANIZATION_COLUMN, TIME_COLUMN, supported
+from proxy.query.ordering import SortColumn
 from proxy.query.plan import ResultPlan
 from schemas.model import (
     Aggregation,
@@ -28,7 +30,6 @@ from schemas.model import (
     Bound,
     Filter,
     In,
-    Leaf,
     Like,
     Not,
     Or,
@@ -38,10 +39,9 @@ from schemas.model import (
     Selector,
     scalar_text,
 )
-from schemas.vocabulary import DIMENSIONS, DimensionKind
+from schemas.vocabulary import DIMENSIONS, GRANULARITY_SPECS, INT64_MAX, INT64_MIN, BucketUnit, DimensionKind
 
 BUCKET = "bucket_start"
-_INT64 = (-(2**63), 2**63 - 1)
 
 # SQL text and the values of its `?` placeholders, in order.
 Fragment = tuple[str, tuple[Any, ...]]
@@ -62,29 +62,34 @@ class SqlQuery:
 
 
 def _column(dimension: str) -> str:
-    return quote(DIMENSION_COLUMNS[dimension])
+    return quote(supported(DIMENSION_COLUMNS, dimension, "dimension"))
 
 
 def _kind(dimension: str) -> DimensionKind:
-    return DIMENSIONS[dimension]
+    return supported(DIMENSIONS, dimension, "dimension")
+
+
+def _int64(value: str) -> int | None:
+    try:
+        whole = int(value)
+    except ValueError:
+        return None
+    # Past 64 bits DuckDB cannot bind a Python int ("1" + 300 zeros): compare as a double.
+    return whole if INT64_MIN <= whole <= INT64_MAX else None
 
 
 def _number(value: Scalar) -> int | float:
     # The schemas only let numbers (or numeric strings) through for numeric comparisons.
-    assert value is not None
     if isinstance(value, int):
         return value
-    if isinstance(value, str):
-        try:
-            whole = int(value)
-        except ValueError:
-            pass
-        else:
-            # Past 64 bits DuckDB cannot bind a Python int ("1" + 300 zeros): compare as a double.
-            if _INT64[0] <= whole <= _INT64[1]:
-                return whole
-    number = float(value)
-    if number.is_integer() and _INT64[0] <= number <= _INT64[1]:
+    whole = _int64(value) if isinstance(value, str) else None
+    if whole is not None:
+        return whole
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise UnsupportedQuery(f"A numeric comparison needs a number, not {value!r}.") from None
+    if number.is_integer() and INT64_MIN <= number <= INT64_MAX:
         return int(number)
     return number
 
@@ -177,7 +182,23 @@ def _search(leaf: Search) -> Fragment:
     return _matching(leaf.dimension, lambda x: (f"contains(lower({x}), lower(?))", (leaf.value,)))
 
 
-_LEAVES: dict[type, Callable[[Any], Fragment]] = {
+def _negation(node: Not) -> Fragment:
+    sql, params = translate_filter(node.field)
+    # And/Or come back parenthesised already.
+    return (f"NOT {sql}" if isinstance(node.field, And | Or) else f"NOT ({sql})"), params
+
+
+def _junction(node: And | Or) -> Fragment:
+    operator = "AND" if isinstance(node, And) else "OR"
+    sql, params = _join([translate_filter(child) for child in node.fields], f" {operator} ")
+    return f"({sql})", params
+
+
+# Filter node type → its boolean SQL, never NULL.
+FILTERS: dict[type, Callable[[Any], Fragment]] = {
+    And: _junction,
+    Or: _junction,
+    Not: _negation,
     Selector: _selector,
     In: _in,
     Bound: _bound,
@@ -189,22 +210,7 @@ _LEAVES: dict[type, Callable[[Any], Fragment]] = {
 
 def translate_filter(node: Filter) -> Fragment:
     """A public filter → a boolean SQL expression that is never NULL, so `NOT` is two-valued."""
-    if isinstance(node, Not):
-        sql, params = translate_filter(node.field)
-        # And/Or come back parenthesised already.
-        return (f"NOT {sql}" if isinstance(node.field, And | Or) else f"NOT ({sql})"), params
-    if isinstance(node, And | Or):
-        sql, params = _join([translate_filter(child) for child in node.fields], f" {_conjunction(node)} ")
-        return f"({sql})", params
-    leaf: Leaf = node
-    builder = _LEAVES.get(type(leaf))
-    if builder is None:
-        raise ValueError(f"unsupported filter {type(leaf).__name__}")
-    return builder(leaf)
-
-
-def _conjunction(node: And | Or) -> str:
-    return "AND" if isinstance(node, And) else "OR"
+    return supported(FILTERS, type(node), "filter")(node)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,7 +238,7 @@ def _matched(plan: ResultPlan, organization_id: str) -> Fragment:
 
 
 # Aggregation type → its SQL over the (quoted) field column; count takes no field.
-_METRICS: dict[str, Callable[[str], str]] = {
+METRICS: dict[str, Callable[[str], str]] = {
     "count": lambda field: "COUNT(*)",
     # Rows here are the (exploded) rows of the group, as Druid's summed `count` metric.
     "avg": lambda field: f"SUM({field})::DOUBLE / COUNT(*)",
@@ -242,9 +248,7 @@ _METRICS: dict[str, Callable[[str], str]] = {
 
 
 def _metric(agg: Aggregation) -> str:
-    build = _METRICS.get(agg.type)
-    if build is None:
-        raise ValueError(f"unsupported aggregation {agg.type}")
+    build = supported(METRICS, agg.type, "aggregation")
     field = "" if agg.field is None else _column(agg.field)
     return f"{build(field)} AS {quote(agg.output)}"
 
@@ -269,33 +273,30 @@ def _stage(explodes: int) -> str:
     return "bucketed" if explodes == 0 else f"exploded_{explodes}"
 
 
-def _direction(descending: bool) -> str:
-    # The result step sorts nulls first ascending and last descending.
-    return "DESC NULLS LAST" if descending else "ASC NULLS FIRST"
+def _sql_order(column: SortColumn) -> str:
+    direction = "DESC" if column.descending else "ASC"
+    if not column.nullable:
+        return f"{column.position + 1} {direction}"
+    # The result order: nulls first ascending, last descending.
+    return f"{column.position + 1} {direction} {'NULLS LAST' if column.descending else 'NULLS FIRST'}"
 
 
 def _order_by(plan: ResultPlan) -> str:
-    """The ordering of proxy.query.plan's `_sort_keys`, so that LIMIT keeps the same rows."""
-    columns = [*plan.group_by, *plan.query.metric_names]
-    position = {name: index + 2 for index, name in enumerate(columns)}
-    explicit = [order.field for order in plan.query.order_by]
-    groups = [f"{position[name]} ASC NULLS FIRST" for name in plan.group_by if name not in explicit]
-    if not explicit:
-        return ", ".join(["1 ASC", *groups])
-    ordered = [f"{position[o.field]} {_direction(o.descending)}" for o in plan.query.order_by]
-    return ", ".join([*ordered, *groups, "1 ASC"])
+    """The plan's result order (`proxy.query.ordering`), so that LIMIT keeps the same rows."""
+    return ", ".join(_sql_order(column) for column in plan.sort_columns)
 
 
 def _output(expression: str, name: str) -> str:
     return expression if expression == quote(name) else f"{expression} AS {quote(name)}"
 
 
-def _bucketed(plan: ResultPlan) -> list[Fragment]:
-    """CTEs that stamp each matched row with the start of its plan bucket."""
-    if plan.query.granularity == "all":
-        # One bucket: no join needed to find it.
-        sql = f"bucketed AS (\n  SELECT ?::BIGINT AS {BUCKET}, matched.*\n  FROM matched\n)"
-        return [(sql, (plan.bucket_starts_ms[0],))]
+def _one_bucket(plan: ResultPlan) -> list[Fragment]:
+    # One bucket: no join needed to find it.
+    sql = f"bucketed AS (\n  SELECT ?::BIGINT AS {BUCKET}, matched.*\n  FROM matched\n)"
+    return [(sql, (plan.bucket_starts_ms[0],))]
+
+
+def _plan_buckets(plan: ResultPlan) -> list[Fragment]:
     # The latest bucket start at or before the row's time; the interval bounds the last bucket.
     return [
         (f"buckets AS (\n  SELECT unnest(?::BIGINT[]) AS {BUCKET}\n)", (list(plan.bucket_starts_ms),)),
@@ -305,6 +306,22 @@ def _bucketed(plan: ResultPlan) -> list[Fragment]:
             (),
         ),
     ]
+
+
+# Bucket unit → the CTEs that stamp each matched row with the start of its plan bucket.
+BUCKETING: dict[BucketUnit, Callable[[ResultPlan], list[Fragment]]] = {
+    BucketUnit.ALL: _one_bucket,
+    BucketUnit.MINUTES: _plan_buckets,
+    BucketUnit.HOURS: _plan_buckets,
+    BucketUnit.DAYS: _plan_buckets,
+    BucketUnit.WEEKS: _plan_buckets,
+    BucketUnit.MONTHS: _plan_buckets,
+}
+
+
+def _bucketed(plan: ResultPlan) -> list[Fragment]:
+    spec = supported(GRANULARITY_SPECS, plan.query.granularity, "granularity")
+    return supported(BUCKETING, spec.unit, "granularity unit")(plan)
 
 
 def translate(plan: ResultPlan, organization_id: str) -> SqlQuery:
