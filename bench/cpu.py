@@ -27,6 +27,7 @@ import proxy.query.render as render_module
 from bench.datasets import ADMISSION
 from bench.reports import ORGANIZATION
 from bench.service import grant
+from proxy.backends.base import Scope
 from proxy.backends.druid.backend import DruidBackend, plan_rows
 from proxy.backends.druid.translator import translate
 from proxy.query.plan import ResultPlan, _bucket_starts_ms, plan_result
@@ -118,8 +119,8 @@ class _RecordedBackend(DruidBackend):
 
     answer = b"[]"
 
-    def execute(self, plan: ResultPlan, organization_id: str, request_id: str, *args: Any) -> Any:
-        return plan_rows(orjson.loads(self.answer), self._translate(plan, organization_id, request_id), plan)
+    def execute(self, plan: ResultPlan, scope: Scope) -> Any:
+        return plan_rows(orjson.loads(self.answer), self._translate(plan, scope), plan)
 
 
 def whole_request(

@@ -2,11 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from proxy.query.plan import BackendRow, ResultPlan
 from proxy.runtime.disconnect import ClientGone, never_gone
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What one backend call runs for: the organization, the request, its deadline, its caller."""
+
+    organization_id: str
+    request_id: str
+    # On the `time.perf_counter()` clock: the request's arrival plus its time budget.
+    deadline: float
+    client_gone: ClientGone = never_gone
+
+    @classmethod
+    def starting_now(
+        cls, organization_id: str, request_id: str, budget_secs: float, client_gone: ClientGone = never_gone
+    ) -> Scope:
+        """A scope whose budget starts counting now."""
+        return cls(organization_id, request_id, time.perf_counter() + budget_secs, client_gone)
+
+    def remaining_secs(self) -> float:
+        """What is left of the request's time budget (zero or less: nothing)."""
+        return self.deadline - time.perf_counter()
 
 
 class Backend(Protocol):
@@ -14,21 +38,13 @@ class Backend(Protocol):
 
     name: str
 
-    def execute(
-        self,
-        plan: ResultPlan,
-        organization_id: str,
-        request_id: str,
-        client_gone: ClientGone = never_gone,
-        budget_secs: float | None = None,
-    ) -> Iterable[BackendRow]:
+    def execute(self, plan: ResultPlan, scope: Scope) -> Sequence[BackendRow]:
         """Rows for the plan: bucket start in epoch ms, then group and metric values in order.
 
-        `client_gone` says whether the caller has hung up; a backend may stop early then.
-        `budget_secs` is what the request has left of its time budget (None: all of it).
+        A backend may stop early once `scope.client_gone()` says the caller has hung up.
         """
 
-    def explain(self, plan: ResultPlan, organization_id: str, request_id: str) -> Any:
+    def explain(self, plan: ResultPlan, scope: Scope) -> Any:
         """The backend query that `execute` would run, as JSON-ready data."""
 
     def ready(self) -> bool:

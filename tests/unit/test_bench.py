@@ -48,10 +48,10 @@ def test_new_bodies_are_one_query_in_more_distinct_bodies_than_the_parse_cache_h
     import orjson
 
     from bench.throughput import distinct_bodies
-    from proxy.web.app import _CACHED_BODIES, _CACHED_BODY_BYTES
+    from proxy.service.bodies import CACHED_BODIES, CACHED_BODY_BYTES
 
     payload = {"granularity": "day", "aggregations": [{"type": "count"}]}
     bodies = distinct_bodies(payload)
-    assert len(set(bodies)) == len(bodies) > _CACHED_BODIES
+    assert len(set(bodies)) == len(bodies) > CACHED_BODIES
     assert all(orjson.loads(body) == payload for body in bodies)
-    assert all(len(body) <= _CACHED_BODY_BYTES for body in bodies)
+    assert all(len(body) <= CACHED_BODY_BYTES for body in bodies)

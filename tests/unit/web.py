@@ -1,4 +1,5 @@
-"""A service under the Flask test client with a stub backend, for the web-layer tests."""
+"""A service with a stub backend and granted keys: on its own for the service tests, under the
+Flask test client for the web-layer tests."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ import jwt
 from flask.testing import FlaskClient
 
 from proxy.access.store import AccessStore
+from proxy.backends.base import Scope
 from proxy.query.plan import BackendRow, ResultPlan
+from proxy.service.reporting import ReportingService
 from proxy.settings import Settings
-from proxy.web.app import ReportingService, create_app
+from proxy.web.app import create_app
+from schemas.model import Query
 
 ORG = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 OTHER_ORG = "0b5c1e3e-8a7e-4c39-9a2a-7a1f9f3c2d10"
@@ -34,21 +38,21 @@ def url(org: str = ORG, suffix: str = "") -> str:
 
 @dataclass
 class StubBackend:
-    """Answers no rows, or raises `error`; with a `gate`, waits in execute until it is set."""
+    """Answers no rows, or raises `error`; with a `gate`, waits in execute until it is set.
+
+    Every query it is asked to run (or explain) is kept in `queries`, its scope in `scopes`.
+    """
 
     name: str = "stub"
     error: BaseException | None = None
     gate: threading.Event | None = None
+    is_ready: bool = True
     entered: threading.Event = field(default_factory=threading.Event)
+    queries: list[Query] = field(default_factory=list)
+    scopes: list[Scope] = field(default_factory=list)
 
-    def execute(
-        self,
-        plan: ResultPlan,
-        organization_id: str,
-        request_id: str,
-        client_gone: Any = None,
-        budget_secs: Any = None,
-    ) -> list[BackendRow]:
+    def execute(self, plan: ResultPlan, scope: Scope) -> list[BackendRow]:
+        self._keep(plan, scope)
         self.entered.set()
         if self.gate is not None:
             assert self.gate.wait(10), "the test never opened the gate"
@@ -56,11 +60,16 @@ class StubBackend:
             raise self.error
         return []
 
-    def explain(self, plan: ResultPlan, organization_id: str, request_id: str) -> Any:
+    def explain(self, plan: ResultPlan, scope: Scope) -> Any:
+        self._keep(plan, scope)
         return {"sql": "SELECT 1", "parameters": []}
 
     def ready(self) -> bool:
-        return True
+        return self.is_ready
+
+    def _keep(self, plan: ResultPlan, scope: Scope) -> None:
+        self.queries.append(plan.query)
+        self.scopes.append(scope)
 
 
 @dataclass
@@ -83,17 +92,18 @@ def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
     return Settings(**{**values, **overrides})
 
 
-def make_web(tmp_path: Path, backend: Any = None, **overrides: Any) -> Web:
-    """A service on `tmp_path` with keys `a`, `b` (ORG), `both` (ORG and OTHER_ORG), `other`."""
-    settings = settings_for(tmp_path, **overrides)
+def grant_keys(settings: Settings) -> dict[str, str]:
+    """Keys `a`, `b` (ORG), `both` (ORG and OTHER_ORG) and `other` (OTHER_ORG), by name."""
     store = AccessStore(settings.access_db_path)
     store.add_organization(ORG, "Demo")
     store.add_organization(OTHER_ORG, "Other")
-    keys = {
-        "a": store.create_key([ORG], "a"),
-        "b": store.create_key([ORG], "b"),
-        "both": store.create_key([ORG, OTHER_ORG], "both"),
-        "other": store.create_key([OTHER_ORG], "other"),
-    }
+    grants = {"a": [ORG], "b": [ORG], "both": [ORG, OTHER_ORG], "other": [OTHER_ORG]}
+    return {name: store.create_key(orgs, name) for name, orgs in grants.items()}
+
+
+def make_web(tmp_path: Path, backend: Any = None, **overrides: Any) -> Web:
+    """A service on `tmp_path` under the Flask test client, with the keys of `grant_keys`."""
+    settings = settings_for(tmp_path, **overrides)
+    keys = grant_keys(settings)
     app = create_app(settings, backend if backend is not None else StubBackend())
     return Web(app.test_client(), app.extensions["reporting"], keys)

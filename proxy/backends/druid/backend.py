@@ -7,11 +7,11 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
+from proxy.backends.base import Scope
 from proxy.backends.druid.client import DruidClient
 from proxy.backends.druid.translator import DruidQuery, translate
 from proxy.errors import BackendError, BackendTimeout
 from proxy.query.plan import BackendRow, ResultPlan
-from proxy.runtime.disconnect import ClientGone, never_gone
 from proxy.settings import Settings
 
 
@@ -27,29 +27,24 @@ class DruidBackend:
         self.lane = settings.druid_lane
         self.client = DruidClient(settings.druid_broker_url, settings.connect_timeout_secs)
 
-    def _translate(self, plan: ResultPlan, organization_id: str, request_id: str) -> DruidQuery:
+    def _translate(self, plan: ResultPlan, scope: Scope) -> DruidQuery:
         # Druid gets slightly less than the request budget so it usually reports its own timeout;
         # a fixed share keeps the query a pure function of the request. What the request spent
         # before the call is enforced on our side (the client's watch), not by Druid.
         timeout_ms = int(self.deadline_secs * 1000 * 0.95)
-        return translate(plan, organization_id, self.datasource, request_id, timeout_ms, self.lane)
+        return translate(
+            plan, scope.organization_id, self.datasource, scope.request_id, timeout_ms, self.lane
+        )
 
-    def explain(self, plan: ResultPlan, organization_id: str, request_id: str) -> Any:
-        return self._translate(plan, organization_id, request_id).native
+    def explain(self, plan: ResultPlan, scope: Scope) -> Any:
+        return self._translate(plan, scope).native
 
-    def execute(
-        self,
-        plan: ResultPlan,
-        organization_id: str,
-        request_id: str,
-        client_gone: ClientGone = never_gone,
-        budget_secs: float | None = None,
-    ) -> list[BackendRow]:
-        budget = self.deadline_secs if budget_secs is None else budget_secs
+    def execute(self, plan: ResultPlan, scope: Scope) -> list[BackendRow]:
+        budget = scope.remaining_secs()
         if budget <= 0:
             raise BackendTimeout("The request used its whole time budget before the query could start.")
-        druid_query = self._translate(plan, organization_id, request_id)
-        rows = self.client.query(druid_query.native, budget, client_gone)
+        druid_query = self._translate(plan, scope)
+        rows = self.client.query(druid_query.native, budget, scope.client_gone)
         try:
             return plan_rows(rows, druid_query, plan)
         except (KeyError, IndexError, TypeError, ValueError) as exc:
@@ -92,7 +87,7 @@ def array_rows(rows: list[Any], query: DruidQuery, start_ms: int) -> list[Backen
     rows of granularity `all`, which carry no timestamp."""
     positions = query.value_positions
     if query.timestamp_position == 0 and positions == tuple(range(1, len(positions) + 1)):
-        # [timestamp, values in plan order] is already a backend row: no copy of 100k rows.
+        # [timestamp, values in plan order] is already a backend row: the rows are kept, not copied.
         _check_arrays(rows, 1 + len(positions))
         return rows
     # Rows in another shape (objects, short arrays) fail as their values are picked, with a
@@ -106,6 +101,6 @@ def array_rows(rows: list[Any], query: DruidQuery, start_ms: int) -> list[Backen
 
 
 def _check_arrays(rows: list[Any], width: int) -> None:
-    # Two passes in C: a third of the time of picking each row's values into a tuple.
+    # Two passes in C over the types and lengths, rather than picking each row's values in Python.
     if not set(map(type, rows)) <= {list} or not set(map(len, rows)) <= {width}:
         raise TypeError(f"groupBy rows must be arrays of {width} values")

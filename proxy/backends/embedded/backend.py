@@ -9,11 +9,11 @@ from typing import Any
 
 import duckdb
 
+from proxy.backends.base import Scope
 from proxy.backends.embedded.storage import Reader
 from proxy.backends.embedded.translator import SqlQuery, translate
 from proxy.errors import BackendError, BackendTimeout, BackendUnavailable
 from proxy.query.plan import BackendRow, ResultPlan
-from proxy.runtime.disconnect import ClientGone, never_gone
 from proxy.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,29 +28,22 @@ class EmbeddedBackend:
         self.deadline_secs = settings.request_timeout_secs
         self.reader = Reader(settings.embedded_dir)
 
-    def explain(self, plan: ResultPlan, organization_id: str, request_id: str) -> Any:
-        return translate(plan, organization_id).explain()
+    def explain(self, plan: ResultPlan, scope: Scope) -> Any:
+        return translate(plan, scope.organization_id).explain()
 
-    def execute(
-        self,
-        plan: ResultPlan,
-        organization_id: str,
-        request_id: str,
-        client_gone: ClientGone = never_gone,
-        budget_secs: float | None = None,
-    ) -> Sequence[BackendRow]:
-        # Neither `client_gone` nor `budget_secs` is used: a local query is bounded by its own
+    def execute(self, plan: ResultPlan, scope: Scope) -> Sequence[BackendRow]:
+        # The scope's deadline and caller probe go unused: a local query is bounded by its own
         # deadline interrupt (the full request timeout).
-        query = translate(plan, organization_id)
+        query = translate(plan, scope.organization_id)
         try:
             rows = self._run(query)
         except duckdb.InterruptException as exc:
             raise BackendTimeout(f"The query ran longer than {self.deadline_secs:g} s.") from exc
         except (duckdb.IOException, OSError) as exc:
-            log.exception("embedded engine unavailable in request %s", request_id)
+            log.exception("embedded engine unavailable in request %s", scope.request_id)
             raise BackendUnavailable("The embedded engine cannot open its data.") from exc
         except duckdb.Error as exc:
-            log.exception("embedded query failed in request %s: %s", request_id, query.sql)
+            log.exception("embedded query failed in request %s: %s", scope.request_id, query.sql)
             raise BackendError("The embedded engine failed to answer.") from exc
         return rows  # (bucket, groups..., metrics...) tuples are backend rows as they are
 

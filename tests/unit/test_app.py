@@ -1,4 +1,5 @@
-"""The HTTP contract over a stub broker on a loopback port: access order, errors, faults."""
+"""The app over HTTP (the Flask test client): routes, access order, the one error shape, and the
+Druid backend's faults over a stub broker on a loopback port."""
 
 from __future__ import annotations
 
@@ -18,12 +19,11 @@ from proxy.access.store import AccessStore
 from proxy.settings import Settings
 from proxy.web.app import create_app
 from tests.unit.stub_broker import Answer, StubBroker, refused_connects, stub_broker, unanswered_connects
+from tests.unit.web import JWT_SECRET, ORG, OTHER_ORG, UNKNOWN_ORG, StubBackend, make_web, url
+from tests.unit.web import QUERY as QUERY_UTC
 
-ORG = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
-OTHER_ORG = "0b5c1e3e-8a7e-4c39-9a2a-7a1f9f3c2d10"
-UNKNOWN_ORG = "9d4b7e2a-1111-4c39-9a2a-7a1f9f3c2d10"
-SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
-URL = f"/api/reporting/v1/orgs/{ORG}/visitor_sessions"
+SECRET = JWT_SECRET
+URL = url()
 QUERY = {
     "interval": {
         "start": "2019-01-01T00:00:00+02:00",
@@ -331,3 +331,34 @@ def test_query_body_is_exactly_the_translation(
     response = client.post(URL, json=seed, headers={**_header(keys, "good_key"), "X-Request-Id": "req-1"})
     assert response.status_code == 200
     assert [request.json() for request in broker.received] == [expected]
+
+
+@pytest.mark.parametrize(
+    ("ready", "status", "body", "retry_after"),
+    [
+        (True, 200, {"status": "ready", "backend": "stub"}, None),
+        (False, 503, {"detail": "The backend is not ready.", "code": "not_ready"}, "5"),
+    ],
+)
+def test_readiness_follows_the_backend(
+    tmp_path: Path, ready: bool, status: int, body: dict[str, str], retry_after: str | None
+) -> None:
+    response = make_web(tmp_path, StubBackend(is_ready=ready)).client.get("/readyz")
+    assert (response.status_code, response.json) == (status, body)
+    assert response.headers.get("Retry-After") == retry_after
+
+
+def test_health_and_documents_answer_without_credentials(tmp_path: Path) -> None:
+    client = make_web(tmp_path).client
+    assert client.get("/healthz").json == {"status": "ok"}
+    assert client.get("/openapi.json").json["openapi"] == "3.1.0"
+    assert client.get("/metrics").status_code == 200
+
+
+def test_an_unexpected_error_is_a_bare_500(tmp_path: Path) -> None:
+    web = make_web(tmp_path, StubBackend(error=RuntimeError("secret internals")))
+    response = web.client.post(url(), json=QUERY_UTC, headers=web.auth("a"))
+    assert (response.status_code, response.json) == (
+        500,
+        {"detail": "Internal error.", "code": "internal_error"},
+    )

@@ -1,0 +1,49 @@
+"""What one request brings to the service, what the service records about it, and its answer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from proxy.runtime.disconnect import ClientGone, never_gone
+
+
+def no_body() -> bytes:
+    """The body of a call that carries none."""
+    return b""
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request as the service sees it: plain values read from the web request."""
+
+    organization_id: str  # as written in the URL
+    authorization: str | None  # the `Authorization` header
+    request_id: str
+    arrived: float  # on the `time.perf_counter()` clock
+    is_json: bool = True  # the body is declared as JSON
+    # Read only once the caller is authorized: an unauthenticated body is never read, so a 401
+    # wins over a 413 for it.
+    body: Callable[[], bytes] = no_body
+    explain: bool = False
+    client_gone: ClientGone = never_gone
+
+
+@dataclass
+class Record:
+    """What a request did, for its access-log line and metrics; filled in as it goes."""
+
+    request_id: str
+    arrived: float  # on the `time.perf_counter()` clock
+    organization: str | None = None
+    principal: str | None = None
+    backend: str | None = None
+    backend_ms: float | None = None
+    error_code: str | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A successful answer: a JSON document, already encoded."""
+
+    body: bytes
