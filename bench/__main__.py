@@ -24,7 +24,7 @@ import orjson
 from bench import accuracy, cpu, large, overhead, scaling, throughput
 from bench.datasets import BROKER, Dataset, cli_env, ensure_loaded
 from bench.reports import LARGE, ORGANIZATION, REPORTS
-from bench.service import Workers, grant, gunicorn
+from bench.service import Running, Workers, grant, gunicorn
 from bench.table import render_table
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -34,6 +34,8 @@ SCALE = float(os.environ.get("BENCH_ROUNDS", "1"))
 ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
 # The worker model `reporting-proxy serve` defaults to; chosen from goals 1 and 4's measurements.
 SERVICE_WORKERS = Workers(*map(int, os.environ.get("BENCH_WORKERS", "3x2").split("x")))
+# Each report's native query and the broker's answer to it, as the service sent and got them.
+Recorded = dict[str, tuple[dict[str, Any], bytes]]
 
 
 def log(message: str) -> None:
@@ -85,60 +87,9 @@ def main() -> None:
         for size, dataset in datasets.items()
         for backend in ("druid", "embedded")
     }
-    with ExitStack() as stack:
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
-        data_dir = tmp / "druid-service"
-        token = grant(data_dir, ORGANIZATION)
-        service = stack.enter_context(
-            gunicorn(
-                "proxy.web.app:create_app()",
-                cli_env("druid", main_set, data_dir),
-                SERVICE_WORKERS,
-                tmp / "service.log",
-                token,
-            )
-        )
-        if wanted("overhead"):
-            log(
-                f"1. overhead through the service ({SERVICE_WORKERS}) vs straight to the broker, "
-                f"{main_set.sessions:,} sessions"
-            )
-            forwarder = stack.enter_context(
-                gunicorn(
-                    "bench.forwarder:create_app()",
-                    {**os.environ, "BENCH_UPSTREAM_URL": BROKER},
-                    SERVICE_WORKERS,
-                    tmp / "forwarder.log",
-                )
-            )
-            results["overhead"] = overhead.run(
-                service, REPORTS, rounds(100), log, tmp / "service.log", forwarder
-            )
-            for entry in results["overhead"].values():
-                entry.pop("answer")
-        # Recorded Druid answers and native queries for the CPU and throughput phases.
-        recorded = {name: overhead.record(service, payload) for name, payload in REPORTS.items()}
-        if wanted("cpu"):
-            log("2. service CPU per request without the backend")
-            cases = {name: (REPORTS[name], recorded[name][1]) for name in REPORTS}
-            results["cpu_us"] = cpu.measure(cases)
-            whole = cpu.whole_request(cases)
-            for name, entry in results["cpu_us"].items():
-                entry["whole_request"] = whole[name]
-                log(
-                    f"  {name}: {entry['total']:.0f} µs ("
-                    + ", ".join(f"{s} {entry[s]:.0f}" for s in cpu.STAGES)
-                    + f"); whole request in-process {whole[name]:.0f} µs"
-                )
+    recorded = _against_the_service(main_set, results)
     if wanted("large"):
-        log("3. large result: 100,000 rows")
-        with tempfile.TemporaryDirectory(prefix="bench-large-") as large_tmp:
-            token = grant(Path(large_tmp), ORGANIZATION)
-            env = cli_env("druid", main_set, Path(large_tmp))
-            with gunicorn(
-                "proxy.web.app:create_app()", env, Workers(1, 1), Path(large_tmp) / "service.log", token
-            ) as one:
-                results["large"] = large.run(one, LARGE, rounds(21), log)
+        results["large"] = _large_result(main_set)
     if wanted("throughput"):
         log("4. throughput against a stub broker, service vs bare forwarder, per worker model")
         native, answer = recorded["day_series_30d"]
@@ -154,6 +105,80 @@ def main() -> None:
         results["storage"] = accuracy.storage(main_set)
     results["machine"]["load_average_end"] = os.getloadavg()
     results["elapsed_secs"] = round(time.monotonic() - started)
+    _save(results)
+
+
+def _against_the_service(main_set: Dataset, results: dict[str, Any]) -> Recorded:
+    """Goals 1 and 2 on the served Druid backend; the native queries and answers it recorded."""
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
+        data_dir = tmp / "druid-service"
+        token = grant(data_dir, ORGANIZATION)
+        service = stack.enter_context(
+            gunicorn(
+                "proxy.web.app:create_app()",
+                cli_env("druid", main_set, data_dir),
+                SERVICE_WORKERS,
+                tmp / "service.log",
+                token,
+            )
+        )
+        if wanted("overhead"):
+            results["overhead"] = _overhead(stack, tmp, service, main_set)
+        # Recorded Druid answers and native queries for the CPU and throughput phases.
+        recorded = {name: overhead.record(service, payload) for name, payload in REPORTS.items()}
+        if wanted("cpu"):
+            results["cpu_us"] = _cpu(recorded)
+    return recorded
+
+
+def _overhead(stack: ExitStack, tmp: Path, service: Running, main_set: Dataset) -> dict[str, Any]:
+    log(
+        f"1. overhead through the service ({SERVICE_WORKERS}) vs straight to the broker, "
+        f"{main_set.sessions:,} sessions"
+    )
+    forwarder = stack.enter_context(
+        gunicorn(
+            "bench.forwarder:create_app()",
+            {**os.environ, "BENCH_UPSTREAM_URL": BROKER},
+            SERVICE_WORKERS,
+            tmp / "forwarder.log",
+        )
+    )
+    found: dict[str, Any] = overhead.run(service, REPORTS, rounds(100), log, tmp / "service.log", forwarder)
+    for entry in found.values():
+        entry.pop("answer")
+    return found
+
+
+def _cpu(recorded: Recorded) -> dict[str, Any]:
+    log("2. service CPU per request without the backend")
+    cases = {name: (REPORTS[name], recorded[name][1]) for name in REPORTS}
+    found: dict[str, Any] = cpu.measure(cases)
+    whole = cpu.whole_request(cases)
+    for name, entry in found.items():
+        entry["whole_request"] = whole[name]
+        log(
+            f"  {name}: {entry['total']:.0f} µs ("
+            + ", ".join(f"{s} {entry[s]:.0f}" for s in cpu.STAGES)
+            + f"); whole request in-process {whole[name]:.0f} µs"
+        )
+    return found
+
+
+def _large_result(main_set: Dataset) -> dict[str, Any]:
+    log("3. large result: 100,000 rows")
+    with tempfile.TemporaryDirectory(prefix="bench-large-") as large_tmp:
+        token = grant(Path(large_tmp), ORGANIZATION)
+        env = cli_env("druid", main_set, Path(large_tmp))
+        with gunicorn(
+            "proxy.web.app:create_app()", env, Workers(1, 1), Path(large_tmp) / "service.log", token
+        ) as one:
+            return large.run(one, LARGE, rounds(21), log)
+
+
+def _save(results: dict[str, Any]) -> None:
+    """Print the table; keep it and the raw results in bench/results under the run's time."""
     table = render_table(results)
     print(table)
     RESULTS.mkdir(exist_ok=True)
