@@ -1,13 +1,12 @@
 """Pause the cyclic garbage collector while a large result is turned into rows.
 
-Building 100,000 rows allocates some 300,000 lists and tuples. Every 700 container allocations
-start a collection, and the older generations (the decoded answer, the rows built so far) are
-walked again and again: on the bench machine that doubled the remap of 100,000 rows (395 ms
-with the collector on, 170 ms with it paused). Result rows hold no reference cycles, so
-reference counting frees them either way. The service pauses once per request, around the
-whole answer (`proxy/app.py`), so the collector next runs after those rows are freed.
-`gc.disable()` is process-wide: the caller that found the collector on turns it back on,
-whatever other threads did meanwhile.
+Building a large result allocates several containers per row. Every few hundred container
+allocations start a collection, and the older generations (the decoded answer, the rows built
+so far) are walked again and again, which can cost as much as building the rows. Result rows
+hold no reference cycles, so reference counting frees them either way. The service pauses once
+per request, around the whole answer (`proxy/service/reporting.py`), so the collector next runs
+after those rows are freed. `gc.disable()` is process-wide: the caller that found the collector
+on turns it back on, whatever other threads did meanwhile.
 """
 
 from __future__ import annotations

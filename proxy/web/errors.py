@@ -7,7 +7,6 @@ its code in the request's record for the metrics and the access line.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -16,10 +15,9 @@ from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
 from proxy.errors import ProxyError
+from proxy.runtime.logs import access_log
 from proxy.web.observe import current_record
 from proxy.web.responses import json_response
-
-log = logging.getLogger("proxy.access_log")
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -41,7 +39,7 @@ def _http_error(error: HTTPException) -> Response:
 
 
 def _unexpected(error: Exception) -> Response:
-    log.exception("unhandled error in request %s", current_record().request_id)
+    access_log.exception("unhandled error in request %s", current_record().request_id)
     return _rendered(500, "Internal error.", "internal_error")
 
 

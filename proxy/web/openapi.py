@@ -14,7 +14,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import fields
 
-from proxy.errors import ProxyError
+from proxy.errors import NotReady, ProxyError
 from schemas.filters import FILTER_SCHEMAS, FilterField, ScalarField
 from schemas.request import FiltersField, QuerySchema
 from schemas.vocabulary import DIMENSIONS, FILTER_TYPES, GRANULARITIES
@@ -42,12 +42,14 @@ def _filter_property(self: Any, field: fields.Field, **kwargs: Any) -> dict[str,
 
 
 def error_codes() -> dict[int, list[str]]:
-    """Every status the service answers errors with → the codes it uses for it."""
+    """Every status the query endpoints answer errors with → the codes they use for it."""
     table: dict[int, set[str]] = {status: set(codes) for status, codes in _ROUTING_ERRORS.items()}
     pending: list[type[ProxyError]] = [ProxyError]
     while pending:
         cls = pending.pop()
-        table.setdefault(cls.status, set()).add(cls.code)
+        # Only the readiness probe answers `not_ready`; its own path documents it.
+        if cls is not NotReady:
+            table.setdefault(cls.status, set()).add(cls.code)
         pending.extend(cls.__subclasses__())
     return {status: sorted(codes) for status, codes in sorted(table.items())}
 
@@ -155,7 +157,7 @@ def _plain_operation(
 
 def _service_paths() -> dict[str, dict[str, Any]]:
     status = {"type": "object", "additionalProperties": True}
-    not_ready = _error_response(503, ["not_ready"])
+    not_ready = _error_response(NotReady.status, [NotReady.code])
     text = {
         "description": "Prometheus text exposition.",
         "content": {"text/plain": {"schema": {"type": "string"}}},
