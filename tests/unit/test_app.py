@@ -18,8 +18,9 @@ from flask.testing import FlaskClient
 from proxy.access.store import AccessStore
 from proxy.settings import Settings
 from proxy.web.app import create_app
-from tests.unit.stub_broker import Answer, StubBroker, refused_connects, stub_broker, unanswered_connects
-from tests.unit.web import JWT_SECRET, ORG, OTHER_ORG, UNKNOWN_ORG, StubBackend, make_web, url
+from tests.support.ids import ORG, OTHER_ORG, UNKNOWN_ORG
+from tests.support.stub_broker import Answer, StubBroker, refused_connects, stub_broker, unanswered_connects
+from tests.unit.web import JWT_SECRET, StubBackend, make_web, url
 from tests.unit.web import QUERY as QUERY_UTC
 
 SECRET = JWT_SECRET

@@ -10,7 +10,8 @@ import pytest
 from proxy.errors import BadRequest, UnsupportedMediaType
 from proxy.service.bodies import CACHED_BODY_BYTES, QueryBodies
 from proxy.service.call import Call
-from tests.unit.web import ORG, QUERY, settings_for
+from tests.support.ids import ORG
+from tests.unit.web import QUERY, settings_for
 
 
 def _call(body: bytes, is_json: bool = True) -> Call:

@@ -12,8 +12,8 @@ import pytest
 from proxy.backends.druid.client import DruidClient
 from proxy.backends.druid.watch import QueryWatch
 from proxy.errors import BackendError, BackendTimeout, BackendUnavailable, ClientDisconnected, ProxyError
-from tests.unit.forking import passes_in_forked_child
-from tests.unit.stub_broker import Answer, StubBroker, refused_connects, stub_broker
+from tests.support.forking import passes_in_forked_child
+from tests.support.stub_broker import Answer, StubBroker, refused_connects, stub_broker
 
 ROWS = [{"timestamp": "2019-01-01T00:00:00.000Z", "result": {"count": 1}}]
 QUERY = {"queryType": "timeseries", "context": {"queryId": "q-1"}}

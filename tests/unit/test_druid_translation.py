@@ -8,23 +8,15 @@ from typing import Any
 import pytest
 from marshmallow import ValidationError
 
-from proxy.backends.druid.translator import translate
 from proxy.errors import BadRequest
 from proxy.query.plan import plan_result
 from schemas.request import QuerySchema
-from tests.unit.golden import GOLDEN, cases
-
-ORG = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
-
-
-def _translate(request: dict[str, Any]) -> dict[str, Any]:
-    plan = plan_result(QuerySchema().load(request), max_buckets=10_000, max_rows=100_000)
-    return translate(plan, ORG, "visitor_sessions", "req-1", 28_500).native
+from tests.support.golden import GOLDEN, cases, druid_native
 
 
 @pytest.mark.parametrize("case", cases("druid"))
 def test_translation(case: dict[str, Any]) -> None:
-    assert _translate(case["request"]) == case["expected"]
+    assert druid_native(case["request"]) == case["expected"]
 
 
 @pytest.mark.parametrize("case", cases("invalid"))

@@ -22,9 +22,8 @@ from proxy.web.app import create_app
 from proxyctl.ingest.embedded_loader import INPUT_TYPES, TIMESTAMP_MS, LoadResult, load_into_embedded
 from proxyctl.ingest.ndjson import validate_file
 from schemas.vocabulary import DIMENSIONS
+from tests.support.ids import ORG, OTHER_ORG
 
-ORG = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
-OTHER_ORG = "0b5c1e3e-8a7e-4c39-9a2a-7a1f9f3c2d10"
 HELSINKI = "Europe/Helsinki"
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,9 @@ import requests
 from proxy.access.store import AccessStore
 from proxy.runtime.limit_table import Shape, Table
 from proxy.runtime.limits import Limiter, Limits, organization_digest, process_identity
-from tests.unit.web import ORG, QUERY, ROUTE, url
+from tests.support.ids import ORG
+from tests.support.net import free_port
+from tests.unit.web import QUERY, ROUTE, url
 
 BIN = Path(sys.executable).parent
 RATE = 5
@@ -43,12 +44,6 @@ class Served:
     def workers(self) -> list[int]:
         children = Path(f"/proc/{self.master.pid}/task/{self.master.pid}/children").read_text()
         return [int(pid) for pid in children.split()]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _until(check: object, seconds: float = 20) -> None:
@@ -72,7 +67,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
     key = store.create_key([ORG], "k")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PROXY_", "PROMETHEUS_"))}
     env.update(PROXY_DATA_DIR=str(tmp_path), PROXY_RATE_LIMIT_PER_ORG_PER_MIN=str(RATE))
-    port = _free_port()
+    port = free_port()
     stderr = tmp_path / "stderr.log"
     command = [str(BIN / "reporting-proxy"), "serve", "--port", str(port), "--workers", "2", "--threads", "2"]
     with stderr.open("wb") as sink:

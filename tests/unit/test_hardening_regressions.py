@@ -19,8 +19,8 @@ from proxy.settings import Settings
 from proxy.web.app import create_app
 from schemas.filters import load_filter
 from schemas.request import QuerySchema
+from tests.support.ids import ORG
 
-ORG = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 URL = f"/api/reporting/v1/orgs/{ORG}/visitor_sessions"
 INTERVAL = {"start": "2019-06-01T00:00:00Z", "end": "2019-06-02T00:00:00Z"}
 BASE: dict[str, Any] = {"interval": INTERVAL, "granularity": "all", "aggregations": [{"type": "count"}]}

@@ -20,8 +20,9 @@ from proxy.errors import BackendError, BackendTimeout, TooManyRequests
 from proxy.runtime.limit_table import Shape
 from proxy.runtime.limits import Limiter, Limits, process_alive, process_identity
 from proxy.settings import SettingsError, load_settings
-from tests.unit.forking import passes_in_forked_child
-from tests.unit.web import ORG, OTHER_ORG, QUERY, StubBackend, make_web, url
+from tests.support.forking import passes_in_forked_child
+from tests.support.ids import ORG, OTHER_ORG
+from tests.unit.web import QUERY, StubBackend, make_web, url
 
 OFF = Limits(0, 0, 0, 0)
 

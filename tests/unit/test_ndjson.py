@@ -10,8 +10,8 @@ import orjson
 import pytest
 
 from proxyctl.ingest.ndjson import InvalidLine, combine, iter_sessions, validate_file
+from tests.support.ids import ORG
 
-ORG = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 OTHER_ORG = "0b7e2a9c-1d3f-4e5a-9b8c-7d6e5f4a3b2c"
 
 GOOD: dict[str, Any] = {

@@ -12,18 +12,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from proxy.errors import BackendTimeout
-from tests.unit.web import (
-    JWT_SECRET,
-    ORG,
-    OTHER_ORG,
-    QUERY,
-    ROUTE,
-    UNKNOWN_ORG,
-    StubBackend,
-    Web,
-    make_web,
-    url,
-)
+from tests.support.ids import ORG, OTHER_ORG, UNKNOWN_ORG
+from tests.unit.web import JWT_SECRET, QUERY, ROUTE, StubBackend, Web, make_web, url
 
 Sample = tuple[str, dict[str, str]]
 

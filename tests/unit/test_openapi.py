@@ -13,8 +13,9 @@ from openapi_spec_validator import validate as validate_spec
 from proxy.errors import BackendError, BackendTimeout, BackendUnavailable
 from proxy.web.openapi import META_ERRORS, META_PATH, QUERY_ERRORS, QUERY_PATH
 from schemas.vocabulary import AGGREGATIONS, DIMENSIONS, FILTER_TYPES, GRANULARITIES, aggregation_output
-from tests.unit.golden import cases
-from tests.unit.web import ORG, OTHER_ORG, QUERY, UNKNOWN_ORG, StubBackend, Web, make_web, url
+from tests.support.golden import cases
+from tests.support.ids import ORG, OTHER_ORG, UNKNOWN_ORG
+from tests.unit.web import QUERY, StubBackend, Web, make_web, url
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ import pytest
 from proxy.backends.druid.client import DruidClient
 from proxy.backends.druid.watch import QueryWatch
 from proxy.errors import BackendTimeout, BackendUnavailable, ClientDisconnected, ProxyError
-from tests.unit.forking import passes_in_forked_child
-from tests.unit.stub_broker import Answer, Stall, StubBroker, refused_connects, stub_broker
+from tests.support.forking import passes_in_forked_child
+from tests.support.stub_broker import Answer, Stall, StubBroker, refused_connects, stub_broker
 
 SLACK_SECS = 0.5
 QUERY = {"queryType": "timeseries", "context": {"queryId": "q-1"}}

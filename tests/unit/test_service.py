@@ -14,7 +14,8 @@ from proxy.errors import Forbidden, NotAuthenticated, OrganizationNotFound, Prox
 from proxy.runtime.disconnect import ClientGone
 from proxy.service.call import Call, Record
 from proxy.service.reporting import ReportingService
-from tests.unit.web import ORG, OTHER_ORG, QUERY, UNKNOWN_ORG, StubBackend, grant_keys, settings_for
+from tests.support.ids import ORG, OTHER_ORG, UNKNOWN_ORG
+from tests.unit.web import QUERY, StubBackend, grant_keys, settings_for
 
 BODY = orjson.dumps(QUERY)
 

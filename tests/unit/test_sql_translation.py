@@ -8,24 +8,12 @@ import duckdb
 import pytest
 
 from proxy.backends.embedded.storage import create_table_sql
-from proxy.backends.embedded.translator import translate
-from proxy.query.plan import plan_result
-from schemas.request import QuerySchema
-from tests.unit.golden import GOLDEN, cases
-
-ORG = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
-
-
-def expected_sql(request: dict[str, Any]) -> dict[str, Any]:
-    """The golden form of a request's SQL: statement lines and parameters."""
-    plan = plan_result(QuerySchema().load(request), max_buckets=10_000, max_rows=100_000)
-    explained = translate(plan, ORG).explain()
-    return {"sql": explained["sql"].split("\n"), "parameters": explained["parameters"]}
+from tests.support.golden import GOLDEN, cases, embedded_sql
 
 
 @pytest.mark.parametrize("case", cases("sql"))
 def test_translation(case: dict[str, Any]) -> None:
-    assert expected_sql(case["request"]) == case["expected"]
+    assert embedded_sql(case["request"]) == case["expected"]
 
 
 @pytest.mark.parametrize("case", cases("sql"))

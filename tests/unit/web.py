@@ -19,10 +19,8 @@ from proxy.service.reporting import ReportingService
 from proxy.settings import Settings
 from proxy.web.app import create_app
 from schemas.model import Query
+from tests.support.ids import ORG, OTHER_ORG
 
-ORG = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
-OTHER_ORG = "0b5c1e3e-8a7e-4c39-9a2a-7a1f9f3c2d10"
-UNKNOWN_ORG = "9d4b7e2a-1111-4c39-9a2a-7a1f9f3c2d10"
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 ROUTE = "/api/reporting/v1/orgs/<organization_id>/visitor_sessions"
 QUERY = {

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 
-from tests.unit.golden import GOLDEN
-from tests.unit.test_druid_translation import _translate
+from tests.support.golden import GOLDEN, druid_native
 
 
 def main() -> None:
     for path in sorted((GOLDEN / "druid").glob("*.json")):
         case = json.loads(path.read_text())
-        case["expected"] = _translate(case["request"])
+        case["expected"] = druid_native(case["request"])
         path.write_text(json.dumps(case, indent=2, ensure_ascii=False) + "\n")
 
 

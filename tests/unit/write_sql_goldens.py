@@ -9,15 +9,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.unit.golden import GOLDEN
-from tests.unit.test_sql_translation import expected_sql
+from tests.support.golden import GOLDEN, embedded_sql
 
 
 def _write(path: Path, case: dict[str, Any]) -> None:
     case = {
         "description": case["description"],
         "request": case["request"],
-        "expected": expected_sql(case["request"]),
+        "expected": embedded_sql(case["request"]),
     }
     path.write_text(json.dumps(case, indent=2, ensure_ascii=False) + "\n")
 

@@ -1,0 +1,40 @@
+"""Golden files: each JSON file under tests/golden/<folder> is one case, its stem the test id; and
+the golden forms the translation tests compare with and the writer scripts regenerate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from proxy.backends.druid.translator import translate as translate_druid
+from proxy.backends.embedded.translator import translate as translate_sql
+from proxy.query.plan import ResultPlan, plan_result
+from schemas.request import QuerySchema
+from tests.support.ids import ORG
+
+GOLDEN = Path(__file__).parent.parent / "golden"
+
+
+def cases(folder: str) -> list[Any]:
+    """One pytest param per JSON file in `tests/golden/<folder>`."""
+    paths = sorted((GOLDEN / folder).glob("*.json"))
+    return [pytest.param(json.loads(path.read_text()), id=path.stem) for path in paths]
+
+
+def golden_plan(request: dict[str, Any]) -> ResultPlan:
+    """The plan of a public request, under the limits the golden files were written with."""
+    return plan_result(QuerySchema().load(request), max_buckets=10_000, max_rows=100_000)
+
+
+def druid_native(request: dict[str, Any]) -> dict[str, Any]:
+    """The golden form of a request's Druid query: the native query for ORG."""
+    return translate_druid(golden_plan(request), ORG, "visitor_sessions", "req-1", 28_500).native
+
+
+def embedded_sql(request: dict[str, Any]) -> dict[str, Any]:
+    """The golden form of a request's SQL: statement lines and parameters."""
+    explained = translate_sql(golden_plan(request), ORG).explain()
+    return {"sql": explained["sql"].split("\n"), "parameters": explained["parameters"]}
