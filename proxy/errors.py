@@ -34,7 +34,7 @@ class ProxyError(Exception):
     code = "internal_error"
     retry_after: int | None = None
 
-    def __init__(self, detail: str, errors: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, detail: str, errors: Mapping[Any, Any] | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
         self.errors = _with_text_keys(errors) if errors else None

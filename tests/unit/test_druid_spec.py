@@ -1,4 +1,4 @@
-"""The Druid ingestion spec stores exactly the columns `proxy/catalog.py` promises."""
+"""The Druid ingestion spec stores exactly the columns `proxy/query/catalog.py` promises."""
 
 from __future__ import annotations
 
@@ -101,8 +101,8 @@ def test_spec_setting(path: tuple[str, ...], expected: Any) -> None:
 
 
 def test_intermediate_spills_are_uncompressed() -> None:
-    # Merging ~240 compressed spills of a day segment ran the local Indexer out of direct
-    # memory, one 64 KiB decompression buffer per column per spill (docs/druid-behaviour.md (j)).
+    # Merging many compressed spills of a segment runs the Indexer out of direct memory: one
+    # decompression buffer per column per spill (docs/druid-behaviour.md (j)).
     assert SPEC["spec"]["tuningConfig"]["indexSpecForIntermediatePersists"] == {
         "dimensionCompression": "uncompressed",
         "metricCompression": "none",

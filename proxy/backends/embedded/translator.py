@@ -219,7 +219,7 @@ def translate_filter(node: Filter) -> Fragment:
 
 def _needed_columns(plan: ResultPlan) -> list[str]:
     names = [*plan.group_by, *(agg.field for agg in plan.metrics if agg.field is not None)]
-    unique = dict.fromkeys(DIMENSION_COLUMNS[name] for name in names)
+    unique = dict.fromkeys(supported(DIMENSION_COLUMNS, name, "dimension") for name in names)
     return [quote(TIME_COLUMN), *(quote(column) for column in unique)]
 
 

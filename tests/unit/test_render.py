@@ -1,4 +1,4 @@
-"""Druid rows → public response: zero-fill, time zones, ordering, top-N, the row cap."""
+"""Backend rows → public response: zero-fill, time zones, metric types, ordering, top-N, the row cap."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from proxy.errors import ResultTooLarge
 from proxy.query.plan import ResultPlan, plan_result
 from proxy.query.render import is_ordered, render
 from schemas.request import QuerySchema
-from tests.unit.golden import cases
+from tests.support.golden import cases
 
 
 def _respond(request: dict[str, Any], druid_rows: list[Any], max_rows: int = 100) -> Any:
@@ -26,7 +26,7 @@ def _respond(request: dict[str, Any], druid_rows: list[Any], max_rows: int = 100
 
 
 @pytest.mark.parametrize("case", cases("remap"))
-def test_remap(case: dict[str, Any]) -> None:
+def test_druid_rows_render_as_the_golden_response(case: dict[str, Any]) -> None:
     assert _respond(case["request"], case["druid_rows"]) == case["response"]
 
 
@@ -40,26 +40,6 @@ def test_result_over_the_row_cap_is_refused() -> None:
     rows = [[f"c{i}", 1] for i in range(3)]  # resultAsArray, granularity all: no timestamp
     with pytest.raises(ResultTooLarge):
         _respond(request, rows, max_rows=2)
-
-
-def test_bucket_starts_are_shared_by_equal_intervals_in_any_offset() -> None:
-    helsinki = {
-        "start": "2019-03-01T00:00:00+02:00",
-        "end": "2019-03-03T00:00:00+02:00",
-        "time_zone": "Europe/Helsinki",
-    }
-    utc_spelled = {**helsinki, "start": "2019-02-28T22:00:00Z", "end": "2019-03-02T22:00:00Z"}
-    plans = [
-        plan_result(
-            QuerySchema().load(
-                {"interval": interval, "granularity": "day", "aggregations": [{"type": "count"}]}
-            ),
-            max_buckets=10_000,
-            max_rows=100,
-        )
-        for interval in (helsinki, utc_spelled)
-    ]
-    assert plans[0].bucket_starts_ms == plans[1].bucket_starts_ms == (1551391200000, 1551477600000)
 
 
 def _plan(**request: Any) -> ResultPlan:
@@ -184,27 +164,3 @@ def test_metric_values_come_out_as_their_type(
     ]
     data = render(plan, rows)["data"][: len(values)]  # ungrouped: zero-filled buckets follow
     assert [(row[-1], type(row[-1])) for row in data] == [(value, type(value)) for value in expected]
-
-
-def test_grouped_arrays_in_plan_order_are_the_backend_rows_uncopied() -> None:
-    plan = _plan(group_by=["city"])
-    druid_rows = [[plan.bucket_starts_ms[0], "x", 1]]
-    assert plan_rows(druid_rows, translate(plan, "org", "visitor_sessions", "q", 1000), plan) is druid_rows
-
-
-@pytest.mark.parametrize(
-    ("granularity", "druid_rows"),
-    [
-        ("all", [{"event": {"city": "x", "count": 1}}]),
-        ("all", [["x"]]),
-        ("all", [[None, "x"], {"city": "y"}]),
-        ("day", [{"event": {"city": "x", "count": 1}}]),
-        ("day", [[1551398400000, "x", 1], [1551398400000, "y"]]),
-        ("day", [[1551398400000, "x", 1], [1551398400000, "y", 1, 2]]),
-        ("day", [[1551398400000, "x", 1], {0: 1551398400000, 1: "y", 2: 1}]),
-    ],
-)
-def test_grouped_rows_in_another_shape_are_refused(granularity: str, druid_rows: list[Any]) -> None:
-    plan = _plan(group_by=["city"], granularity=granularity)
-    with pytest.raises((KeyError, IndexError, TypeError)):
-        plan_rows(druid_rows, translate(plan, "org", "visitor_sessions", "q", 1000), plan)
