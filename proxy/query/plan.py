@@ -14,6 +14,7 @@ from proxy.errors import BadRequest
 from proxy.query.buckets import iter_buckets
 from proxy.query.ordering import SortColumn, sort_columns
 from schemas.model import Aggregation, Interval, Query
+from schemas.vocabulary import GRANULARITY_SPECS, BucketUnit
 
 # A backend row: the bucket start in epoch milliseconds, then the group values and the metric
 # values in plan order. Druid's array rows and DuckDB's tuples have this shape as they come.
@@ -43,6 +44,11 @@ class ResultPlan:
     @property
     def grouped(self) -> bool:
         return bool(self.query.group_by)
+
+    @property
+    def one_bucket(self) -> bool:
+        """Whether the whole interval is one bucket (granularity `all`)."""
+        return GRANULARITY_SPECS[self.query.granularity].unit is BucketUnit.ALL
 
     @property
     def sort_columns(self) -> tuple[SortColumn, ...]:

@@ -51,7 +51,7 @@ def _convert_metrics(plan: ResultPlan, rows: list[OutputRow]) -> None:
 
 def _zero_filled(plan: ResultPlan, rows: Iterable[BackendRow]) -> list[OutputRow]:
     by_bucket = {row[0]: row[1:] for row in rows}
-    if plan.query.granularity == "all" and by_bucket:
+    if plan.one_bucket and by_bucket:
         # Druid stamps the single bucket with its own idea of the start; there is only one.
         by_bucket = {plan.bucket_starts_ms[0]: next(iter(by_bucket.values()))}
     empty = (None,) * len(plan.metrics)
@@ -163,7 +163,7 @@ class _PrintedStarts(dict[int, str]):
 
 def _print_timestamps(plan: ResultPlan, rows: list[OutputRow]) -> None:
     """Each row's bucket start → its printed form, in place (the rows are the render's own)."""
-    if plan.query.granularity == "all":
+    if plan.one_bucket:
         start = _printed(plan.bucket_starts_ms[0], plan.zone)
         for row in rows:
             row[0] = start
