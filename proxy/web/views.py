@@ -5,8 +5,8 @@ Errors are raised, never rendered here: proxy/web/errors.py turns them into the 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
-from typing import Any
 
 import orjson
 from flask import Response, request
@@ -14,7 +14,7 @@ from flask import Response, request
 from proxy.errors import NotReady
 from proxy.runtime.disconnect import client_probe
 from proxy.runtime.metrics import exposition
-from proxy.service.call import Call
+from proxy.service.call import Call, Record
 from proxy.service.reporting import ReportingService
 from proxy.settings import Settings
 from proxy.web.meta import meta_document
@@ -25,11 +25,10 @@ from proxy.web.responses import encoded_json, json_response
 ROUTE = "/api/reporting/v1/orgs/<organization_id>/visitor_sessions"
 
 
-def _call(organization_id: str, **query: Any) -> Call:
-    """The request as the service sees it; `query` adds what only the query endpoint reads."""
-    record = current_record()
+def _call(organization_id: str, record: Record) -> Call:
+    """The request as the service sees it: who calls for which organization, and when."""
     authorization = request.headers.get("Authorization")
-    return Call(organization_id, authorization, record.request_id, record.arrived, **query)
+    return Call(organization_id, authorization, record.request_id, record.arrived)
 
 
 class Views:
@@ -42,18 +41,20 @@ class Views:
 
     def visitor_sessions(self, organization_id: str) -> Response:
         """`POST .../visitor_sessions`: the report, or with `?explain=true` the backend query."""
-        call = _call(
-            organization_id,
+        record = current_record()
+        call = replace(
+            _call(organization_id, record),
             is_json=request.is_json,
             body=partial(request.get_data, cache=False),
             explain=request.args.get("explain") == "true",
             client_gone=client_probe(request.environ),
         )
-        return encoded_json(self.service.visitor_sessions(call, current_record()).body)
+        return encoded_json(self.service.visitor_sessions(call, record).body)
 
     def visitor_sessions_meta(self, organization_id: str) -> Response:
         """`GET .../visitor_sessions/meta`: the vocabulary and limits, for a caller of the organization."""
-        self.service.check_access(_call(organization_id), current_record())
+        record = current_record()
+        self.service.check_access(_call(organization_id, record), record)
         return encoded_json(self.meta_body)
 
     def healthz(self) -> Response:
