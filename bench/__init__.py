@@ -1,1 +1,1 @@
-"""`make bench`: the performance suite of reporting-proxy (see README, "Performance")."""
+"""`make bench`: the performance suite of reporting-proxy (method and latest figures: docs/performance.md)."""

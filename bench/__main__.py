@@ -1,7 +1,7 @@
 """`make bench`: run the seven measurements side by side, print the table, keep the results.
 
 Environment: BENCH_SEED (default 1), BENCH_FULL=1 adds the 10M-session data set to the
-scaling phase (generating and loading it into Druid takes hours), BENCH_ROUNDS
+scaling phase (generating and loading it into Druid takes a long time), BENCH_ROUNDS
 scales the number of interleaved rounds (default 1.0), BENCH_ONLY=overhead,cpu,... runs a
 subset, BENCH_REINGEST=1 reloads the data sets to measure ingestion again, BENCH_WORKERS=3x1
 serves the latency phases with another gunicorn model (processes x threads).

@@ -1,4 +1,4 @@
-"""What every answer must look like (README "Errors"), and which gunicorn worker gave it."""
+"""What every answer must look like (docs/api.md "Errors"), and which gunicorn worker gave it."""
 
 from __future__ import annotations
 
