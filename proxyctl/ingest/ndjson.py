@@ -2,7 +2,8 @@
 
 A line is a JSON object with exactly these keys (`?` = may be missing):
 
-    timestamp                    "YYYY-MM-DDTHH:MM:SS[.fff]" + "Z" or "±HH:MM"; the session start
+    timestamp                    "YYYY-MM-DDTHH:MM:SS[.fff]" + "Z" or "±HH:MM"; the session start,
+                                 from 1000-01-01 to before 9000-01-01 (UTC), as queries name
     organization_id              canonical lowercase UUID string
     session_id, visitor_id       non-empty strings
     browser_name?, browser_version?, city?, country?, os_name?, ip_organization?
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from schemas.request import EARLIEST, LATEST
 
 MAX_VISITED_URLS = 100
 MAX_INTEGER = 2**53
@@ -64,6 +67,8 @@ COLUMNS = (
 )
 
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})")
+# fromisoformat reads `+05:75` as +06:15; an offset is hours 00-23 and minutes 00-59.
+_OFFSET = re.compile(r"(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -95,10 +100,19 @@ class _Bad(Exception):
 def _epoch_ms(value: Any) -> int:
     if not isinstance(value, str) or not _TIMESTAMP.fullmatch(value):
         raise _Bad("timestamp must be ISO-8601 like 2019-01-01T00:00:00.000Z (offset or Z)")
+    if not _OFFSET.search(value):
+        raise _Bad("timestamp offset must be Z or ±HH:MM with HH at most 23 and MM at most 59")
     try:
         instant = datetime.fromisoformat(value)
     except ValueError as exc:
         raise _Bad(f"timestamp {value!r} is not a valid date-time") from exc
+    # A session no query can name is a mistake, and near years 1 and 9999 converting to UTC
+    # overflows Python's datetime.
+    if not EARLIEST <= instant < LATEST:
+        raise _Bad(
+            f"timestamp {value!r} is outside {EARLIEST.isoformat()} to {LATEST.isoformat()}, "
+            "the instants queries can name"
+        )
     return (instant - _EPOCH) // timedelta(milliseconds=1)
 
 

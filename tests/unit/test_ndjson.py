@@ -59,6 +59,16 @@ BAD_LINES: list[tuple[str, bytes, str]] = [
     ("space_separator", _line(timestamp="2019-01-01 00:00:00Z"), "timestamp must be ISO-8601"),
     ("bad_day", _line(timestamp="2019-02-30T00:00:00Z"), "timestamp '2019-02-30T00:00:00Z' is not a valid"),
     ("epoch_number", _line(timestamp=1546300800000), "timestamp must be ISO-8601"),
+    ("offset_minutes_75", _line(timestamp="2019-01-01T00:00:00+05:75"), "timestamp offset must be"),
+    ("offset_hours_24", _line(timestamp="2019-01-01T00:00:00-24:00"), "timestamp offset must be"),
+    ("year_1", _line(timestamp="0001-01-01T00:00:00+01:00"), "timestamp '0001-01-01T00:00:00+01:00' is"),
+    ("year_9999", _line(timestamp="9999-12-31T23:59:59-01:00"), "timestamp '9999-12-31T23:59:59-01:00' is"),
+    (
+        "before_queries",
+        _line(timestamp="0999-12-31T23:59:59Z"),
+        "timestamp '0999-12-31T23:59:59Z' is outside",
+    ),
+    ("after_queries", _line(timestamp="9000-01-01T00:00:00Z"), "timestamp '9000-01-01T00:00:00Z' is outside"),
     ("org_not_uuid", _line(organization_id="acme"), "organization_id must be a lowercase UUID"),
     ("org_uppercase", _line(organization_id=ORG.upper()), "organization_id must be a lowercase UUID"),
     ("empty_session", _line(session_id=""), "session_id must be a non-empty string"),
@@ -99,6 +109,13 @@ def test_first_bad_line_is_reported_with_its_number(tmp_path: Path, bad: bytes, 
         validate_file(path)
     assert (caught.value.line_number, caught.value.reason[: len(reason)]) == (3, reason)
     assert str(caught.value) == f"{path}:3: {caught.value.reason}"
+
+
+@pytest.mark.parametrize("timestamp", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_file_of_one_out_of_range_time_is_an_invalid_line(tmp_path: Path, timestamp: str) -> None:
+    path = _write(tmp_path / "sessions.ndjson", _line(timestamp=timestamp))
+    with pytest.raises(InvalidLine, match=r":1: timestamp .* is outside"):
+        validate_file(path)
 
 
 def test_message_names_file_and_line(tmp_path: Path) -> None:
