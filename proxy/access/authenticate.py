@@ -22,6 +22,10 @@ from proxy.settings import Settings, SettingsError
 # Clock skew tolerated between the token issuer and this host.
 _LEEWAY_SECS = 30
 _ALGORITHMS = ("HS256", "RS256", "ES256")
+# PyJWT reads a time claim through int(), so "99999999999" or 1e30 pass as far-future times:
+# a NumericDate is a JSON number of seconds, from 1970 to the end of year 9999.
+_TIME_CLAIMS = ("exp", "nbf", "iat")
+_LATEST_NUMERIC_DATE = 253_402_300_799
 
 # Key resolvers get the raw token, so a JWKS resolver can pick the key by the header's `kid`.
 _KeyResolver = Callable[[str], Any]
@@ -82,6 +86,7 @@ class _JwtVerifier:
 
     def principal(self, token: str) -> Principal:
         claims = self._claims(token)
+        _check_claim_types(claims)
         return Principal(name=f"jwt:{claims['sub']}", organizations=self._organizations(claims))
 
     def _claims(self, token: str) -> dict[str, Any]:
@@ -107,6 +112,22 @@ class _JwtVerifier:
             return frozenset(canonical_organization_id(item) for item in value)
         except ValueError as exc:
             raise NotAuthenticated(problem) from exc
+
+
+def _check_claim_types(claims: dict[str, Any]) -> None:
+    """Raise NotAuthenticated unless the time claims are NumericDates and `sub` names someone."""
+    for name in _TIME_CLAIMS:
+        if name in claims and not _is_numeric_date(claims[name]):
+            raise NotAuthenticated(
+                f"bearer token claim {name!r} must be a number of seconds from 1970 to year 9999"
+            )
+    if not claims["sub"].strip():
+        raise NotAuthenticated("bearer token 'sub' claim must be a non-empty string")
+
+
+def _is_numeric_date(value: Any) -> bool:
+    # bool is an int subclass; JSON true is not a time.
+    return type(value) in (int, float) and bool(0 <= value <= _LATEST_NUMERIC_DATE)
 
 
 _JWT_DETAILS: dict[type[jwt.PyJWTError], str] = {

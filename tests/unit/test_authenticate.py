@@ -180,6 +180,7 @@ NO_KEY = "API key is malformed, unknown or revoked"
 BAD_ALG = "algorithm is not accepted"
 BAD_SIG = "signature does not verify"
 BAD_ORGS = "claim 'orgs' must be a list"
+BAD_TIME = "claim '{}' must be a number of seconds"
 # config, Authorization header, organization in the URL, status, part of the detail
 ACCESS_TABLE = [
     # --- no usable header ---
@@ -213,6 +214,7 @@ ACCESS_TABLE = [
     P("rs-jwks", bearer_rs(kid="rsa-1"), ORG_A, 200, "", id="rs256-jwks"),
     P("es-jwks", bearer_es(kid="ec-1"), ORG_A, 200, "", id="es256-jwks"),
     P("rs", bearer_rs(exp=-10), ORG_A, 200, "", id="expired-within-leeway"),
+    P("rs", bearer_rs(exp=time.time() + 600.5, iat=-5, nbf=-5), ORG_A, 200, "", id="fractional-exp"),
     P("rs", bearer_rs(orgs=[ORG_A.upper()]), ORG_A, 200, "", id="upper-case-claim"),
     P("rs", bearer_rs(aud=[AUDIENCE, "other"]), ORG_A, 200, "", id="aud-list"),
     P("rs-open", bearer_rs(iss=DROP, aud=DROP), ORG_A, 200, "", id="no-iss-aud-configured"),
@@ -272,6 +274,23 @@ ACCESS_TABLE = [
     P("rs", bearer_rs(exp="tomorrow"), ORG_A, 401, "is malformed", id="exp-not-a-number"),
     P("rs", bearer_rs(sub=DROP), ORG_A, 401, "lacks the 'sub' claim", id="missing-sub"),
     P("rs", bearer_rs(sub=42), ORG_A, 401, "'sub' claim must be a string", id="sub-not-a-string"),
+    P("rs", bearer_rs(sub=""), ORG_A, 401, "'sub' claim must be a non-empty", id="sub-empty"),
+    P("rs", bearer_rs(sub="  "), ORG_A, 401, "'sub' claim must be a non-empty", id="sub-blank"),
+    P("rs", bearer_rs(exp="99999999999"), ORG_A, 401, BAD_TIME.format("exp"), id="exp-numeric-string"),
+    P("rs", bearer_rs(exp=1e30), ORG_A, 401, BAD_TIME.format("exp"), id="exp-1e30"),
+    P("rs", bearer_rs(exp=2**63), ORG_A, 401, BAD_TIME.format("exp"), id="exp-past-year-9999"),
+    P("rs", bearer_rs(nbf="0"), ORG_A, 401, BAD_TIME.format("nbf"), id="nbf-string"),
+    P("rs", bearer_rs(nbf=-(10**12)), ORG_A, 401, BAD_TIME.format("nbf"), id="nbf-before-1970"),
+    P("rs", bearer_rs(iat="0"), ORG_A, 401, BAD_TIME.format("iat"), id="iat-string"),
+    P(
+        "rs",
+        bearer(lambda w: rs(w, claims() | {"iat": True})),
+        ORG_A,
+        401,
+        BAD_TIME.format("iat"),
+        id="iat-bool",
+    ),
+    P("rs", bearer_rs(iat=[1]), ORG_A, 401, "", id="iat-list"),
     P("rs", bearer_rs(orgs=DROP), ORG_A, 401, BAD_ORGS, id="orgs-missing"),
     P("rs", bearer_rs(orgs=ORG_A), ORG_A, 401, BAD_ORGS, id="orgs-not-a-list"),
     P("rs", bearer_rs(orgs=[1, 2]), ORG_A, 401, BAD_ORGS, id="orgs-not-strings"),
