@@ -48,6 +48,10 @@ class Settings(QueryLimits):
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_orgs_claim: str = "orgs"
+    # Result cache (docs/cache.md): its bound in bytes, 0 turns it off; and how long an answer
+    # whose interval reaches the present may be served, 0: never from the cache.
+    cache_max_bytes: int = 64 * 1024 * 1024
+    cache_recent_secs: float = 10.0
 
     @property
     def access_db_path(self) -> Path:
@@ -76,6 +80,13 @@ def _non_negative_int(raw: str) -> int:
     value = int(raw)
     if value < 0:
         raise ValueError("must be 0 (off) or a positive integer")
+    return value
+
+
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0:
+        raise ValueError("must be 0 or a positive number")
     return value
 
 
@@ -111,6 +122,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "druid_overlord_url": _url,
     "request_timeout_secs": _positive_float,
     "connect_timeout_secs": _positive_float,
+    "cache_max_bytes": _non_negative_int,
+    "cache_recent_secs": _non_negative_float,
     "jwt_algorithm": _jwt_algorithm,
     "jwt_public_key_file": Path,
     "jwt_jwks_file": Path,

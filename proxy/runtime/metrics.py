@@ -53,6 +53,24 @@ IN_FLIGHT = Gauge(
     ["backend"],
     multiprocess_mode="livesum",
 )
+CACHE_REQUESTS = Counter(
+    "reporting_proxy_cache_requests_total",
+    "Reports answered, by what the result cache did: hit, miss, revalidated (304) or uncached.",
+    ["outcome"],
+)
+CACHE_SHARED = Counter(
+    "reporting_proxy_cache_shared_total",
+    "Requests that waited for an identical request's backend query and took its answer.",
+)
+CACHE_EVICTIONS = Counter(
+    "reporting_proxy_cache_evictions_total", "Answers dropped from the result cache to stay within its bytes."
+)
+CACHE_BYTES = Gauge(
+    "reporting_proxy_cache_bytes",
+    "Bytes the result cache holds, as last seen by any worker.",
+    multiprocess_mode="mostrecent",
+)
+CACHE_OUTCOMES = ("hit", "miss", "revalidated", "uncached")
 
 
 def start_backend(backend: str) -> None:
@@ -60,6 +78,22 @@ def start_backend(backend: str) -> None:
     IN_FLIGHT.labels(backend)
     TIMEOUTS.labels(backend)
     BACKEND_LATENCY.labels(backend)
+    for outcome in CACHE_OUTCOMES:
+        CACHE_REQUESTS.labels(outcome)
+
+
+def observe_cache(outcome: str, shared: bool = False) -> None:
+    """Count one report by what the cache did with it."""
+    CACHE_REQUESTS.labels(outcome).inc()
+    if shared:
+        CACHE_SHARED.inc()
+
+
+def observe_cache_store(evicted: int, volume_bytes: int) -> None:
+    """Count evictions and note the store's size after an answer was stored."""
+    if evicted:
+        CACHE_EVICTIONS.inc(evicted)
+    CACHE_BYTES.set(volume_bytes)
 
 
 def observe_request(route: str, method: str, status: int, code: str | None, seconds: float) -> None:

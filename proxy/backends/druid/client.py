@@ -153,6 +153,28 @@ class DruidClient:
         except HTTPError:
             return False
 
+    def get_json(self, path: str, budget_secs: float) -> Any:
+        """GET a broker endpoint answering JSON within `budget_secs`; failures map as a query's do."""
+        budget = max(budget_secs, 0.001)
+        try:
+            response = self._pool().urlopen(
+                "GET",
+                f"{self._path}{path}",
+                timeout=Timeout(connect=min(self.connect_timeout_secs, budget), read=budget),
+                retries=False,
+                redirect=False,
+            )
+        except ConnectTimeoutError as exc:
+            raise BackendUnavailable(_MESSAGES[BackendUnavailable]) from exc
+        except ReadTimeoutError as exc:
+            raise BackendTimeout(_MESSAGES[BackendTimeout]) from exc
+        except HTTPError as exc:
+            raise BackendUnavailable(_MESSAGES[BackendUnavailable]) from exc
+        payload = _decode(response.data)
+        if response.status != 200 or payload is None:
+            raise _error(response.status, payload, response.data, path)
+        return payload
+
     def _request(self, method: str, path: str) -> BaseHTTPResponse:
         return self._pool().urlopen(
             method,

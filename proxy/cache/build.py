@@ -1,0 +1,40 @@
+"""The result cache a service gets from its settings and engine; None when it has none."""
+
+from __future__ import annotations
+
+from proxy.backends.base import Backend
+from proxy.cache.flight import SingleFlight
+from proxy.cache.freshness import Freshness
+from proxy.cache.results import DataVersions, ResultCache
+from proxy.cache.store import DiskStore
+from proxy.settings import Settings
+
+
+def build_cache(settings: Settings, backend: Backend) -> ResultCache | None:
+    """The local cache under the data dir, or None when it is off or the engine has no data version."""
+    versions = data_versions(settings, backend)
+    if settings.cache_max_bytes == 0 or versions is None:
+        return None
+    root = settings.data_dir / "cache"
+    return ResultCache(
+        DiskStore(root / "results", settings.cache_max_bytes),
+        SingleFlight(root / "flights"),
+        versions,
+        Freshness(settings.cache_recent_secs),
+    )
+
+
+def data_versions(settings: Settings, backend: Backend) -> DataVersions | None:
+    """How the engine tells its data changed; None for an engine that cannot (a test's stand-in)."""
+    from proxy.backends.druid.backend import DruidBackend
+    from proxy.backends.embedded.backend import EmbeddedBackend
+
+    if isinstance(backend, DruidBackend):
+        from proxy.backends.druid.versions import DruidVersions
+
+        return DruidVersions(backend.client, backend.datasource)
+    if isinstance(backend, EmbeddedBackend):
+        from proxy.backends.embedded.versions import EmbeddedVersions
+
+        return EmbeddedVersions(settings.embedded_dir)
+    return None

@@ -1,0 +1,90 @@
+"""Where answers live: the interface any store meets, and the local one every worker of a host shares.
+
+The local store is `diskcache` (SQLite in WAL mode under the data directory): safe for many
+processes and threads at once, bounded in bytes with least-recently-used eviction, each
+entry's expiry kept with it. A deployment of several hosts implements `ResultStore` over a
+shared server (memcached, Redis) and passes it to `ResultCache`; see docs/cache.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from pathlib import Path
+from typing import Protocol
+
+import diskcache
+
+log = logging.getLogger(__name__)
+
+# Failures of the store are logged and served as a miss: a cache never fails a request.
+_STORE_ERRORS = (diskcache.Timeout, sqlite3.Error, OSError)
+# How long a store call may wait on another process's write before it gives up (a miss).
+_BUSY_SECS = 1
+
+
+class ResultStore(Protocol):
+    """Answers by key, bounded in bytes; every method is safe from any thread and process."""
+
+    def get(self, key: str) -> bytes | None:
+        """The answer stored under `key`, None when absent or expired."""
+
+    def put(self, key: str, body: bytes, lifetime_secs: float | None) -> int:
+        """Store an answer (for `lifetime_secs`, or until evicted); the entries evicted to fit."""
+
+    def volume(self) -> int:
+        """Bytes the store holds now."""
+
+
+class DiskStore:
+    """The local store: one directory of the data dir, opened once per process."""
+
+    def __init__(self, directory: Path, max_bytes: int) -> None:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(directory, 0o700)
+        self.directory = directory
+        self.max_bytes = max_bytes
+        self._opened: dict[int, diskcache.Cache] = {}
+
+    def _cache(self) -> diskcache.Cache:
+        # By process id: an SQLite connection must not cross a fork.
+        pid = os.getpid()
+        cache = self._opened.get(pid)
+        if cache is None:
+            cache = self._opened.setdefault(pid, self._open())
+        return cache
+
+    def _open(self) -> diskcache.Cache:
+        # Culling is ours (cull_limit=0), after each put, so the evictions can be counted.
+        return diskcache.Cache(
+            str(self.directory),
+            size_limit=self.max_bytes,
+            eviction_policy="least-recently-used",
+            cull_limit=0,
+            timeout=_BUSY_SECS,
+            statistics=False,
+        )
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            body = self._cache().get(key)
+        except _STORE_ERRORS:
+            log.warning("result cache read failed; answering without it", exc_info=True)
+            return None
+        return body if isinstance(body, bytes) else None
+
+    def put(self, key: str, body: bytes, lifetime_secs: float | None) -> int:
+        try:
+            cache = self._cache()
+            cache.set(key, body, expire=lifetime_secs)
+            return int(cache.cull()) if cache.volume() > self.max_bytes else 0
+        except _STORE_ERRORS:
+            log.warning("result cache write failed; the answer is not kept", exc_info=True)
+            return 0
+
+    def volume(self) -> int:
+        try:
+            return int(self._cache().volume())
+        except _STORE_ERRORS:
+            return 0
