@@ -17,6 +17,11 @@ maps (MAP_SHARED), so reading or changing them is a few memory accesses under on
 - A key lives at one of the W positions from its digest's home. Lookups scan all W, so a
   position freed on the way needs no tombstone. A position is free when its arrival time is
   past and its row is zero: an entry in that state means what no entry means.
+- The file's blocks are reserved when it is made (posix_fallocate), and again when a process
+  opens it: a page of a mapping that the disk cannot back is SIGBUS, which no handler turns
+  into an error. Without room the file is not used at all, and gunicorn's master, which drops
+  a dead worker's slots, does so with read and write calls (`release_process_unmapped`): an
+  error there is ENOSPC, never a signal.
 - A running query counts 1 in its process's column, so a key's count is its row's sum (one C
   call) and a process's slots all go by zeroing its column: when the process died, or when it
   leaked them. Each drop bumps the entry's generation, so a release from before the drop
@@ -145,22 +150,16 @@ class Exclusion:
             self._threads.release()
 
 
-class Table:
-    """This process's mapping of the file: typed views of its arrays, and their lock. Every
-    method but `open` expects the caller to hold `lock`."""
+class Arrays:
+    """Typed views of the tables in a buffer holding the whole file: the mapping of a `Table`,
+    or a copy read with pread."""
 
-    def __init__(self, fd: int, shape: Shape) -> None:
-        weakref.finalize(self, os.close, fd)
+    def __init__(self, buffer: mmap.mmap | bytearray, shape: Shape) -> None:
         self.shape = shape
-        self.lock = Exclusion(fd)
-        self.pid = os.getpid()
-        identity = process_identity(self.pid)
-        self.started = int(identity[1]) if identity else 0
-        self._own_entry: int | None = None
-        self._buffer = mmap.mmap(fd, shape.file_size)
+        self._buffer = buffer
         processes, keys = shape.processes, shape.keys
         views = _split(
-            memoryview(self._buffer),
+            memoryview(buffer),
             [8 * processes] * 5 + [8 * keys, DIGEST_SIZE * keys, 2 * processes * keys],
         )
         self.pids, self.starts = views[0].cast("q"), views[1].cast("q")
@@ -169,11 +168,6 @@ class Table:
         self.digests, self.in_flight = views[6], views[7].cast("H")
         self._digests_at = _HEADER_SIZE + 5 * 8 * processes + 8 * keys
         self._zero_column = memoryview(bytes(2 * keys)).cast("H")
-
-    @classmethod
-    def open(cls, path: Path, shape: Shape) -> Table:
-        """The table in the file at `path`, created, or replaced if its header is not `shape`'s."""
-        return cls(_open_current(path, shape), shape)
 
     def find(self, digest: bytes) -> int | None:
         """The position of the key with this digest, if it has one."""
@@ -201,13 +195,6 @@ class Table:
         processes = self.shape.processes
         return sum(self.in_flight[position * processes : (position + 1) * processes])
 
-    def own_entry(self) -> int | None:
-        """This process's entry, claimed on first use and again after it was freed."""
-        entry = self._own_entry
-        if entry is None or self.pids[entry] != self.pid or self.starts[entry] != self.started:
-            entry = self._own_entry = self.entry_of(self.pid, self.started)
-        return entry
-
     def entry_of(self, pid: int, started: int) -> int | None:
         """The entry of process (pid, start), claimed if new; None if live processes hold all."""
         for index, entry_pid in enumerate(self.pids.tolist()):
@@ -226,14 +213,6 @@ class Table:
         self.slots[entry] += 1
         self.last_taken[entry] = now
         return self.generations[entry]
-
-    def give_back(self, positions: tuple[int, ...], entry: int, generation: int) -> None:
-        """Undo one `take` of this process, unless its slots were dropped since."""
-        if self.generations[entry] != generation or self.pids[entry] != self.pid:
-            return
-        for position in positions:
-            self.in_flight[position * self.shape.processes + entry] -= 1
-        self.slots[entry] -= 1
 
     def reclaim(self, now: int, leaked_after: int) -> tuple[int, int]:
         """Free the entries of dead processes, and drop the slots of live ones that took none
@@ -289,6 +268,40 @@ class Table:
         return held
 
 
+class Table(Arrays):
+    """This process's mapping of the file, and its lock. Every method but `open` expects the
+    caller to hold `lock`."""
+
+    def __init__(self, fd: int, shape: Shape) -> None:
+        weakref.finalize(self, os.close, fd)
+        self.lock = Exclusion(fd)
+        self.pid = os.getpid()
+        identity = process_identity(self.pid)
+        self.started = int(identity[1]) if identity else 0
+        self._own_entry: int | None = None
+        super().__init__(mmap.mmap(fd, shape.file_size), shape)
+
+    @classmethod
+    def open(cls, path: Path, shape: Shape) -> Table:
+        """The table in the file at `path`, created, or replaced if its header is not `shape`'s."""
+        return cls(_open_current(path, shape), shape)
+
+    def own_entry(self) -> int | None:
+        """This process's entry, claimed on first use and again after it was freed."""
+        entry = self._own_entry
+        if entry is None or self.pids[entry] != self.pid or self.starts[entry] != self.started:
+            entry = self._own_entry = self.entry_of(self.pid, self.started)
+        return entry
+
+    def give_back(self, positions: tuple[int, ...], entry: int, generation: int) -> None:
+        """Undo one `take` of this process, unless its slots were dropped since."""
+        if self.generations[entry] != generation or self.pids[entry] != self.pid:
+            return
+        for position in positions:
+            self.in_flight[position * self.shape.processes + entry] -= 1
+        self.slots[entry] -= 1
+
+
 def _split(buffer: memoryview, sizes: list[int]) -> list[memoryview]:
     """Consecutive views of `sizes` bytes each, from the end of the header on."""
     views, at = [], _HEADER_SIZE
@@ -298,8 +311,41 @@ def _split(buffer: memoryview, sizes: list[int]) -> list[memoryview]:
     return views
 
 
+def prepare(path: Path, shape: Shape) -> None:
+    """Make sure the file at `path` has `shape`'s header and its space reserved; map nothing."""
+    os.close(_open_current(path, shape))
+
+
+def release_process_unmapped(path: Path, shape: Shape, pid: int) -> int:
+    """`release_process` through pread and pwrite on the file, never a mapping: for gunicorn's
+    master, which a SIGBUS would kill. The slots dropped; 0 if there is no file of `shape`."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return 0
+    try:
+        with Exclusion(fd):
+            if not _has_header(fd, shape):
+                return 0  # replaced since: the slots went with the file that held them
+            before = os.pread(fd, shape.file_size, 0)
+            image = bytearray(before)
+            dropped = Arrays(image, shape).release_process(pid)
+            _write_changed_pages(fd, before, image)
+            return dropped
+    finally:
+        os.close(fd)
+
+
+def _write_changed_pages(fd: int, before: bytes, after: bytearray) -> None:
+    for at in range(0, len(after), mmap.PAGESIZE):
+        page = after[at : at + mmap.PAGESIZE]
+        if page != before[at : at + mmap.PAGESIZE]:
+            os.pwrite(fd, page, at)
+
+
 def _open_current(path: Path, shape: Shape) -> int:
-    """A descriptor of the file at `path` with `shape`'s header, created or replaced if need be."""
+    """A descriptor of the file at `path` with `shape`'s header and its blocks reserved, created
+    or replaced if need be; OSError (ENOSPC among others) if it cannot be had."""
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
@@ -307,6 +353,8 @@ def _open_current(path: Path, shape: Shape) -> int:
             # Another process may have replaced the file between our open and our lock.
             if os.path.samestat(os.fstat(fd), os.stat(path)):
                 if _has_header(fd, shape):
+                    # A file made sparse (by an older version, or copied) gets its blocks now.
+                    os.posix_fallocate(fd, 0, shape.file_size)
                     fcntl.flock(fd, fcntl.LOCK_UN)
                     return fd
                 _replace_with_fresh(path, shape)
@@ -324,8 +372,11 @@ def _replace_with_fresh(path: Path, shape: Shape) -> None:
     fresh = path.with_name(f".{path.name}.{os.getpid()}.new")
     fd = os.open(fresh, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
-        os.ftruncate(fd, shape.file_size)  # zeros: every table empty
+        os.posix_fallocate(fd, 0, shape.file_size)  # zeros, every block reserved: tables empty
         os.pwrite(fd, shape.header, 0)
-    finally:
+    except BaseException:
         os.close(fd)
+        fresh.unlink(missing_ok=True)  # a half-made file would only hold on to the space
+        raise
+    os.close(fd)
     os.replace(fresh, path)
