@@ -50,7 +50,7 @@ class Settings(QueryLimits):
     jwt_orgs_claim: str = "orgs"
     # Result cache (docs/cache.md): its bound in bytes, 0 turns it off; and how long an answer
     # whose interval reaches the present may be served, 0: never from the cache.
-    cache_max_bytes: int = 0
+    cache_max_bytes: int = 64 * 1024 * 1024
     cache_recent_secs: float = 10.0
 
     @property

@@ -33,7 +33,16 @@ from pathlib import Path
 from typing import NamedTuple
 
 from proxy.errors import TooManyRequests
-from proxy.runtime.limit_table import DIGEST_SIZE, WINDOW_NS, Shape, Table, process_alive, process_identity
+from proxy.runtime.limit_table import (
+    DIGEST_SIZE,
+    WINDOW_NS,
+    Shape,
+    Table,
+    prepare,
+    process_alive,
+    process_identity,
+    release_process_unmapped,
+)
 from proxy.settings import Settings
 
 __all__ = [
@@ -142,7 +151,9 @@ class Limiter:
         self._warned_at = -math.inf
         if not limits.off:
             try:
-                self._local_table()  # the file exists before the first request races for it
+                # The file exists before the first request races for it; mapped only by the
+                # workers, never by gunicorn's master, which builds a Limiter in `child_exit`.
+                prepare(self._path, self._shape)
             except OSError:
                 log.exception("rate limiter file unusable; requests are admitted unlimited until it is")
 
@@ -161,9 +172,7 @@ class Limiter:
         if self.limits.off:
             return 0
         try:
-            table = self._local_table()
-            with table.lock:
-                return table.release_process(pid)
+            return release_process_unmapped(self._path, self._shape, pid)
         except OSError:
             log.exception("could not drop the limiter slots of process %d", pid)
             return 0
@@ -191,8 +200,9 @@ class Limiter:
             table = self._local_table()
             with table.lock:
                 return self._charge(table, organization, principal, hold_slot and self._counts_slots)
-        except OSError:
-            log.exception("rate limiter unavailable; admitting the request unlimited")
+        except OSError as exc:
+            # Once a minute: a full disk or a read-only data dir stays so for many requests.
+            self._warn(f"rate limiter unavailable ({exc}); admitting requests unlimited")
             return None
 
     def _release(self, slot: _Slot) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from functools import partial
 from typing import NamedTuple
 
 import orjson
@@ -13,7 +12,6 @@ from proxy.access.authenticate import Authenticator, authorize
 from proxy.access.principal import canonical_organization_id
 from proxy.access.store import AccessStore
 from proxy.backends.base import Backend, Scope
-from proxy.cache.build import build_cache
 from proxy.query.plan import BackendRow, ResultPlan, plan_result
 from proxy.query.render import render
 from proxy.runtime.gc_pause import gc_paused
@@ -53,7 +51,6 @@ class ReportingService:
         self.authenticator = Authenticator(settings, self.store)
         self.bodies = QueryBodies(settings)
         self.backend = backend or build_backend(settings)
-        self.cache = build_cache(settings, self.backend)
         self.limiter = Limiter(settings.limits_path, Limits.from_settings(settings))
 
     def check_access(self, call: Call, record: Record) -> Access:
@@ -80,7 +77,7 @@ class ReportingService:
         # rendered ones are gone by the time it runs again, so it never walks them. The plan
         # bounds the rows: a grouped answer has at most `row_limit`, a series one per bucket.
         with gc_paused(plan.row_limit if plan.grouped else len(plan.bucket_starts_ms)):
-            return self._answer(plan, scope, access, record, call.if_none_match)
+            return self._answer(plan, scope, access, record)
 
     def _explain(self, plan: ResultPlan, scope: Scope, access: Access, record: Record) -> Answer:
         # An explanation runs nothing on the backend, so it takes no concurrency slot.
@@ -89,21 +86,11 @@ class ReportingService:
             explained = self.backend.explain(plan, scope)
         return Answer(orjson.dumps({"backend": self.backend.name, "query": explained}))
 
-    def _answer(
-        self, plan: ResultPlan, scope: Scope, access: Access, record: Record, if_none_match: str | None = None
-    ) -> Answer:
+    def _answer(self, plan: ResultPlan, scope: Scope, access: Access, record: Record) -> Answer:
         with self.limiter.admit(access.organization, access.principal):
             record.backend = self.backend.name
-            if self.cache is None:
-                return Answer(self._rendered(plan, scope, record))
-            # After the access checks: a 304 or a stored answer only for an authorized caller.
-            compute = partial(self._rendered, plan, scope, record)
-            cached = self.cache.answer(plan, scope, if_none_match, compute)
-        record.cache = cached.outcome
-        return Answer(cached.body or b"", cached.etag, cached.outcome, not_modified=cached.body is None)
-
-    def _rendered(self, plan: ResultPlan, scope: Scope, record: Record) -> bytes:
-        return orjson.dumps(render(plan, self._execute(plan, scope, record)))
+            rows = self._execute(plan, scope, record)
+        return Answer(orjson.dumps(render(plan, rows)))
 
     def _execute(self, plan: ResultPlan, scope: Scope, record: Record) -> Sequence[BackendRow]:
         started = time.perf_counter()

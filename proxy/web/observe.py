@@ -71,7 +71,6 @@ def _access_fields(record: Record, method: str, route: str, status: int, seconds
         "error_code": record.error_code,
         "duration_ms": round(seconds * 1000, 3),
         "backend": record.backend,
-        "cache": record.cache,
         "backend_ms": None if record.backend_ms is None else round(record.backend_ms, 3),
         "druid_query_id": record.request_id if record.backend == "druid" else None,
     }

@@ -14,7 +14,7 @@ from flask import Response, request
 from proxy.errors import NotReady
 from proxy.runtime.disconnect import client_probe
 from proxy.runtime.metrics import exposition
-from proxy.service.call import Answer, Call, Record
+from proxy.service.call import Call, Record
 from proxy.service.reporting import ReportingService
 from proxy.settings import Settings
 from proxy.web.meta import meta_document
@@ -29,18 +29,6 @@ def _call(organization_id: str, record: Record) -> Call:
     """The request as the service sees it: who calls for which organization, and when."""
     authorization = request.headers.get("Authorization")
     return Call(organization_id, authorization, record.request_id, record.arrived)
-
-
-def _report(answer: Answer) -> Response:
-    """The answer, or 304 when the caller's copy is current, with the result cache's headers."""
-    response = Response(status=304) if answer.not_modified else encoded_json(answer.body)
-    if answer.cache:
-        response.headers["X-Cache"] = answer.cache
-    if answer.etag:
-        response.headers["ETag"] = answer.etag
-        # Any cache between caller and service must ask again each time: the data may change.
-        response.headers["Cache-Control"] = "private, no-cache"
-    return response
 
 
 class Views:
@@ -60,9 +48,8 @@ class Views:
             body=partial(request.get_data, cache=False),
             explain=request.args.get("explain") == "true",
             client_gone=client_probe(request.environ),
-            if_none_match=request.headers.get("If-None-Match"),
         )
-        return _report(self.service.visitor_sessions(call, record))
+        return encoded_json(self.service.visitor_sessions(call, record).body)
 
     def visitor_sessions_meta(self, organization_id: str) -> Response:
         """`GET .../visitor_sessions/meta`: the vocabulary and limits, for a caller of the organization."""

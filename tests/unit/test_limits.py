@@ -252,10 +252,10 @@ def test_a_full_probe_window_admits_and_warns_once(tmp_path: Path, caplog: pytes
 
 
 def test_unlimited_when_no_file_can_be_used(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.ERROR, logger="proxy.runtime.limits"):
+    with caplog.at_level(logging.WARNING, logger="proxy.runtime.limits"):
         limiter = Limiter(tmp_path / "missing" / "limits.shm", Limits(1, 0, 1, 0), Clock())
         assert [_outcome(limiter), _outcome(limiter)] == [0, 0]
-    assert len(caplog.records) == 3  # at start, then once per request
+    assert len(caplog.records) == 2  # at start, then once a minute
 
 
 def test_a_lock_held_too_long_admits_and_logs(
@@ -272,7 +272,7 @@ def test_a_lock_held_too_long_admits_and_logs(
     # A holder that never lets go: another open file description, as a stopped worker's would be.
     with path.open("rb") as stuck:
         fcntl.flock(stuck.fileno(), fcntl.LOCK_EX)
-        with caplog.at_level(logging.ERROR, logger="proxy.runtime.limits"):
+        with caplog.at_level(logging.WARNING, logger="proxy.runtime.limits"):
             assert _outcome(limiter) == 0  # over its rate, but the counters cannot be reached
         assert caplog.records, "a request admitted without its limits must be logged"
     assert _outcome(limiter) == 60  # the lock is free again: the rate holds
