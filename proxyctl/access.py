@@ -5,15 +5,16 @@ from __future__ import annotations
 import click
 
 from proxy.access.store import AccessStore, AccessStoreError, KeyInfo
+from proxy.runtime.data_dir import prepare_data_dir
 from proxy.settings import SettingsError, load_settings
 
 
 def _store() -> AccessStore:
     try:
         settings = load_settings()
+        prepare_data_dir(settings)
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     return AccessStore(settings.access_db_path)
 
 

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from proxy.access.principal import Principal, canonical_organization_id
+from proxy.runtime.data_dir import private_sqlite_file
 from proxy.runtime.sqlite_connections import ThreadConnections
 
 # Waiting this long for another worker's write lock beats failing with "database is locked".
@@ -89,6 +90,7 @@ class AccessStore:
 
     def __init__(self, path: Path) -> None:
         self._path = path
+        private_sqlite_file(path)  # key hashes and grants: this user's alone, its log too
         self._connections = ThreadConnections(path, _BUSY_TIMEOUT_SECS, ["PRAGMA foreign_keys = ON"])
         with self._connect() as conn:
             # WAL lets readers in other workers go on while one worker writes; the mode is

@@ -166,6 +166,12 @@ def test_schema_is_idempotent_and_in_wal_mode(orgs_store: AccessStore, tmp_path:
     assert (mode, len(reopened.list_organizations())) == ("wal", 2)
 
 
+def test_the_file_and_its_log_are_the_owner_s_alone(orgs_store: AccessStore, tmp_path: Path) -> None:
+    orgs_store.create_key([ORG_A], "ci")  # a write: the log and its index exist
+    modes = {path.name: path.stat().st_mode & 0o777 for path in tmp_path.glob("access.sqlite3*")}
+    assert modes == {"access.sqlite3": 0o600, "access.sqlite3-wal": 0o600, "access.sqlite3-shm": 0o600}
+
+
 _REVOKE_IN_PROCESS = """
 import sys
 from pathlib import Path
