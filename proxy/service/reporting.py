@@ -14,6 +14,7 @@ from proxy.access.store import AccessStore
 from proxy.backends.base import Backend, Scope
 from proxy.query.plan import BackendRow, ResultPlan, plan_result
 from proxy.query.render import render
+from proxy.runtime.data_dir import prepare_data_dir
 from proxy.runtime.gc_pause import gc_paused
 from proxy.runtime.limits import Limiter, Limits
 from proxy.runtime.logs import log_audit
@@ -46,7 +47,7 @@ class ReportingService:
 
     def __init__(self, settings: Settings, backend: Backend | None = None) -> None:
         self.settings = settings
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        prepare_data_dir(settings)
         self.store = AccessStore(settings.access_db_path)
         self.authenticator = Authenticator(settings, self.store)
         self.bodies = QueryBodies(settings)
