@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from proxy.runtime.data_dir import prepare_data_dir
 from proxy.runtime.limits import Limiter, Limits, process_alive
 from proxy.settings import load_settings
 
@@ -23,6 +24,8 @@ workers = 2
 threads = 4
 
 _settings = load_settings()
+# Before anything is made in it: 0700, and an unwritable one names PROXY_DATA_DIR.
+prepare_data_dir(_settings)
 
 
 def _metrics_dir(root: Path) -> Path:
