@@ -1,44 +1,106 @@
-"""`reporting-proxy serve`: run the service under gunicorn."""
+"""`reporting-proxy serve`: gunicorn behind a buffering nginx (the default), or gunicorn alone.
+
+The front reads every request whole, within deadlines, before gunicorn sees it, and takes every
+answer whole from gunicorn before the client is written to: a slow or stalled client holds an
+nginx socket, never a gunicorn thread (docs/serving.md has the model and its measurements).
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import click
 
-from proxy.settings import SettingsError, load_settings
+from proxy.runtime.data_dir import prepare_data_dir
+from proxy.runtime.run_dir import gunicorn_pidfile, gunicorn_socket, run_dir
+from proxy.settings import Settings, SettingsError, load_settings
+from proxyctl.front.config import FrontConfig
+from proxyctl.front.supervise import FrontError, serve_with_front
+
+# gunicorn's own request-line and header-count limits sit above the front's (4 KiB lines,
+# 16 KiB of headers), so gunicorn never refuses, in HTML, a request the front passed on.
+_BEHIND_FRONT = ("--limit-request-line", "8190", "--limit-request-fields", "32768")
+# gunicorn's graceful stop (its default graceful_timeout), and a little more.
+_GUNICORN_STOP_SECS = 35.0
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=int)
 # More processes and fewer threads: the service's per-request CPU holds the GIL, so threads
 # mainly overlap the wait on the backend (docs/performance.md has the measurements).
 @click.option("--workers", default=3, show_default=True, type=int)
 @click.option("--threads", default=2, show_default=True, type=int)
-def serve(host: str, port: int, workers: int, threads: int) -> None:
-    """Serve the API with gunicorn (replaces this process)."""
+@click.option(
+    "--front/--no-front",
+    default=True,
+    show_default=True,
+    help="Serve through nginx (buffering, read deadlines). --no-front: gunicorn on --host/--port "
+    "directly, only for behind a buffering proxy of your own.",
+)
+@click.option(
+    "--control-socket/--no-control-socket",
+    default=True,
+    show_default=True,
+    help="gunicorn's control socket, in $PROXY_DATA_DIR/run/gunicorn.ctl.",
+)
+def serve(host: str, port: int, workers: int, threads: int, front: bool, control_socket: bool) -> None:
+    """Serve the API: nginx in front of gunicorn, in the foreground, until SIGTERM or Ctrl-C."""
+    # Whatever the serving processes create (sockets, pid files, data) is for their owner only.
+    os.umask(0o077)
+    settings = _settings()
+    directory = _run_dir(settings)
+    command = gunicorn_command(settings.data_dir, workers, threads, control_socket)
+    if not front:
+        os.execv(sys.executable, [*command, "--bind", f"{host}:{port}"])
+    upstream = [*command, *_BEHIND_FRONT, "--bind", f"unix:{gunicorn_socket(settings.data_dir)}"]
     try:
-        load_settings()  # fail here, with the variable's name, rather than in every worker
-    except SettingsError as exc:
+        status = serve_with_front(
+            FrontConfig.from_settings(settings, host, port, directory), upstream, _GUNICORN_STOP_SECS
+        )
+    except FrontError as exc:
         raise click.ClickException(str(exc)) from exc
-    # The config module sets up multiprocess metrics and the worker-exit clean-up; the
-    # service writes its own JSON access line, so gunicorn's access log stays off.
-    args = [
+    sys.exit(status)
+
+
+def gunicorn_command(data_dir: Path, workers: int, threads: int, control_socket: bool) -> list[str]:
+    """gunicorn with the service's config module (metrics, limits, JSON logs), without a bind."""
+    # The config module sets up multiprocess metrics, the worker-exit clean-up and JSON logs.
+    return [
         sys.executable,
         "-m",
         "gunicorn",
         "--config",
         "python:proxy.gunicorn_conf",
-        "--bind",
-        f"{host}:{port}",
         "--workers",
         str(workers),
         "--threads",
         str(threads),
         "--worker-class",
         "gthread",
+        "--pid",
+        str(gunicorn_pidfile(data_dir)),
+        *(() if control_socket else ("--no-control-socket",)),
         "proxy.web.app:create_app()",
     ]
-    os.execv(sys.executable, args)
+
+
+def _settings() -> Settings:
+    # Fail here, with the variable's name, rather than in every worker.
+    try:
+        settings = load_settings()
+        prepare_data_dir(settings)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return settings
+
+
+def _run_dir(settings: Settings) -> Path:
+    try:
+        return run_dir(settings.data_dir)
+    except OSError as exc:
+        raise click.ClickException(
+            f"PROXY_DATA_DIR={settings.data_dir}: cannot create its run directory ({exc.strerror})"
+        ) from exc

@@ -31,6 +31,17 @@ def embedded_hardened(
 
 
 @pytest.fixture(scope="session")
+def embedded_fronted(
+    tenants: Tenants, jwt_keys: JwtKeys, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
+    """The same as `embedded_hardened`, served as `reporting-proxy serve` runs: nginx in front."""
+    data_dir = tmp_path_factory.mktemp("hardening-fronted")
+    yield from start_service(
+        "embedded", tenants.dataset, data_dir, embedded_env(data_dir, jwt_keys), front=True
+    )
+
+
+@pytest.fixture(scope="session")
 def druid_hardened(tenants: Tenants, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """The Druid service on the tenants' data, in a datasource of its own."""
     data_dir = tmp_path_factory.mktemp("hardening-druid")

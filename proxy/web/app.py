@@ -35,8 +35,9 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     app.before_request(begin_request)
     app.after_request(finish_request)
     for rule, view, method in _routes(Views(service, settings)):
-        # The endpoint is the view's name (`visitor_sessions`, `healthz`, ...).
-        app.add_url_rule(rule, view_func=view, methods=[method])
+        # The endpoint is the view's name (`visitor_sessions`, `healthz`, ...). No automatic
+        # OPTIONS (Flask's is an empty text/html 200): OPTIONS is a 405 in the JSON shape, with Allow.
+        app.add_url_rule(rule, view_func=view, methods=[method], provide_automatic_options=False)
     return app
 
 

@@ -34,7 +34,7 @@ def _proxy_error(error: ProxyError) -> Response:
 def _http_error(error: HTTPException) -> Response:
     code = re.sub(r"[^a-z]+", "_", (error.name or "error").lower()).strip("_")
     allowed = getattr(error, "valid_methods", None)
-    headers = {"Allow": ", ".join(allowed)} if allowed else {}
+    headers = {"Allow": ", ".join(sorted(allowed))} if allowed else {}
     return _rendered(error.code or 500, error.description or error.name, code, headers=headers)
 
 

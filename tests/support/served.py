@@ -14,6 +14,7 @@ from typing import Any
 
 import requests
 
+from tests.support.front import gunicorn_master, serve_command
 from tests.support.net import free_port
 
 BIN = Path(sys.executable).parent
@@ -124,11 +125,17 @@ def _gunicorn(port: int) -> list[str]:
 
 
 def start_service(
-    backend: str, dataset: Dataset, data_dir: Path, extra_env: Mapping[str, str] | None = None
+    backend: str,
+    dataset: Dataset,
+    data_dir: Path,
+    extra_env: Mapping[str, str] | None = None,
+    front: bool = False,
 ) -> Iterator[Service]:
     """Load the dataset through the CLI, register orgs and keys, serve with gunicorn.
 
     `extra_env` (e.g. PROXY_JWT_*, another PROXY_DRUID_DATASOURCE) applies to the CLI and server.
+    `front`: `reporting-proxy serve` as deployed (nginx in front; `pid` is still gunicorn's
+    master); else gunicorn alone, so a test can tell which worker holds a client's TCP socket.
     """
     env = {**_service_env(backend, data_dir), **(extra_env or {})}
     if backend == "druid":
@@ -137,11 +144,13 @@ def start_service(
     tokens = _register(env, dataset.organizations)
     port = free_port()
     with (data_dir / "gunicorn.log").open("wb") as log:
-        process = subprocess.Popen(_gunicorn(port), env=env, stdout=subprocess.DEVNULL, stderr=log)
+        command = serve_command(port) if front else _gunicorn(port)
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(base_url, process, 30, f"{backend} service")
-        yield Service(backend, base_url, tokens, data_dir, process.pid, env)
+        master = gunicorn_master(data_dir) if front else process.pid
+        yield Service(backend, base_url, tokens, data_dir, master, env)
     finally:
         process.terminate()
         process.wait(timeout=30)

@@ -69,7 +69,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
     env.update(PROXY_DATA_DIR=str(tmp_path), PROXY_RATE_LIMIT_PER_ORG_PER_MIN=str(RATE))
     port = free_port()
     stderr = tmp_path / "stderr.log"
-    command = [str(BIN / "reporting-proxy"), "serve", "--port", str(port), "--workers", "2", "--threads", "2"]
+    command = [str(BIN / "reporting-proxy"), "serve", "--no-front", "--port", str(port), "--workers", "2", "--threads", "2"]
     with stderr.open("wb") as sink:
         master = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=sink)
     base = f"http://127.0.0.1:{port}"
