@@ -3,7 +3,8 @@
     ProxyError
     ├── BadRequest                    400 invalid_request   (payload, query string)
     │   ├── ResultTooLarge            400 result_too_large
-    │   └── UnsupportedQuery          400 unsupported_query (valid, but a backend cannot run it)
+    │   ├── UnsupportedQuery          400 unsupported_query (valid, but a backend cannot run it)
+    │   └── QueryTooExpensive         400 query_too_expensive (over the engine's memory)
     ├── NotAuthenticated              401 not_authenticated
     ├── Forbidden                     403 forbidden
     ├── NotFound                      404 not_found
@@ -15,6 +16,7 @@
     ├── BackendUnavailable            503 backend_unavailable (Retry-After)
     │   ├── BackendOverloaded         503 backend_overloaded  (Retry-After)
     │   └── NotReady                  503 not_ready           (Retry-After; GET /readyz)
+    ├── ServiceBusy                   503 service_busy        (Retry-After; budget spent queueing)
     └── BackendTimeout                504 backend_timeout
 
 Views never build error responses by hand: they raise one of these and the app's error
@@ -68,6 +70,12 @@ class UnsupportedQuery(BadRequest):
     """A valid query that names something the backend's translation tables do not cover."""
 
     code = "unsupported_query"
+
+
+class QueryTooExpensive(BadRequest):
+    """A valid query whose working set outgrew the engine's memory (and its spill space)."""
+
+    code = "query_too_expensive"
 
 
 class NotAuthenticated(ProxyError):
@@ -133,6 +141,14 @@ class NotReady(BackendUnavailable):
     """The engine does not answer queries yet; only the readiness probe says so."""
 
     code = "not_ready"
+
+
+class ServiceBusy(ProxyError):
+    """The request waited for a serving thread until its time budget was gone; nothing ran."""
+
+    status = 503
+    code = "service_busy"
+    retry_after = 2
 
 
 class BackendTimeout(ProxyError):

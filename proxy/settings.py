@@ -12,6 +12,11 @@ from schemas.request import QueryLimits
 
 Backend = Literal["druid", "embedded"]
 
+# A concurrency limit left unset: derived from the serving slots when the settings are built.
+DERIVED = -1
+# `reporting-proxy serve`'s default of 3 workers x 2 threads, assumed while the real count is unknown.
+DEFAULT_SERVING_SLOTS = 6
+
 
 class SettingsError(ValueError):
     """A `PROXY_*` variable holds a value the service cannot start with."""
@@ -32,15 +37,31 @@ class Settings(QueryLimits):
     druid_datasource: str = "visitor_sessions"
     # Druid query lane (`context.lane`); the broker's laning strategy caps its concurrency.
     druid_lane: str | None = None
+    # The embedded engine, per worker process (one DuckDB instance each, shared by its threads):
+    # its memory, its threads, and the disk a query may spill to past the memory (0: no spill).
+    embedded_memory_limit_mb: int = 256
+    embedded_threads: int = 1
+    embedded_spill_limit_mb: int = 2048
     request_timeout_secs: float = 30.0
     connect_timeout_secs: float = 2.0
     max_buckets: int = 10_000
     max_body_bytes: int = 64 * 1024
+    # Read deadlines of `reporting-proxy serve`'s front server: the whole header, and each
+    # pause in the body; past them the connection is closed (docs/serving.md).
+    client_header_timeout_secs: int = 10
+    client_body_timeout_secs: int = 10
+    # Requests the host serves at once (gunicorn workers x threads); 0 while unknown. The
+    # gunicorn config sets it from the real worker count, and the concurrency limits are
+    # derived from it (or checked against it) so no one caller can hold every slot.
+    serving_slots: int = 0
     # Admission limits per organization and per (organization, principal); 0 turns one off.
     rate_limit_per_org_per_min: int = 600
     rate_limit_per_principal_per_min: int = 300
-    max_concurrent_per_org: int = 8
-    max_concurrent_per_principal: int = 6
+    # Invalid requests (400) a minute per credential: past it, its requests are 429 before
+    # their bodies are read, as validating a hostile body costs CPU every other tenant needs.
+    rate_limit_invalid_per_principal_per_min: int = 60
+    max_concurrent_per_org: int = DERIVED
+    max_concurrent_per_principal: int = DERIVED
     jwt_algorithm: str | None = None
     jwt_secret: str | None = field(default=None, repr=False)
     jwt_public_key_file: Path | None = None
@@ -50,8 +71,21 @@ class Settings(QueryLimits):
     jwt_orgs_claim: str = "orgs"
     # Result cache (docs/cache.md): its bound in bytes, 0 turns it off; and how long an answer
     # whose interval reaches the present may be served, 0: never from the cache.
-    cache_max_bytes: int = 64 * 1024 * 1024
+    cache_max_bytes: int = 0
     cache_recent_secs: float = 10.0
+
+    def __post_init__(self) -> None:
+        half = max(1, self.capacity // 2)
+        per_org = _derived(self.max_concurrent_per_org, half)
+        per_principal = _derived(self.max_concurrent_per_principal, per_org or half)
+        object.__setattr__(self, "max_concurrent_per_org", per_org)
+        object.__setattr__(self, "max_concurrent_per_principal", per_principal)
+        _check_capacity(self)
+
+    @property
+    def capacity(self) -> int:
+        """The serving slots, or serve's default while they are unknown."""
+        return self.serving_slots or DEFAULT_SERVING_SLOTS
 
     @property
     def access_db_path(self) -> Path:
@@ -67,6 +101,30 @@ class Settings(QueryLimits):
     def embedded_dir(self) -> Path:
         """Directory of the embedded engine's database generations."""
         return self.data_dir / "embedded"
+
+
+def _derived(value: int, default: int) -> int:
+    return default if value == DERIVED else value
+
+
+def _check_capacity(settings: Settings) -> None:
+    """Neither an organization nor one of its credentials may hold every serving slot."""
+    if not settings.serving_slots:
+        return  # tooling and the gunicorn master before it knows its workers: nothing to check
+    most = max(1, settings.serving_slots - 1)
+    for name in ("max_concurrent_per_org", "max_concurrent_per_principal"):
+        value = getattr(settings, name)
+        if value > most:
+            raise SettingsError(
+                f"PROXY_{name.upper()}={value}: must leave others a slot of the "
+                f"{settings.serving_slots} the host serves at once (at most {most}, or 0 for off)"
+            )
+    per_org, per_principal = settings.max_concurrent_per_org, settings.max_concurrent_per_principal
+    if per_org and per_principal > per_org:
+        raise SettingsError(
+            f"PROXY_MAX_CONCURRENT_PER_PRINCIPAL={per_principal}: above the organization's "
+            f"PROXY_MAX_CONCURRENT_PER_ORG={per_org}"
+        )
 
 
 def _positive_int(raw: str) -> int:
@@ -129,8 +187,11 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "jwt_jwks_file": Path,
     "rate_limit_per_org_per_min": _non_negative_int,
     "rate_limit_per_principal_per_min": _non_negative_int,
+    "rate_limit_invalid_per_principal_per_min": _non_negative_int,
+    "serving_slots": _non_negative_int,
     "max_concurrent_per_org": _non_negative_int,
     "max_concurrent_per_principal": _non_negative_int,
+    "embedded_spill_limit_mb": _non_negative_int,
 }
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from proxy.query.plan import BackendRow, ResultPlan
@@ -13,13 +14,17 @@ from proxy.runtime.disconnect import ClientGone, never_gone
 
 @dataclass(frozen=True)
 class Scope:
-    """What one backend call runs for: the organization, the request, its deadline, its caller."""
+    """What one backend call runs for: the organization, the request, its deadline, its caller,
+    and the backend query's own id."""
 
     organization_id: str
-    request_id: str
+    request_id: str  # the caller's (or a new) id, for logs only: callers choose it
     # On the `time.perf_counter()` clock: the request's arrival plus its time budget.
     deadline: float
     client_gone: ClientGone = never_gone
+    # Names the query to the backend (Druid's `queryId`, which a cancel names): unguessable and
+    # new for every call, so no caller can name another's query.
+    query_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @classmethod
     def starting_now(

@@ -8,6 +8,9 @@ request.
 
 - Rates use GCRA, a token bucket held as one "theoretical arrival time" per key: a key at
   `per_min` admits a burst of `per_min` and then one request every `60 / per_min` seconds.
+- Invalid requests have a rate of their own per principal, charged when a request fails
+  validation (`count_invalid`) and checked before the next one's body is read (`charge`): a
+  credential that sends many invalid bodies is refused without its bodies costing CPU.
 - Concurrency: a running query counts once on its organization's key and once on its
   principal's, in its own process's column. Every exit path of `admit` takes it back; the
   slots of a process that died (SIGKILL, OOM, gunicorn's worker timeout) are dropped when a key
@@ -27,7 +30,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -48,6 +51,7 @@ from proxy.settings import Settings
 __all__ = [
     "Limiter",
     "Limits",
+    "invalid_digest",
     "organization_digest",
     "principal_digest",
     "process_alive",
@@ -72,6 +76,7 @@ class Limits:
     # A process that took no slot for this long yet holds some has leaked them: no query lives
     # that long.
     stale_slot_secs: float = 300.0
+    invalid_per_principal_per_min: int = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -82,6 +87,7 @@ class Limits:
             concurrent_per_org=settings.max_concurrent_per_org,
             concurrent_per_principal=settings.max_concurrent_per_principal,
             stale_slot_secs=2 * settings.request_timeout_secs + 60,
+            invalid_per_principal_per_min=settings.rate_limit_invalid_per_principal_per_min,
         )
 
     @property
@@ -92,6 +98,7 @@ class Limits:
             or self.per_principal_per_min
             or self.concurrent_per_org
             or self.concurrent_per_principal
+            or self.invalid_per_principal_per_min
         )
 
 
@@ -107,9 +114,18 @@ def principal_digest(organization: str, principal: str) -> bytes:
     ).digest()
 
 
+def invalid_digest(organization: str, principal: str) -> bytes:
+    """The digest of a principal's invalid-request budget within an organization."""
+    return hashlib.blake2b(f"invalid\0{organization}\0{principal}".encode(), digest_size=DIGEST_SIZE).digest()
+
+
 @functools.lru_cache(maxsize=4096)
-def _digests(organization: str, principal: str) -> tuple[bytes, bytes]:
-    return organization_digest(organization), principal_digest(organization, principal)
+def _digests(organization: str, principal: str) -> tuple[bytes, bytes, bytes]:
+    return (
+        organization_digest(organization),
+        principal_digest(organization, principal),
+        invalid_digest(organization, principal),
+    )
 
 
 @dataclass(frozen=True)
@@ -119,6 +135,15 @@ class _Rule:
     per_min: int
     concurrent: int
     whose: str
+    what: str = "queries"
+    # A budget only checked on admission (charged by `count_invalid`), never holding a slot.
+    checked_only: bool = False
+
+    def applies(self, rates: bool, hold_slot: bool) -> bool:
+        """Whether a request charging `rates` and holding a slot (or not) counts on this key."""
+        if self.checked_only:
+            return rates and bool(self.per_min)
+        return (rates and bool(self.per_min)) or hold_slot
 
 
 class _Slot(NamedTuple):
@@ -145,6 +170,9 @@ class Limiter:
         self._rules = (
             _Rule(limits.per_org_per_min, limits.concurrent_per_org, "organization"),
             _Rule(limits.per_principal_per_min, limits.concurrent_per_principal, "credential"),
+            _Rule(
+                limits.invalid_per_principal_per_min, 0, "credential", "invalid queries", checked_only=True
+            ),
         )
         self._counts_slots = bool(limits.concurrent_per_org or limits.concurrent_per_principal)
         self._table: Table | None = None
@@ -158,14 +186,40 @@ class Limiter:
                 log.exception("rate limiter file unusable; requests are admitted unlimited until it is")
 
     @contextmanager
-    def admit(self, organization: str, principal: str, hold_slot: bool = True) -> Iterator[None]:
-        """Count one request against the rates and, with `hold_slot`, hold a concurrency slot."""
-        slot = self._acquire(organization, principal, hold_slot)
+    def admit(
+        self, organization: str, principal: str, hold_slot: bool = True, *, rates: bool = True
+    ) -> Iterator[None]:
+        """Count one request against the rates (unless not `rates`) and, with `hold_slot`, hold
+        a concurrency slot."""
+        slot = self._acquire(organization, principal, rates, hold_slot)
         try:
             yield
         finally:
             if slot is not None:
                 self._release(slot)
+
+    def charge(self, organization: str, principal: str) -> None:
+        """Count one request against the rates, holding nothing (TooManyRequests if over one)."""
+        self._acquire(organization, principal, rates=True, hold_slot=False)
+
+    def hold(self, organization: str, principal: str) -> AbstractContextManager[None]:
+        """Hold a concurrency slot, the rates already charged (TooManyRequests if none is free)."""
+        return self.admit(organization, principal, rates=False)
+
+    def count_invalid(self, organization: str, principal: str) -> None:
+        """Charge one invalid request to the principal's budget of them."""
+        per_min = self.limits.invalid_per_principal_per_min
+        if not per_min:
+            return
+        try:
+            table = self._local_table()
+            with table.lock:
+                now = _nanoseconds(self._clock())
+                position = table.locate(_digests(organization, principal)[2], now)
+                if position is not None:
+                    table.tats[position] = _next_arrival(table.tats[position], per_min, now)
+        except OSError:
+            log.exception("rate limiter unavailable; an invalid request went uncounted")
 
     def release_process(self, pid: int) -> int:
         """Drop every slot a (dead) process holds; the number dropped."""
@@ -193,13 +247,13 @@ class Limiter:
             table = self._table = Table.open(self._path, self._shape)
         return table
 
-    def _acquire(self, organization: str, principal: str, hold_slot: bool) -> _Slot | None:
+    def _acquire(self, organization: str, principal: str, rates: bool, hold_slot: bool) -> _Slot | None:
         if self.limits.off:
             return None
         try:
             table = self._local_table()
             with table.lock:
-                return self._charge(table, organization, principal, hold_slot and self._counts_slots)
+                return self._charge(table, organization, principal, rates, hold_slot and self._counts_slots)
         except OSError as exc:
             # Once a minute: a full disk or a read-only data dir stays so for many requests.
             self._warn(f"rate limiter unavailable ({exc}); admitting requests unlimited")
@@ -213,26 +267,28 @@ class Limiter:
         except OSError:
             log.exception("could not release a limiter slot; it goes when its process does")
 
-    def _charge(self, table: Table, organization: str, principal: str, hold_slot: bool) -> _Slot | None:
+    def _charge(
+        self, table: Table, organization: str, principal: str, rates: bool, hold_slot: bool
+    ) -> _Slot | None:
         now = _nanoseconds(self._clock())
-        located = self._locate(table, organization, principal, hold_slot, now)
+        located = self._locate(table, organization, principal, rates, hold_slot, now)
         entry = table.own_entry() if hold_slot else None
         if located is None or (hold_slot and entry is None):
             self._warn("no room in the limiter's tables; admitting the request unlimited")
             return None
-        arrivals = self._arrivals(table, located, now)
+        arrivals = self._arrivals(table, located, now) if rates else []
         slot = self._take_slot(table, located, entry, now) if entry is not None else None
         for position, tat in arrivals:
             table.tats[position] = tat
         return slot
 
     def _locate(
-        self, table: Table, organization: str, principal: str, hold_slot: bool, now: int
+        self, table: Table, organization: str, principal: str, rates: bool, hold_slot: bool, now: int
     ) -> list[tuple[_Rule, int]] | None:
         """The keys this request counts against, with their positions; None if one finds none."""
         located = []
         for rule, digest in zip(self._rules, _digests(organization, principal)):
-            if rule.per_min or hold_slot:
+            if rule.applies(rates, hold_slot):
                 position = table.locate(digest, now)
                 if position is None:
                     return None
@@ -248,9 +304,10 @@ class Limiter:
                 if tat - now > WINDOW_NS:
                     wait = math.ceil((tat - now - WINDOW_NS) / _NS_PER_SEC)
                     raise TooManyRequests(
-                        f"More than {rule.per_min} queries a minute for this {rule.whose}.", wait
+                        f"More than {rule.per_min} {rule.what} a minute for this {rule.whose}.", wait
                     )
-                arrivals.append((position, tat))
+                if not rule.checked_only:
+                    arrivals.append((position, tat))
         return arrivals
 
     def _take_slot(self, table: Table, located: list[tuple[_Rule, int]], entry: int, now: int) -> _Slot:
@@ -259,7 +316,7 @@ class Limiter:
             refusal = _refusal(table, located)
         if refusal:
             raise TooManyRequests(refusal, retry_after=1)
-        positions = tuple(position for _, position in located)
+        positions = tuple(position for rule, position in located if not rule.checked_only)
         return _Slot(positions, entry, table.take(positions, entry, now))
 
     def _reclaim(self, table: Table, now: int) -> bool:

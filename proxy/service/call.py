@@ -27,6 +27,7 @@ class Call:
     body: Callable[[], bytes] = no_body
     explain: bool = False
     client_gone: ClientGone = never_gone
+    if_none_match: str | None = None  # the `If-None-Match` header: ETags of answers the caller holds
 
 
 @dataclass
@@ -39,6 +40,8 @@ class Record:
     principal: str | None = None
     backend: str | None = None
     backend_ms: float | None = None
+    cache: str | None = None  # what the result cache did: hit, miss, revalidated, uncached
+    backend_query_id: str | None = None  # the service's own id for the backend query
     error_code: str | None = None
 
 
@@ -47,3 +50,6 @@ class Answer:
     """A successful answer: a JSON document, already encoded."""
 
     body: bytes
+    etag: str | None = None  # the answer's ETag, when the result cache knows its data version
+    cache: str | None = None  # what the result cache did (`X-Cache`)
+    not_modified: bool = False  # the caller's copy is current: 304 without a body

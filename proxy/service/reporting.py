@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import NamedTuple
 
 import orjson
@@ -12,6 +13,8 @@ from proxy.access.authenticate import Authenticator, authorize
 from proxy.access.principal import canonical_organization_id
 from proxy.access.store import AccessStore
 from proxy.backends.base import Backend, Scope
+from proxy.cache.build import build_cache
+from proxy.errors import BadRequest, ServiceBusy
 from proxy.query.plan import BackendRow, ResultPlan, plan_result
 from proxy.query.render import render
 from proxy.runtime.data_dir import prepare_data_dir
@@ -52,6 +55,7 @@ class ReportingService:
         self.authenticator = Authenticator(settings, self.store)
         self.bodies = QueryBodies(settings)
         self.backend = backend or build_backend(settings)
+        self.cache = build_cache(settings, self.backend)
         self.limiter = Limiter(settings.limits_path, Limits.from_settings(settings))
 
     def check_access(self, call: Call, record: Record) -> Access:
@@ -65,33 +69,56 @@ class ReportingService:
 
     def visitor_sessions(self, call: Call, record: Record) -> Answer:
         """The report the call's body asks for or, with `explain`, the backend query it would run."""
+        # The budget counts from the request's arrival: queueing, checks and planning spent some.
+        deadline = call.arrived + self.settings.request_timeout_secs
+        if deadline <= time.perf_counter():
+            raise ServiceBusy("The request waited for a free worker until its time budget was gone.")
         access = self.check_access(call, record)
         log_audit(call.request_id, access.principal, access.organization, call.explain)
-        query = self.bodies.load(call)
-        plan = plan_result(query, self.settings.max_buckets, self.settings.max_result_rows)
-        # The budget counts from the request's arrival: checks and planning spent some of it.
-        deadline = call.arrived + self.settings.request_timeout_secs
+        # Every authorized request counts, valid or not, before its body costs anything.
+        self.limiter.charge(access.organization, access.principal)
+        plan = self._plan(call, access)
+        # A new, unguessable backend query id (never the caller's request id): logged with it.
         scope = Scope(access.organization, call.request_id, deadline, call.client_gone)
+        record.backend_query_id = scope.query_id
         if call.explain:
             return self._explain(plan, scope, access, record)
         # The one pause of the collector, over the whole answer: the decoded rows and the
         # rendered ones are gone by the time it runs again, so it never walks them. The plan
         # bounds the rows: a grouped answer has at most `row_limit`, a series one per bucket.
         with gc_paused(plan.row_limit if plan.grouped else len(plan.bucket_starts_ms)):
-            return self._answer(plan, scope, access, record)
+            return self._answer(plan, scope, access, record, call.if_none_match)
+
+    def _plan(self, call: Call, access: Access) -> ResultPlan:
+        """The call's validated query, planned; an invalid one is charged to its caller."""
+        try:
+            query = self.bodies.load(call)
+            return plan_result(query, self.settings.max_buckets, self.settings.max_result_rows)
+        except BadRequest:
+            self.limiter.count_invalid(access.organization, access.principal)
+            raise
 
     def _explain(self, plan: ResultPlan, scope: Scope, access: Access, record: Record) -> Answer:
         # An explanation runs nothing on the backend, so it takes no concurrency slot.
-        with self.limiter.admit(access.organization, access.principal, hold_slot=False):
-            record.backend = self.backend.name
-            explained = self.backend.explain(plan, scope)
+        record.backend = self.backend.name
+        explained = self.backend.explain(plan, scope)
         return Answer(orjson.dumps({"backend": self.backend.name, "query": explained}))
 
-    def _answer(self, plan: ResultPlan, scope: Scope, access: Access, record: Record) -> Answer:
-        with self.limiter.admit(access.organization, access.principal):
+    def _answer(
+        self, plan: ResultPlan, scope: Scope, access: Access, record: Record, if_none_match: str | None = None
+    ) -> Answer:
+        with self.limiter.hold(access.organization, access.principal):
             record.backend = self.backend.name
-            rows = self._execute(plan, scope, record)
-        return Answer(orjson.dumps(render(plan, rows)))
+            if self.cache is None:
+                return Answer(self._rendered(plan, scope, record))
+            # After the access checks: a 304 or a stored answer only for an authorized caller.
+            compute = partial(self._rendered, plan, scope, record)
+            cached = self.cache.answer(plan, scope, if_none_match, compute)
+        record.cache = cached.outcome
+        return Answer(cached.body or b"", cached.etag, cached.outcome, not_modified=cached.body is None)
+
+    def _rendered(self, plan: ResultPlan, scope: Scope, record: Record) -> bytes:
+        return orjson.dumps(render(plan, self._execute(plan, scope, record)))
 
     def _execute(self, plan: ResultPlan, scope: Scope, record: Record) -> Sequence[BackendRow]:
         started = time.perf_counter()

@@ -21,6 +21,11 @@ from proxy.service.call import Record
 # A caller's id is echoed and logged, so one shaped like an API key (`rpk_...`) is replaced.
 REQUEST_ID = re.compile(r"^(?!rpk_)[A-Za-z0-9._-]{1,64}$")
 _RECORD = "reporting_proxy.record"
+# `X-Request-Start: t=<epoch seconds>` from the front server (nginx's `$msec`): when the request
+# arrived, before it queued for a worker thread. A stamp from further ahead than clocks differ,
+# or older than any queue holds a request, is not the front's: the thread's pick-up time serves.
+_REQUEST_START = re.compile(r"^t=(\d{1,12}(?:\.\d{1,6})?)$")
+_PLAUSIBLE_QUEUE_SECS = (-1.0, 300.0)
 # Metric labels take only these methods, so odd request methods cannot grow the series.
 _METHODS = frozenset({"GET", "POST", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
 
@@ -33,8 +38,19 @@ def begin_request() -> None:
 def _begin() -> Record:
     supplied = request.headers.get("X-Request-Id", "")
     request_id = supplied if REQUEST_ID.match(supplied) else str(uuid.uuid4())
-    record = request.environ[_RECORD] = Record(request_id, time.perf_counter())
+    record = request.environ[_RECORD] = Record(request_id, arrival(request.headers.get("X-Request-Start")))
     return record
+
+
+def arrival(request_start: str | None) -> float:
+    """When the request arrived, on the `time.perf_counter()` clock: the front's stamp if plausible."""
+    now = time.perf_counter()
+    stamp = _REQUEST_START.match(request_start or "")
+    if stamp is None:
+        return now
+    queued = time.time() - float(stamp.group(1))
+    low, high = _PLAUSIBLE_QUEUE_SECS
+    return now - max(0.0, queued) if low <= queued <= high else now
 
 
 def current_record() -> Record:
@@ -71,6 +87,7 @@ def _access_fields(record: Record, method: str, route: str, status: int, seconds
         "error_code": record.error_code,
         "duration_ms": round(seconds * 1000, 3),
         "backend": record.backend,
+        "cache": record.cache,
         "backend_ms": None if record.backend_ms is None else round(record.backend_ms, 3),
-        "druid_query_id": record.request_id if record.backend == "druid" else None,
+        "druid_query_id": record.backend_query_id if record.backend == "druid" else None,
     }

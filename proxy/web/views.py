@@ -7,14 +7,17 @@ from __future__ import annotations
 
 from dataclasses import replace
 from functools import partial
+from typing import IO
 
 import orjson
 from flask import Response, request
+from gunicorn.http.errors import ParseException  # type: ignore[import-untyped]
+from werkzeug.exceptions import RequestEntityTooLarge
 
-from proxy.errors import NotReady
+from proxy.errors import BadRequest, NotReady
 from proxy.runtime.disconnect import client_probe
 from proxy.runtime.metrics import exposition
-from proxy.service.call import Call, Record
+from proxy.service.call import Answer, Call, Record
 from proxy.service.reporting import ReportingService
 from proxy.settings import Settings
 from proxy.web.meta import meta_document
@@ -23,6 +26,41 @@ from proxy.web.openapi import openapi_document
 from proxy.web.responses import encoded_json, json_response
 
 ROUTE = "/api/reporting/v1/orgs/<organization_id>/visitor_sessions"
+_READ_BYTES = 64 * 1024
+
+
+def read_body(max_bytes: int) -> bytes:
+    """The whole request body: 413 past `max_bytes` (declared or sent), 400 if it is malformed.
+
+    The server's stream is read directly, never werkzeug's wrapper of it, which for a chunked
+    body stops at the limit and returns what it has: a cut body must never pass as the whole.
+    """
+    declared = request.content_length
+    if declared is not None and declared > max_bytes:
+        raise RequestEntityTooLarge()
+    if declared is None and not request.environ.get("wsgi.input_terminated"):
+        return b""  # a server that cannot end an unsized body: read none (werkzeug's rule)
+    stream: IO[bytes] = request.environ["wsgi.input"]
+    body = _read_upto(stream, max_bytes + 1 if declared is None else declared)
+    if len(body) > max_bytes:
+        raise RequestEntityTooLarge()
+    if declared is not None and len(body) < declared:
+        raise BadRequest("The request body ended before its Content-Length.")
+    return body
+
+
+def _read_upto(stream: IO[bytes], limit: int) -> bytes:
+    """At most `limit` bytes, fewer only at the end of the body; a malformed one is a 400."""
+    parts: list[bytes] = []
+    left = limit
+    try:
+        while left > 0 and (part := stream.read(min(left, _READ_BYTES))):
+            parts.append(part)
+            left -= len(part)
+    except (ParseException, OSError) as exc:
+        # gunicorn's chunked reader: a bad chunk size or terminator, or the body cut short.
+        raise BadRequest("The request body is malformed or cut short.") from exc
+    return b"".join(parts)
 
 
 def _call(organization_id: str, record: Record) -> Call:
@@ -31,11 +69,24 @@ def _call(organization_id: str, record: Record) -> Call:
     return Call(organization_id, authorization, record.request_id, record.arrived)
 
 
+def _report(answer: Answer) -> Response:
+    """The answer, or 304 when the caller's copy is current, with the result cache's headers."""
+    response = Response(status=304) if answer.not_modified else encoded_json(answer.body)
+    if answer.cache:
+        response.headers["X-Cache"] = answer.cache
+    if answer.etag:
+        response.headers["ETag"] = answer.etag
+        # Any cache between caller and service must ask again each time: the data may change.
+        response.headers["Cache-Control"] = "private, no-cache"
+    return response
+
+
 class Views:
     """The endpoints of one app, with the documents they serve encoded once."""
 
     def __init__(self, service: ReportingService, settings: Settings) -> None:
         self.service = service
+        self.max_body_bytes = settings.max_body_bytes
         self.meta_body = orjson.dumps(meta_document(settings))
         self.openapi_body = orjson.dumps(openapi_document(REQUEST_ID.pattern))
 
@@ -45,11 +96,12 @@ class Views:
         call = replace(
             _call(organization_id, record),
             is_json=request.is_json,
-            body=partial(request.get_data, cache=False),
+            body=partial(read_body, self.max_body_bytes),
             explain=request.args.get("explain") == "true",
             client_gone=client_probe(request.environ),
+            if_none_match=request.headers.get("If-None-Match"),
         )
-        return encoded_json(self.service.visitor_sessions(call, record).body)
+        return _report(self.service.visitor_sessions(call, record))
 
     def visitor_sessions_meta(self, organization_id: str) -> Response:
         """`GET .../visitor_sessions/meta`: the vocabulary and limits, for a caller of the organization."""

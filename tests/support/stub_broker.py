@@ -67,6 +67,14 @@ class StubBroker:
     def lines(self) -> list[str]:
         return [request.line for request in self.received]
 
+    def query_ids(self) -> list[str]:
+        """The `queryId` of each query posted, in arrival order."""
+        return [
+            request.json()["context"]["queryId"]
+            for request in self.received
+            if request.line == "POST /druid/v2/"
+        ]
+
     def wait_for(self, line: str, timeout: float = 2.0) -> Received:
         """The first request with this `METHOD /path`, once it has arrived."""
         with self._arrived:

@@ -4,6 +4,7 @@ Druid backend's faults over a stub broker on a loopback port."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -14,6 +15,7 @@ from typing import Any
 import jwt
 import pytest
 from flask.testing import FlaskClient
+from gunicorn.http.errors import ChunkMissingTerminator, InvalidChunkSize, NoMoreData  # type: ignore[import-untyped]
 
 from proxy.access.store import AccessStore
 from proxy.settings import Settings
@@ -55,6 +57,8 @@ def settings(tmp_path: Path, broker: StubBroker) -> Settings:
         request_timeout_secs=3.0,
         jwt_algorithm="HS256",
         jwt_secret=SECRET,
+        # The result cache asks the broker for its segments first: its own tests cover that.
+        cache_max_bytes=0,
     )
 
 
@@ -144,7 +148,11 @@ def test_seed_example_through_the_service(
         "data": [["2019-01-01T00:00:00.000+02:00", 212.05452]],
     }
     (sent,) = [request.json() for request in broker.received]
-    assert sent["context"] == {"queryId": "req-42", "timeout": 2850, "skipEmptyBuckets": True}
+    query_id = sent["context"].pop("queryId")
+    assert sent["context"] == {"timeout": 2850, "skipEmptyBuckets": True}
+    # The service's own id for the query, never the caller's request id (which is only echoed).
+    assert re.fullmatch("[0-9a-f]{32}", query_id)
+    assert response.headers["X-Request-Id"] == "req-42"
     assert sent["filter"]["fields"][0]["matchValue"] == ORG
 
 
@@ -174,6 +182,64 @@ def test_bad_bodies_get_json_errors(
     assert set(response.json) <= {"detail", "code", "errors"}
 
 
+class ChunkedInput:
+    """gunicorn's chunked body as a WSGI input: the body in pieces, then `error` if one is set."""
+
+    def __init__(self, body: bytes, error: Exception | None = None) -> None:
+        self.pieces = [body[i : i + 1000] for i in range(0, len(body), 1000)]
+        self.error = error
+
+    def read(self, size: int = -1) -> bytes:
+        if self.pieces:
+            return self.pieces.pop(0)
+        if self.error is not None:
+            raise self.error
+        return b""
+
+
+def _padded(size: int) -> bytes:
+    return json.dumps(QUERY).encode().ljust(size)
+
+
+@pytest.mark.parametrize(
+    ("stream", "terminated", "status", "code"),
+    [
+        (ChunkedInput(_padded(65_536)), True, 200, None),
+        # Its first 65,536 bytes are a valid query: cut there, it would pass for the whole.
+        (ChunkedInput(_padded(65_816)), True, 413, "request_entity_too_large"),
+        (ChunkedInput(b"{", InvalidChunkSize(b"zz")), True, 400, "invalid_request"),
+        (ChunkedInput(b"{", ChunkMissingTerminator(b"xx")), True, 400, "invalid_request"),
+        (ChunkedInput(b"{", NoMoreData(b"")), True, 400, "invalid_request"),
+        # A server that cannot end an unsized body: nothing is read, so it is not JSON.
+        (ChunkedInput(_padded(100)), False, 400, "invalid_request"),
+    ],
+    ids=[
+        "at_the_limit",
+        "past_the_limit",
+        "bad_chunk_size",
+        "no_chunk_terminator",
+        "cut_short",
+        "unterminated",
+    ],
+)
+def test_a_chunked_body_is_read_whole_or_refused(
+    client: FlaskClient,
+    keys: dict[str, str],
+    stream: ChunkedInput,
+    terminated: bool,
+    status: int,
+    code: str | None,
+) -> None:
+    environ = {"wsgi.input": stream, **({"wsgi.input_terminated": True} if terminated else {})}
+    headers = {
+        **_header(keys, "good_key"),
+        "Transfer-Encoding": "chunked",
+        "Content-Type": "application/json",
+    }
+    response = client.post(URL + "?explain=true", headers=headers, environ_overrides=environ)
+    assert (response.status_code, response.json.get("code")) == (status, code)
+
+
 def test_validation_errors_name_the_field(client: FlaskClient, keys: dict[str, str]) -> None:
     response = client.post(URL, json={**QUERY, "granularity": "fortnight"}, headers=_header(keys, "good_key"))
     assert response.status_code == 400
@@ -181,15 +247,20 @@ def test_validation_errors_name_the_field(client: FlaskClient, keys: dict[str, s
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "status", "code"),
+    ("method", "path", "status", "code", "allow"),
     [
-        ("GET", URL, 405, "method_not_allowed"),
-        ("POST", "/api/reporting/v1/nothing", 404, "not_found"),
+        ("GET", URL, 405, "method_not_allowed", "POST"),
+        ("POST", "/api/reporting/v1/nothing", 404, "not_found", None),
+        ("OPTIONS", URL, 405, "method_not_allowed", "POST"),
+        ("OPTIONS", "/healthz", 405, "method_not_allowed", "GET, HEAD"),
     ],
 )
-def test_routing_errors_are_json(client: FlaskClient, method: str, path: str, status: int, code: str) -> None:
+def test_routing_errors_are_json(
+    client: FlaskClient, method: str, path: str, status: int, code: str, allow: str | None
+) -> None:
     response = client.open(path, method=method)
     assert (response.status_code, response.json["code"]) == (status, code)
+    assert response.headers.get("Allow") == allow
 
 
 def _druid_error(category: str, status: int) -> Answer:
@@ -252,10 +323,11 @@ def test_broker_failures_are_mapped(
     assert (response.status_code, response.json["code"]) == (status, code)
     assert "historical" not in response.get_data(as_text=True)
     assert ("Retry-After" in response.headers) == (status == 503)
+    (query_id,) = broker.query_ids()
     if code == "backend_timeout":  # Druid's own timeout too: the cancel is unconditional
-        broker.wait_for("DELETE /druid/v2/req-7")
+        broker.wait_for(f"DELETE /druid/v2/{query_id}")
     assert broker.lines() == ["POST /druid/v2/"] + (
-        ["DELETE /druid/v2/req-7"] if code == "backend_timeout" else []
+        [f"DELETE /druid/v2/{query_id}"] if code == "backend_timeout" else []
     )
 
 
@@ -288,17 +360,38 @@ def test_timeout_cancels_the_druid_query(
     broker.on("POST", "/druid/v2/", Answer(stall="before_headers"))
     client = create_app(replace(settings, request_timeout_secs=0.3)).test_client()
     client.post(URL, json=QUERY, headers={**_header(keys, "good_key"), "X-Request-Id": "req-9"})
-    broker.wait_for("DELETE /druid/v2/req-9")
-    assert broker.lines().count("DELETE /druid/v2/req-9") == 1
+    (query_id,) = broker.query_ids()
+    broker.wait_for(f"DELETE /druid/v2/{query_id}")
+    assert broker.lines() == ["POST /druid/v2/", f"DELETE /druid/v2/{query_id}"]
 
 
-def test_a_budget_spent_before_the_call_is_504_without_asking_druid(
-    settings: Settings, keys: dict[str, str], broker: StubBroker
+@pytest.mark.parametrize(
+    ("request_start", "status", "code"),
+    [
+        # Queued at the front for longer than the budget: refused at once, nothing run.
+        (lambda: f"t={time.time() - 5:.3f}", 503, "service_busy"),
+        # A stamp in the future or malformed is not the front's: the budget starts at pick-up.
+        (lambda: f"t={time.time() + 3600:.3f}", 200, None),
+        (lambda: "t=yesterday", 200, None),
+        (lambda: f"{time.time() - 5:.3f}", 200, None),
+    ],
+    ids=["queued_past_budget", "future", "malformed", "no_t_prefix"],
+)
+def test_the_budget_counts_from_the_fronts_arrival_stamp(
+    settings: Settings,
+    keys: dict[str, str],
+    broker: StubBroker,
+    request_start: Callable[[], str],
+    status: int,
+    code: str | None,
 ) -> None:
-    client = create_app(replace(settings, request_timeout_secs=1e-6)).test_client()
-    response = client.post(URL, json=QUERY, headers=_header(keys, "good_key"))
-    assert (response.status_code, response.json["code"]) == (504, "backend_timeout")
-    assert broker.received == []
+    broker.on("POST", "/druid/v2/", Answer.json(DRUID_ROWS))
+    client = create_app(settings).test_client()
+    headers = {**_header(keys, "good_key"), "X-Request-Start": request_start()}
+    response = client.post(URL, json=QUERY, headers=headers)
+    assert (response.status_code, response.json.get("code")) == (status, code)
+    assert ("Retry-After" in response.headers) == (status == 503)
+    assert len(broker.received) == (status == 200)
 
 
 def test_the_lane_setting_goes_into_the_context(
@@ -310,7 +403,7 @@ def test_the_lane_setting_goes_into_the_context(
     assert response.status_code == 200
     (sent,) = [request.json() for request in broker.received]
     assert sent["context"] == {
-        "queryId": "req-3",
+        "queryId": broker.query_ids()[0],
         "timeout": 2850,
         "skipEmptyBuckets": True,
         "lane": "limited",
@@ -323,7 +416,7 @@ def test_query_body_is_exactly_the_translation(
     expected = json.loads(
         (Path(__file__).parent.parent / "golden/druid/seed_example_unique_visitors_helsinki.json").read_text()
     )["expected"]
-    expected["context"] = {"queryId": "req-1", "timeout": 2850, "skipEmptyBuckets": True}
+    expected["context"] = {"queryId": "<the service's>", "timeout": 2850, "skipEmptyBuckets": True}
     seed = {
         **QUERY,
         "filters": [*QUERY["filters"], {"type": "selector", "dimension": "country", "value": "FI"}],
@@ -331,6 +424,7 @@ def test_query_body_is_exactly_the_translation(
     broker.on("POST", "/druid/v2/", Answer.json(DRUID_ROWS))
     response = client.post(URL, json=seed, headers={**_header(keys, "good_key"), "X-Request-Id": "req-1"})
     assert response.status_code == 200
+    expected["context"]["queryId"] = broker.query_ids()[0]
     assert [request.json() for request in broker.received] == [expected]
 
 

@@ -27,6 +27,7 @@ _TREE = [
     (errors.BackendUnavailable, 503, "backend_unavailable", {"Retry-After": "5"}),
     (errors.BackendOverloaded, 503, "backend_overloaded", {"Retry-After": "2"}),
     (errors.NotReady, 503, "not_ready", {"Retry-After": "5"}),
+    (errors.ServiceBusy, 503, "service_busy", {"Retry-After": "2"}),
     (errors.BackendTimeout, 504, "backend_timeout", {}),
 ]
 

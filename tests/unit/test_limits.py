@@ -511,20 +511,14 @@ def test_principal_rate_is_per_principal_and_org(tmp_path: Path, who: str, org: 
 @pytest.mark.parametrize(
     ("request_kind", "status"),
     [
-        ("invalid_body", 400),
-        ("not_json", 415),
         ("no_credentials", 401),
         ("other_org_key", 403),
         ("unknown_org", 404),
     ],
 )
-def test_limits_apply_after_authorization_and_validation(
-    tmp_path: Path, request_kind: str, status: int
-) -> None:
+def test_limits_apply_after_authorization(tmp_path: Path, request_kind: str, status: int) -> None:
     web = make_web(tmp_path, rate_limit_per_org_per_min=1, max_concurrent_per_org=1)
     requests: dict[str, dict[str, Any]] = {
-        "invalid_body": {"json": {"granularity": "day"}, "headers": web.auth("a")},
-        "not_json": {"data": "x", "headers": web.auth("a")},
         "no_credentials": {"json": QUERY},
         "other_org_key": {"json": QUERY, "headers": web.auth("other")},
         "unknown_org": {
@@ -539,6 +533,40 @@ def test_limits_apply_after_authorization_and_validation(
     assert [web.client.post(url(org), **kwargs).status_code for _ in range(3)] == [status] * 3
     assert web.client.post(url(), json=QUERY, headers=web.auth("a")).status_code == 200
     assert web.client.post(url(org), **kwargs).status_code == status  # still not 429
+
+
+@pytest.mark.parametrize(
+    ("request_kind", "status"),
+    [("invalid_body", 400), ("not_json", 415), ("body_too_large", 413)],
+)
+def test_an_authorized_request_counts_against_the_rate_valid_or_not(
+    tmp_path: Path, request_kind: str, status: int
+) -> None:
+    web = make_web(tmp_path, rate_limit_per_org_per_min=1)
+    requests: dict[str, dict[str, Any]] = {
+        "invalid_body": {"json": {"granularity": "day"}},
+        "not_json": {"data": "x"},
+        "body_too_large": {"data": b"{" * 70_000, "content_type": "application/json"},
+    }
+    kwargs = requests[request_kind]
+    assert web.client.post(url(), headers=web.auth("a"), **kwargs).status_code == status
+    assert [web.client.post(url(), headers=web.auth(who), json=QUERY).status_code for who in "ab"] == [
+        429
+    ] * 2
+
+
+def test_a_flood_of_invalid_bodies_from_one_key_gets_429s(tmp_path: Path) -> None:
+    web = make_web(tmp_path, rate_limit_invalid_per_principal_per_min=5)
+    invalid = {"json": {"granularity": "day"}, "headers": web.auth("a")}
+    statuses = [web.client.post(url(), **invalid).status_code for _ in range(20)]  # type: ignore[arg-type]
+    assert statuses == [400] * 5 + [429] * 15
+    refused = web.client.post(url(), json=QUERY, headers=web.auth("a"))
+    assert (refused.status_code, refused.json["detail"]) == (
+        429,
+        "More than 5 invalid queries a minute for this credential.",
+    )
+    # Another key of the organization has a budget of its own.
+    assert web.client.post(url(), json=QUERY, headers=web.auth("b")).status_code == 200
 
 
 def _post_in_thread(web: Any, results: list[int], who: str = "a") -> threading.Thread:
@@ -614,5 +642,60 @@ def test_limit_settings(variable: str, raw: str, expected: int | type[Exception]
             load_settings(environ)
 
 
-def test_limit_defaults() -> None:
-    assert Limits.from_settings(load_settings({})) == Limits(600, 300, 8, 6, stale_slot_secs=120.0)
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, Limits(600, 300, 3, 3, 120.0, 60)),
+        ({"PROXY_SERVING_SLOTS": "6"}, Limits(600, 300, 3, 3, 120.0, 60)),
+        ({"PROXY_SERVING_SLOTS": "16"}, Limits(600, 300, 8, 8, 120.0, 60)),
+        ({"PROXY_SERVING_SLOTS": "1"}, Limits(600, 300, 1, 1, 120.0, 60)),
+        (
+            {"PROXY_SERVING_SLOTS": "16", "PROXY_MAX_CONCURRENT_PER_PRINCIPAL": "2"},
+            Limits(600, 300, 8, 2, 120.0, 60),
+        ),
+        ({"PROXY_MAX_CONCURRENT_PER_ORG": "0"}, Limits(600, 300, 0, 3, 120.0, 60)),
+    ],
+    ids=["serve_default", "six_slots", "sixteen_slots", "one_slot", "principal_set", "org_off"],
+)
+def test_concurrency_defaults_are_derived_from_the_serving_slots(
+    environ: dict[str, str], expected: Limits
+) -> None:
+    assert Limits.from_settings(load_settings(environ)) == expected
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        (
+            {"PROXY_SERVING_SLOTS": "6", "PROXY_MAX_CONCURRENT_PER_ORG": "6"},
+            "PROXY_MAX_CONCURRENT_PER_ORG=6: must leave others a slot of the 6",
+        ),
+        (
+            {
+                "PROXY_SERVING_SLOTS": "6",
+                "PROXY_MAX_CONCURRENT_PER_ORG": "0",
+                "PROXY_MAX_CONCURRENT_PER_PRINCIPAL": "8",
+            },
+            "PROXY_MAX_CONCURRENT_PER_PRINCIPAL=8: must leave others a slot of the 6",
+        ),
+        (
+            {
+                "PROXY_SERVING_SLOTS": "8",
+                "PROXY_MAX_CONCURRENT_PER_ORG": "2",
+                "PROXY_MAX_CONCURRENT_PER_PRINCIPAL": "3",
+            },
+            "PROXY_MAX_CONCURRENT_PER_PRINCIPAL=3: above the organization's PROXY_MAX_CONCURRENT_PER_ORG=2",
+        ),
+    ],
+    ids=["org_holds_every_slot", "key_holds_every_slot", "key_above_org"],
+)
+def test_limits_that_let_one_caller_hold_the_host_stop_the_start(
+    environ: dict[str, str], message: str
+) -> None:
+    with pytest.raises(SettingsError, match=f"^{message}"):
+        load_settings(environ)
+
+
+def test_the_capacity_is_not_checked_while_the_slots_are_unknown() -> None:
+    # The CLI's tooling reads the same settings and serves nothing.
+    assert load_settings({"PROXY_MAX_CONCURRENT_PER_ORG": "64"}).max_concurrent_per_org == 64

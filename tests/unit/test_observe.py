@@ -4,6 +4,7 @@ that no credential ever reaches the log."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -196,7 +197,9 @@ def test_backend_time_is_logged(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert 0 <= line["backend_ms"] <= line["duration_ms"]
 
 
-def test_druid_query_id_is_the_request_id(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_druid_query_id_is_the_services_own_and_logged_beside_the_request_id(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from proxy.backends.druid.backend import DruidBackend
     from tests.unit.web import settings_for
 
@@ -207,8 +210,9 @@ def test_druid_query_id_is_the_request_id(tmp_path: Path, capsys: pytest.Capture
         url(suffix="?explain=true"), json=QUERY, headers={**web.auth("a"), "X-Request-Id": "req-7"}
     )
     line = _access_line(capsys.readouterr().err)
-    assert response.json["query"]["context"]["queryId"] == "req-7"
-    assert (line["backend"], line["druid_query_id"]) == ("druid", "req-7")
+    query_id = response.json["query"]["context"]["queryId"]
+    assert re.fullmatch("[0-9a-f]{32}", query_id)
+    assert (line["backend"], line["request_id"], line["druid_query_id"]) == ("druid", "req-7", query_id)
 
 
 @pytest.mark.parametrize(
@@ -259,10 +263,11 @@ def test_credentials_never_reach_the_log(tmp_path: Path, capsys: pytest.CaptureF
     ]
     capsys.readouterr()
     for header in headers:
+        # Each authorized request spends one of the key's two a minute: the invalid one first.
         for path, body in [
+            (url(), {"bad": key}),
             (url(), QUERY),
             (url(suffix="?explain=true"), QUERY),
-            (url(), {"bad": key}),
             (url(OTHER_ORG), QUERY),
         ]:
             web.client.post(path, json=body, headers=header)

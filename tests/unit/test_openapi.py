@@ -200,7 +200,7 @@ def test_meta_limits_are_the_deployment_settings(tmp_path: Path) -> None:
         "request_timeout_secs": 30.0,
         "rate_limit_per_org_per_min": 0,
         "rate_limit_per_principal_per_min": 300,
-        "max_concurrent_per_org": 8,
+        "max_concurrent_per_org": 3,  # derived: half the serving slots assumed (6)
         "max_concurrent_per_principal": 3,
     }
     too_many = {**QUERY, "group_by": ["city", "country", "os_name"]}

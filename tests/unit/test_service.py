@@ -10,7 +10,16 @@ from typing import Any
 import orjson
 import pytest
 
-from proxy.errors import Forbidden, NotAuthenticated, OrganizationNotFound, ProxyError, UnsupportedMediaType
+from proxy.errors import (
+    BadRequest,
+    Forbidden,
+    NotAuthenticated,
+    OrganizationNotFound,
+    ProxyError,
+    ServiceBusy,
+    TooManyRequests,
+    UnsupportedMediaType,
+)
 from proxy.runtime.disconnect import ClientGone
 from proxy.service.call import Call, Record
 from proxy.service.reporting import ReportingService
@@ -97,7 +106,7 @@ def test_explain_runs_nothing(served: Served) -> None:
 
 
 def test_a_body_not_declared_json_is_refused_after_access(served: Served) -> None:
-    call = Call(ORG, f"Token {served.keys['a']}", "req-1", 0.0, is_json=False, body=_unread)
+    call = Call(ORG, f"Token {served.keys['a']}", "req-1", time.perf_counter(), is_json=False, body=_unread)
     with pytest.raises(UnsupportedMediaType):
         served.service.visitor_sessions(call, Record("req-1", 0.0))
 
@@ -121,3 +130,41 @@ def test_meta_access_fills_the_record(served: Served) -> None:
     access = served.service.check_access(served.call("both", OTHER_ORG.upper(), body=b""), record)
     assert (access.principal, access.organization) == (served.key_id("both"), OTHER_ORG)
     assert (record.principal, record.organization, record.backend) == (access.principal, OTHER_ORG, None)
+
+
+def test_each_backend_query_gets_a_new_unguessable_id_never_the_request_id(served: Served) -> None:
+    records = [Record("dash-1", 0.0) for _ in range(2)]
+    for record, who, org in zip(records, ["a", "other"], [ORG, OTHER_ORG]):
+        call = replace(served.call(who, org), request_id="dash-1")
+        served.service.visitor_sessions(call, record)
+    ids = [scope.query_id for scope in served.backend.scopes]
+    assert [scope.request_id for scope in served.backend.scopes] == ["dash-1", "dash-1"]
+    assert [record.backend_query_id for record in records] == ids
+    assert len(set(ids)) == 2 and all(len(query_id) == 32 for query_id in ids)
+
+
+def test_a_budget_spent_queueing_is_refused_before_anything_runs(served: Served) -> None:
+    call = replace(served.call("a", body=b"{}"), arrived=time.perf_counter() - 7.0)
+    record = Record("req-1", call.arrived)
+    with pytest.raises(ServiceBusy):
+        served.service.visitor_sessions(call, record)
+    assert (record.principal, served.backend.scopes) == (None, [])
+
+
+def test_invalid_bodies_are_charged_until_the_credential_gets_429_unread(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, rate_limit_invalid_per_principal_per_min=3)
+    keys = grant_keys(settings)
+    served = Served(ReportingService(settings, StubBackend()), StubBackend(), keys)
+    outcomes = [_outcome(served, served.call("a", body=b"{}")) for _ in range(3)]
+    assert outcomes == [BadRequest] * 3
+    # The budget is spent: even a valid body is refused, unread, and another key is untouched.
+    assert _outcome(served, replace(served.call("a"), body=_unread)) is TooManyRequests
+    assert _outcome(served, served.call("b")) is None
+
+
+def _outcome(served: Served, call: Call) -> type[ProxyError] | None:
+    try:
+        served.service.visitor_sessions(call, Record(call.request_id, call.arrived))
+    except ProxyError as exc:
+        return type(exc)
+    return None

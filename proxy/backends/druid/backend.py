@@ -32,9 +32,7 @@ class DruidBackend:
         # a fixed share keeps the query a pure function of the request. What the request spent
         # before the call is enforced on our side (the client's watch), not by Druid.
         timeout_ms = int(self.deadline_secs * 1000 * 0.95)
-        return translate(
-            plan, scope.organization_id, self.datasource, scope.request_id, timeout_ms, self.lane
-        )
+        return translate(plan, scope.organization_id, self.datasource, scope.query_id, timeout_ms, self.lane)
 
     def explain(self, plan: ResultPlan, scope: Scope) -> Any:
         return self._translate(plan, scope).native
