@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,8 +13,11 @@ from proxy.cache.flight import SingleFlight
 from proxy.cache.freshness import Freshness
 from proxy.cache.key import cache_key, canonical_query, entity_tag, matches
 from proxy.cache.store import ResultStore
+from proxy.errors import ProxyError
 from proxy.query.plan import ResultPlan
 from proxy.runtime.metrics import observe_cache, observe_cache_store
+
+log = logging.getLogger(__name__)
 
 
 class DataVersions(Protocol):
@@ -55,8 +59,13 @@ class ResultCache:
         window = self.freshness.window(plan, now)
         if window is None:
             return self._uncached(compute)
-        # Read before the query: the answer stored under it is at least as new as this version.
-        version = f"{self.versions.version(plan, scope)}|{window}"
+        try:
+            # Read before the query: the answer stored under it is at least as new as this version.
+            version = f"{self.versions.version(plan, scope)}|{window}"
+        except ProxyError:
+            # No version, no cache: the query still runs, and fails by itself if the engine is down.
+            log.warning("data version unavailable in request %s; answering uncached", scope.request_id)
+            return self._uncached(compute)
         key = cache_key(scope.organization_id, canonical_query(plan), version)
         tag = entity_tag(key)
         if matches(if_none_match, tag):
