@@ -4,7 +4,9 @@ A load holds the directory's load lock and writes a new generation: the rows of 
 generation outside the covered days, plus every row of the files (read by DuckDB's own NDJSON
 reader), sorted by organization and time so that queries skip most row groups. Only after a
 checkpoint does CURRENT move to it, so readers never see a partial load. Loading the same
-file twice leaves the same data, as with Druid's `dropExisting` replace. Errors:
+file twice leaves the same data, as with Druid's `dropExisting` replace. The directory is made
+0700 and every file the load writes is created 0600 (every tenant's sessions are in them).
+Errors:
 
     EmbeddedLoadError       the files did not load; CURRENT still names the previous generation
 """
@@ -26,6 +28,7 @@ from proxy.backends.embedded.storage import (
     Generations,
     create_table_sql,
     epoch_ms,
+    private_files,
     quote,
     table_columns,
 )
@@ -156,7 +159,8 @@ def load_into_embedded(
         )
         try:
             previous_path = generations.path(previous) if previous else None
-            ingested, total = _write_generation(generations.path(name), previous_path, paths, days)
+            with private_files():
+                ingested, total = _write_generation(generations.path(name), previous_path, paths, days)
         except duckdb.Error as exc:
             generations.prune(set(generations.existing()) - {name})
             raise EmbeddedLoadError(f"loading into {name} failed: {exc}") from exc

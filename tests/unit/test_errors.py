@@ -12,6 +12,7 @@ _TREE = [
     (errors.BadRequest, 400, "invalid_request", {}),
     (errors.ResultTooLarge, 400, "result_too_large", {}),
     (errors.UnsupportedQuery, 400, "unsupported_query", {}),
+    (errors.QueryTooExpensive, 400, "query_too_expensive", {}),
     (
         errors.NotAuthenticated,
         401,

@@ -1,22 +1,59 @@
-"""The embedded backend: translate the plan to SQL, run it on the current DuckDB generation."""
+"""The embedded backend: translate the plan to SQL, run it on the current DuckDB generation.
+
+A query runs with what is left of its request's budget and stops once its caller hangs up
+(`watch.QueryStop`); DuckDB's failures map onto the service's errors by this table, first
+match wins:
+
+    interrupted at the deadline          BackendTimeout      504
+    interrupted, the caller gone         ClientDisconnected  499
+    duckdb.OutOfMemoryException          QueryTooExpensive   400 (over memory and spill space)
+    duckdb.IOException, OSError          BackendUnavailable  503 (its files cannot be read)
+    any other duckdb.Error               BackendError        502
+"""
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from typing import Any
 
 import duckdb
 
 from proxy.backends.base import Scope
-from proxy.backends.embedded.storage import Reader
+from proxy.backends.embedded.storage import EngineLimits, Reader
 from proxy.backends.embedded.translator import SqlQuery, translate
-from proxy.errors import BackendError, BackendTimeout, BackendUnavailable
+from proxy.backends.embedded.watch import QueryStop, Reason
+from proxy.errors import (
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    ClientDisconnected,
+    ProxyError,
+    QueryTooExpensive,
+)
 from proxy.query.plan import BackendRow, ResultPlan
 from proxy.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# Why a query was interrupted → what the caller hears.
+STOPPED: dict[Reason, tuple[type[ProxyError], str]] = {
+    "deadline": (BackendTimeout, "The query ran past the request's time budget."),
+    "disconnected": (ClientDisconnected, "The caller closed the connection; the query was stopped."),
+}
+TOO_EXPENSIVE = (
+    "The query needs more memory than the engine may give one query: narrow the interval, "
+    "use a coarser granularity or group by fewer array dimensions."
+)
+
+
+def engine_limits(settings: Settings) -> EngineLimits:
+    """The DuckDB bounds of each worker process, from the `PROXY_EMBEDDED_*` settings."""
+    return EngineLimits(
+        memory_limit_mb=settings.embedded_memory_limit_mb,
+        threads=settings.embedded_threads,
+        spill_limit_mb=settings.embedded_spill_limit_mb,
+    )
 
 
 class EmbeddedBackend:
@@ -25,20 +62,18 @@ class EmbeddedBackend:
     name = "embedded"
 
     def __init__(self, settings: Settings) -> None:
-        self.deadline_secs = settings.request_timeout_secs
-        self.reader = Reader(settings.embedded_dir)
+        self.reader = Reader(settings.embedded_dir, engine_limits(settings))
 
     def explain(self, plan: ResultPlan, scope: Scope) -> Any:
         return translate(plan, scope.organization_id).explain()
 
     def execute(self, plan: ResultPlan, scope: Scope) -> Sequence[BackendRow]:
-        # The scope's deadline and caller probe go unused: a local query is bounded by its own
-        # deadline interrupt (the full request timeout).
         query = translate(plan, scope.organization_id)
         try:
-            rows = self._run(query)
-        except duckdb.InterruptException as exc:
-            raise BackendTimeout(f"The query ran longer than {self.deadline_secs:g} s.") from exc
+            rows = self._run(query, scope)
+        except duckdb.OutOfMemoryException as exc:
+            log.warning("embedded query over its memory in request %s: %s", scope.request_id, exc)
+            raise QueryTooExpensive(TOO_EXPENSIVE) from exc
         except (duckdb.IOException, OSError) as exc:
             log.exception("embedded engine unavailable in request %s", scope.request_id)
             raise BackendUnavailable("The embedded engine cannot open its data.") from exc
@@ -47,16 +82,17 @@ class EmbeddedBackend:
             raise BackendError("The embedded engine failed to answer.") from exc
         return rows  # (bucket, groups..., metrics...) tuples are backend rows as they are
 
-    def _run(self, query: SqlQuery) -> list[tuple[Any, ...]]:
+    def _run(self, query: SqlQuery, scope: Scope) -> list[tuple[Any, ...]]:
+        _check_still_wanted(scope)
         with self.reader.cursor() as cursor:
             if cursor is None:
                 return []  # nothing loaded yet: every bucket is empty
-            timer = threading.Timer(self.deadline_secs, cursor.interrupt)
-            timer.start()
+            stop = QueryStop(cursor.interrupt, scope.remaining_secs(), scope.client_gone)
             try:
-                return cursor.execute(query.sql, query.parameters).fetchall()
-            finally:
-                timer.cancel()
+                with stop:
+                    return cursor.execute(query.sql, query.parameters).fetchall()
+            except duckdb.InterruptException as exc:
+                raise _stopped(stop.reason or "deadline") from exc
 
     def ready(self) -> bool:
         try:
@@ -64,3 +100,16 @@ class EmbeddedBackend:
         except (duckdb.Error, OSError):
             log.exception("embedded engine not ready")
             return False
+
+
+def _check_still_wanted(scope: Scope) -> None:
+    """Run nothing for a request whose budget is spent or whose caller has already gone."""
+    if scope.remaining_secs() <= 0:
+        raise _stopped("deadline")
+    if scope.client_gone():
+        raise _stopped("disconnected")
+
+
+def _stopped(reason: Reason) -> ProxyError:
+    error, detail = STOPPED[reason]
+    return error(detail)
