@@ -9,7 +9,10 @@ DEMO_PORT ?= 8080
 
 .PHONY: install demo test soak unit integration druid-up druid-down lint bench clean
 
-$(BIN)/.installed: pyproject.toml
+# nginx (the front server of `reporting-proxy serve`) comes from the system's packages: the
+# script installs it when absent, and stops with what to do when that needs root.
+$(BIN)/.installed: pyproject.toml scripts/system-packages.sh
+	scripts/system-packages.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
