@@ -50,12 +50,16 @@ def serve(host: str, port: int, workers: int, threads: int, front: bool, control
     """Serve the API: nginx in front of gunicorn, in the foreground, until SIGTERM or Ctrl-C."""
     # Whatever the serving processes create (sockets, pid files, data) is for their owner only.
     os.umask(0o077)
-    settings = _settings()
+    settings = _settings(workers * threads)
     directory = _run_dir(settings)
     command = gunicorn_command(settings.data_dir, workers, threads, control_socket)
     if not front:
         os.execv(sys.executable, [*command, "--bind", f"{host}:{port}"])
-    upstream = [*command, *_BEHIND_FRONT, "--bind", f"unix:{gunicorn_socket(settings.data_dir)}"]
+    # A worker accepts only what its threads can run at once, so a request never queues inside
+    # a busy worker while another has a free thread: the rest wait in the socket's backlog, their
+    # budget counting from the front's X-Request-Start. The front opens one connection per request.
+    per_worker = ("--worker-connections", str(threads), "--keep-alive", "0")
+    upstream = [*command, *_BEHIND_FRONT, *per_worker, "--bind", f"unix:{gunicorn_socket(settings.data_dir)}"]
     try:
         status = serve_with_front(
             FrontConfig.from_settings(settings, host, port, directory), upstream, _GUNICORN_STOP_SECS
@@ -87,10 +91,11 @@ def gunicorn_command(data_dir: Path, workers: int, threads: int, control_socket:
     ]
 
 
-def _settings() -> Settings:
-    # Fail here, with the variable's name, rather than in every worker.
+def _settings(serving_slots: int) -> Settings:
+    # Fail here, with the variable's name, rather than in every worker; the concurrency limits
+    # are checked against the slots (gunicorn's config sets them for the workers).
     try:
-        settings = load_settings()
+        settings = load_settings(serving_slots=serving_slots)
         prepare_data_dir(settings)
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -18,6 +19,8 @@ from flask.testing import FlaskClient
 from gunicorn.http.errors import ChunkMissingTerminator, InvalidChunkSize, NoMoreData  # type: ignore[import-untyped]
 
 from proxy.access.store import AccessStore
+from proxy.errors import ClientDisconnected
+from proxy.service.call import Call, Record
 from proxy.settings import Settings
 from proxy.web.app import create_app
 from tests.support.ids import ORG, OTHER_ORG, UNKNOWN_ORG
@@ -457,3 +460,42 @@ def test_an_unexpected_error_is_a_bare_500(tmp_path: Path) -> None:
         500,
         {"detail": "Internal error.", "code": "internal_error"},
     )
+
+
+def test_a_caller_hanging_up_cancels_only_its_own_query_whatever_request_id_it_shares(
+    settings: Settings, broker: StubBroker, keys: dict[str, str]
+) -> None:
+    # Two organizations both send `X-Request-Id: dash-1`; the first hangs up mid-query.
+    broker.on("POST", "/druid/v2/", replace(Answer.json(DRUID_ROWS), delay_secs=0.5))
+    service = create_app(settings).extensions["reporting"]
+    outcomes: dict[str, str] = {}
+    records = {"gone": Record("dash-1", 0.0), "stays": Record("dash-1", 0.0)}
+
+    def ask(who: str, organization: str, key: str, gone: bool) -> None:
+        call = Call(
+            organization,
+            f"Token {keys[key]}",
+            "dash-1",
+            time.perf_counter(),
+            body=lambda: json.dumps(QUERY).encode(),
+            client_gone=lambda: gone,
+        )
+        try:
+            service.visitor_sessions(call, records[who])
+            outcomes[who] = "answered"
+        except ClientDisconnected:
+            outcomes[who] = "disconnected"
+
+    threads = [
+        threading.Thread(target=ask, args=("gone", ORG, "good", True)),
+        threading.Thread(target=ask, args=("stays", OTHER_ORG, "other", False)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert outcomes == {"gone": "disconnected", "stays": "answered"}
+    gone_id, stays_id = records["gone"].backend_query_id, records["stays"].backend_query_id
+    assert sorted(broker.query_ids()) == sorted([gone_id, stays_id]) and gone_id != stays_id
+    broker.wait_for(f"DELETE /druid/v2/{gone_id}")
+    assert [line for line in broker.lines() if line.startswith("DELETE")] == [f"DELETE /druid/v2/{gone_id}"]
