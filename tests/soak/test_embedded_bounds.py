@@ -4,9 +4,10 @@
   within IDLE_WITHIN_SECS of the answer;
 - hang-up: the caller closes its socket mid-query; the access log says 499 and the worker's CPU
   is idle again within IDLE_WITHIN_SECS of the close;
+- over memory: a server with 8 MB and no spill answers 400 query_too_expensive;
 - memory: six heavy queries at once on 3 workers x 2 threads; each worker's resident memory
   stays under the DuckDB limit plus PYTHON_ALLOWANCE_MIB, and comes back within
-  RETURN_SLACK_MIB of where it started.
+  RETURN_SLACK_MIB of where it was with its engine open and warm (light queries first).
 
 Each case prints its figures (docs/operations.md, "Embedded engine", records them).
 """
@@ -59,6 +60,21 @@ HEAVY = {
     "order_by": [{"field": "count", "direction": "desc"}],
     "limit": 1000,
 }
+# The same with exact distinct counts: several seconds of one core, so that a stop shows.
+LONG = {
+    **HEAVY,
+    "aggregations": [
+        {"type": "count"},
+        {"type": "hyperUnique", "fields": ["visitor_id"]},
+        {"type": "hyperUnique", "fields": ["session_id"]},
+    ],
+}
+LIGHT = {
+    "interval": {"start": "2019-06-01T00:00:00Z", "end": "2019-07-01T00:00:00Z"},
+    "granularity": "day",
+    "group_by": ["device_type"],
+    "aggregations": [{"type": "count"}],
+}
 TABLE: list[str] = []
 SUMMARY["embedded engine bounds (3 workers x 2 threads, 300k sessions, 5-array group-by by day)"] = TABLE
 
@@ -105,6 +121,13 @@ def patient(loaded: Loaded) -> Iterator[Server]:
         yield server
 
 
+@pytest.fixture(scope="module")
+def cramped(loaded: Loaded) -> Iterator[Server]:
+    server = loaded.server("cramped", embedded_memory_limit_mb="8", embedded_spill_limit_mb="0")
+    with serving(server):
+        yield server
+
+
 def _cpu(server: Server) -> dict[int, float]:
     return {pid: cpu_seconds(pid) for pid in server.worker_pids()}
 
@@ -137,7 +160,7 @@ def _raw_request(server: Server, loaded: Loaded, body: dict[str, object]) -> byt
 
 
 def test_a_query_past_its_deadline_stops_within_a_second(short: Server, loaded: Loaded) -> None:
-    response, seconds = post_query(short.base_url, loaded.organization, loaded.token, HEAVY, "deadline")
+    response, seconds = post_query(short.base_url, loaded.organization, loaded.token, LONG, "deadline")
     answered = time.monotonic()
     busy, late_cpu = _busy_until(short, answered)
     TABLE.append(
@@ -151,7 +174,7 @@ def test_a_query_past_its_deadline_stops_within_a_second(short: Server, loaded: 
 
 def test_a_query_whose_caller_hangs_up_stops_within_a_second(patient: Server, loaded: Loaded) -> None:
     with socket.create_connection(("127.0.0.1", patient.port)) as caller:
-        caller.sendall(_raw_request(patient, loaded, HEAVY))
+        caller.sendall(_raw_request(patient, loaded, LONG))
         time.sleep(HANG_UP_AFTER_SECS)
         cpu_before_close = _cpu(patient)
     closed = time.monotonic()
@@ -198,10 +221,22 @@ class _PeakRss:
                 self.peaks[pid] = max(self.peaks[pid], rss_bytes(pid))
 
 
+def _warm(server: Server, loaded: Loaded) -> None:
+    """Light queries on every slot, so that each worker has its DuckDB instance open."""
+    with ThreadPoolExecutor(12) as pool:
+        list(
+            pool.map(
+                lambda n: post_query(server.base_url, loaded.organization, loaded.token, LIGHT, f"warm-{n}"),
+                range(24),
+            )
+        )
+
+
 def test_six_heavy_queries_stay_under_the_memory_limit_and_give_it_back(
     patient: Server, loaded: Loaded
 ) -> None:
     pids = patient.worker_pids()
+    _warm(patient, loaded)
     start = {pid: rss_bytes(pid) for pid in pids}
     with _PeakRss(pids) as peak, ThreadPoolExecutor(6) as pool:
         answers = list(
@@ -226,3 +261,11 @@ def test_six_heavy_queries_stay_under_the_memory_limit_and_give_it_back(
     assert statuses == [200] * 6
     assert max(peak.peaks.values()) < (MEMORY_LIMIT_MIB + PYTHON_ALLOWANCE_MIB) * MIB
     assert all(after[pid] - start[pid] < RETURN_SLACK_MIB * MIB for pid in pids)
+
+
+def test_a_query_over_its_memory_is_a_clear_400(cramped: Server, loaded: Loaded) -> None:
+    response, seconds = post_query(cramped.base_url, loaded.organization, loaded.token, HEAVY, "cramped")
+    TABLE.append(
+        f"over memory (8 MB, no spill): {response.status_code} {response.json().get('code')} in {seconds:.2f} s"
+    )
+    assert (response.status_code, response.json()["code"]) == (400, "query_too_expensive")
