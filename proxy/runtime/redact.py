@@ -28,7 +28,8 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # Credential-looking parameters outside a path (`api_key=...`, `password: ...`).
     (
         re.compile(
-            r"(?i)\b(authorization|api[_-]?key|access[_-]?token|password|secret)(\s*[=:]\s*)[^\s\"',;&]+"
+            r"(?i)\b(authorization|api[_-]?key|access[_-]?token|password|secret)(\s*[=:]\s*)"
+            r"(?!(?:token|bearer|basic|digest)\b|\[redacted\])[^\s\"',;&]+"
         ),
         rf"\1\2{REDACTED}",
     ),

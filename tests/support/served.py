@@ -120,6 +120,7 @@ def _gunicorn(port: int) -> list[str]:
     return [
         str(BIN / "gunicorn"),
         *("--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4", "--worker-class", "gthread"),
+        "--no-control-socket",  # gunicorn's default one is shared by every instance of the user
         "proxy.web.app:create_app()",
     ]
 

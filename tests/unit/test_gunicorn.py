@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
+import socket
+import stat
 import subprocess
 import sys
 import time
@@ -69,7 +72,17 @@ def served(tmp_path: Path) -> Iterator[Served]:
     env.update(PROXY_DATA_DIR=str(tmp_path), PROXY_RATE_LIMIT_PER_ORG_PER_MIN=str(RATE))
     port = free_port()
     stderr = tmp_path / "stderr.log"
-    command = [str(BIN / "reporting-proxy"), "serve", "--no-front", "--port", str(port), "--workers", "2", "--threads", "2"]
+    command = [
+        str(BIN / "reporting-proxy"),
+        "serve",
+        "--no-front",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        "--threads",
+        "2",
+    ]
     with stderr.open("wb") as sink:
         master = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=sink)
     base = f"http://127.0.0.1:{port}"
@@ -147,3 +160,43 @@ def test_the_master_removes_its_metrics_dir(served: Served) -> None:
     served.master.terminate()
     served.master.wait(timeout=30)
     assert not served.metrics_dir.exists()
+
+
+def test_the_control_socket_is_this_instances_own(served: Served) -> None:
+    path = served.data_dir / "run" / "gunicorn.ctl"
+    assert path.is_socket() and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def test_a_refused_request_line_is_logged_as_json_without_its_credential(served: Served) -> None:
+    secret = secrets.token_urlsafe(32)
+    port = int(served.base.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"Token rpk_0123456789abcdef_{secret}\r\n\r\n".encode())
+        assert sock.recv(65536).startswith(b"HTTP/1.1 400")
+    _until(lambda: "Invalid" in served.stderr.read_text())
+    lines = [line for line in served.stderr.read_text().splitlines() if line.strip()]
+    assert [json.loads(line)["logger"] for line in lines if "Invalid" in line] == ["gunicorn.error"]
+    assert all(isinstance(json.loads(line), dict) for line in lines)
+    assert secret not in served.stderr.read_text()
+
+
+def test_no_control_socket_leaves_none(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROXY_", "PROMETHEUS_"))}
+    env.update(PROXY_DATA_DIR=str(tmp_path))
+    port = free_port()
+    command = [
+        str(BIN / "reporting-proxy"),
+        "serve",
+        "--no-front",
+        "--no-control-socket",
+        "--port",
+        str(port),
+    ]
+    master = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _until(lambda: master.poll() is None and _healthy(f"http://127.0.0.1:{port}"))
+        assert not (tmp_path / "run" / "gunicorn.ctl").exists()
+    finally:
+        master.terminate()
+        master.wait(timeout=30)
