@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
 from proxy.runtime.data_dir import prepare_data_dir
 from proxy.runtime.limits import Limiter, Limits, process_alive
-from proxy.settings import load_settings
+from proxy.runtime.run_dir import control_socket as _control_socket
+from proxy.runtime.run_dir import run_dir
+from proxy.settings import SettingsError, load_settings
 
 wsgi_app = "proxy.web.app:create_app()"
 worker_class = "gthread"
@@ -26,6 +29,33 @@ threads = 4
 _settings = load_settings()
 # Before anything is made in it: 0700, and an unwritable one names PROXY_DATA_DIR.
 prepare_data_dir(_settings)
+
+# Sockets (the control socket, serve's unix socket) and worker temp files for the owner only.
+umask = 0o077
+# One control socket per instance, in its data dir; `--no-control-socket` turns it off.
+run_dir(_settings.data_dir)
+control_socket = str(_control_socket(_settings.data_dir))
+# Every line JSON, credentials redacted: gunicorn's error log quotes refused request lines.
+# Its access log stays off: the service writes one JSON line per request itself.
+logconfig_dict: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "proxy.runtime.redact.RedactFilter"}},
+    "formatters": {"json": {"()": "proxy.runtime.logs.JsonFormatter"}},
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stderr",
+            "formatter": "json",
+            "filters": ["redact"],
+        }
+    },
+    "root": {"level": "INFO", "handlers": ["stderr"]},
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
+        "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": False},
+    },
+}
 
 
 def _metrics_dir(root: Path) -> Path:
@@ -46,6 +76,15 @@ _owned_dir = (
 )
 if _owned_dir is not None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_owned_dir)
+
+
+def on_starting(server: Any) -> None:
+    """Tell the workers how many requests the host serves at once, and check the limits fit it."""
+    os.environ["PROXY_SERVING_SLOTS"] = str(server.cfg.workers * server.cfg.threads)
+    try:
+        load_settings()
+    except SettingsError as exc:
+        sys.exit(f"reporting-proxy: {exc}")
 
 
 def child_exit(server: Any, worker: Any) -> None:
