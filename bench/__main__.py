@@ -1,9 +1,10 @@
-"""`make bench`: run the seven measurements side by side, print the table, keep the results.
+"""`make bench`: run the eight measurements side by side, print the table, keep the results.
 
 Environment: BENCH_SEED (default 1), BENCH_FULL=1 adds the 10M-session data set to the
 scaling phase (generating and loading it into Druid takes a long time), BENCH_ROUNDS
 scales the number of interleaved rounds (default 1.0), BENCH_ONLY=overhead,cpu,... runs a
-subset, BENCH_REINGEST=1 reloads the data sets to measure ingestion again, BENCH_WORKERS=3x1
+subset (BENCH_ONLY=replay: the dashboard replay alone, without loading the shared data sets),
+BENCH_REINGEST=1 reloads the data sets to measure ingestion again, BENCH_WORKERS=3x1
 serves the latency phases with another gunicorn model (processes x threads).
 """
 
@@ -21,8 +22,8 @@ from typing import Any
 
 import orjson
 
-from bench import accuracy, cpu, large, overhead, scaling, throughput
-from bench.datasets import BROKER, Dataset, cli_env, ensure_loaded
+from bench import accuracy, cpu, large, overhead, replay, scaling, throughput
+from bench.datasets import BROKER, Dataset, cli_env, ensure_file, ensure_loaded
 from bench.reports import LARGE, ORGANIZATION, REPORTS
 from bench.service import Running, Workers, grant, gunicorn
 from bench.table import render_table
@@ -32,6 +33,8 @@ SEED = int(os.environ.get("BENCH_SEED", "1"))
 FULL = os.environ.get("BENCH_FULL") == "1"
 SCALE = float(os.environ.get("BENCH_ROUNDS", "1"))
 ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
+# The phases that read the shared data sets, loaded into both backends before any of them runs.
+SHARED_DATA_PHASES = ("overhead", "cpu", "large", "throughput", "scaling", "accuracy")
 # The worker model `reporting-proxy serve` defaults to; chosen from goals 1 and 4's measurements.
 SERVICE_WORKERS = Workers(*map(int, os.environ.get("BENCH_WORKERS", "3x2").split("x")))
 # Each report's native query and the broker's answer to it, as the service sent and got them.
@@ -81,6 +84,19 @@ def main() -> None:
     datasets = {size: Dataset(size, SEED) for size in sizes}
     main_set = datasets[1_000_000]
     results: dict[str, Any] = {"machine": machine(), "when": datetime.now(UTC).isoformat(timespec="seconds")}
+    if any(map(wanted, SHARED_DATA_PHASES)):
+        _on_shared_data(datasets, main_set, results)
+    if wanted("replay"):
+        log(f"8. dashboard replay: service with its cache, without, and Druid's caches ({SERVICE_WORKERS})")
+        ensure_file(main_set, log)
+        results["replay"] = replay.run(main_set, SERVICE_WORKERS, rounds(8), log)
+    results["machine"]["load_average_end"] = os.getloadavg()
+    results["elapsed_secs"] = round(time.monotonic() - started)
+    _save(results)
+
+
+def _on_shared_data(datasets: dict[int, Dataset], main_set: Dataset, results: dict[str, Any]) -> None:
+    """Phases 1 to 7, on the data sets loaded into both backends."""
     log("data sets (generated and loaded once, reused while the broker counts the same sessions)")
     results["ingestion"] = {
         f"{backend}:{size}": ensure_loaded(backend, dataset, log)
@@ -103,9 +119,6 @@ def main() -> None:
         log("7. unique-count accuracy and storage")
         results["accuracy"] = accuracy.errors(main_set)
         results["storage"] = accuracy.storage(main_set)
-    results["machine"]["load_average_end"] = os.getloadavg()
-    results["elapsed_secs"] = round(time.monotonic() - started)
-    _save(results)
 
 
 def _against_the_service(main_set: Dataset, results: dict[str, Any]) -> Recorded:

@@ -137,6 +137,43 @@ def _summary_accuracy(accuracy: dict[str, Any], storage: dict[str, Any]) -> str:
     )
 
 
+def _summary_replay(replay: dict[str, Any]) -> str:
+    cached, uncached, druid = (replay["paths"][path] for path in ("cached", "uncached", "druid"))
+    share = cached["repeated"]["median"] / druid["repeated"]["median"]
+    cold = cached["cold"]["median"] / uncached["cold"]["median"]
+    stale = sum(entry["stale_after_load"] for entry in replay["paths"].values())
+    met = share <= 0.25 and cached["trace_secs"] < druid["trace_secs"] and cold <= 1.05 and stale == 0
+    return (
+        f"| 8 | dashboard replay, {replay['dashboards']} dashboards ({replay['panels']} panels) x "
+        f"{replay['viewers']} viewers x {replay['refreshes']} refreshes, one load halfway | repeated median "
+        f"{cached['repeated']['median']:.1f} ms with the cache = x{share:.2f} of Druid's "
+        f"({druid['repeated']['median']:.1f} ms, its caches asked for); trace {cached['trace_secs']:.1f} s vs "
+        f"{druid['trace_secs']:.1f} s (no cache {uncached['trace_secs']:.1f} s); cold x{cold:.2f} of the "
+        f"uncached service; {stale} stale | ≤ 0.25, faster end to end, cold no slower, 0 stale | {_mark(met)} |"
+    )
+
+
+def _replay_rows(replay: dict[str, Any]) -> list[str]:
+    rows = [
+        "| path | cold median / p99 ms (n) | repeated median / p99 ms (n) | trace s | backend queries / s "
+        "| stale after the load |",
+        "|---|---|---|---|---|---|",
+    ]
+    for path, e in replay["paths"].items():
+        service = e.get("service")
+        backend = (
+            f"{service['backend_queries']} / {service['backend_secs']:.1f}"
+            if service
+            else f"{e['all']['n']} / {e['backend_secs']:.1f}"
+        )
+        rows.append(
+            f"| {path} | {e['cold']['median']:.1f} / {e['cold']['p99']:.1f} ({e['cold']['n']}) | "
+            f"{e['repeated']['median']:.2f} / {e['repeated']['p99']:.1f} ({e['repeated']['n']}) | "
+            f"{e['trace_secs']:.2f} | {backend} | {e['stale_after_load']} of {e['answers_after_load']} |"
+        )
+    return rows
+
+
 def render_table(results: dict[str, Any]) -> str:
     """Markdown of everything measured; missing phases are left out."""
     m = results["machine"]
@@ -159,10 +196,14 @@ def render_table(results: dict[str, Any]) -> str:
     lines += [render(results[key]) for key, render in summaries if key in results]
     if "accuracy" in results:
         lines.append(_summary_accuracy(results["accuracy"], results["storage"]))
+    if "replay" in results:
+        lines.append(_summary_replay(results["replay"]))
     if "overhead" in results:
         lines += ["", *_overhead_rows(results["overhead"])]
     if "cpu_us" in results:
         lines += ["", *_cpu_rows(results["cpu_us"])]
+    if "replay" in results:
+        lines += ["", *_replay_rows(results["replay"])]
     if "throughput" in results:
         lines += [
             "",
