@@ -14,7 +14,8 @@ import pytest
 
 from proxy.backends.base import Scope
 from proxy.backends.embedded.backend import EmbeddedBackend
-from proxy.backends.embedded.storage import CURRENT, LOCK, SPILL, EngineLimits, Reader
+from proxy.backends.embedded.reader import EngineLimits, Reader
+from proxy.backends.embedded.storage import CURRENT, LOCK, SPILL
 from proxy.backends.embedded.watch import QueryStop
 from proxy.errors import BackendTimeout, ClientDisconnected, ProxyError, QueryTooExpensive
 from proxy.settings import Settings, load_settings

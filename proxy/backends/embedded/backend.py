@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 
 from proxy.backends.base import Scope
-from proxy.backends.embedded.storage import EngineLimits, Reader
+from proxy.backends.embedded.reader import EngineLimits, Reader
 from proxy.backends.embedded.translator import SqlQuery, translate
 from proxy.backends.embedded.watch import QueryStop, Reason
 from proxy.errors import (
@@ -72,7 +72,8 @@ class EmbeddedBackend:
         try:
             rows = self._run(query, scope)
         except duckdb.OutOfMemoryException as exc:
-            log.warning("embedded query over its memory in request %s: %s", scope.request_id, exc)
+            reason = str(exc).splitlines()[0]  # DuckDB appends paragraphs of tuning advice
+            log.warning("embedded query over its memory in request %s: %s", scope.request_id, reason)
             raise QueryTooExpensive(TOO_EXPENSIVE) from exc
         except (duckdb.IOException, OSError) as exc:
             log.exception("embedded engine unavailable in request %s", scope.request_id)
