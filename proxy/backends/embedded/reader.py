@@ -46,7 +46,7 @@ class EngineLimits:
     @property
     def release_above_bytes(self) -> int:
         """Growth since an instance last gave memory back past which, once idle, it gives it back."""
-        return self.memory_limit_mb * 1024 * 1024 // 4
+        return self.memory_limit_mb * 1024 * 1024 // 8
 
 
 def resident_bytes() -> int:
