@@ -186,6 +186,11 @@ class Paths:
     natives: dict[str, dict[str, Any]]
     clients: dict[tuple[str, int], Client] = field(default_factory=dict)
     changed: int = 0  # panels whose answer the load changed
+    floor: list[float] = field(default_factory=list)  # ms of an empty request to the cached service
+
+    def empty_request(self) -> None:
+        """GET /healthz: the same gunicorn and hop with nothing behind it."""
+        self.client("floor", 0).session.get(self.cached.base_url + "/healthz", timeout=30)
 
     def client(self, path: str, viewer: int) -> Client:
         return self.clients.setdefault((path, viewer), Client())
@@ -264,6 +269,12 @@ def same(left: Any, right: Any) -> bool:
     return bool(left == right)
 
 
+def _timed_ms(call: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    call()
+    return (time.perf_counter() - started) * 1000
+
+
 def trace(refreshes: int) -> Iterator[tuple[int, int, str]]:
     """(refresh, viewer, dashboard) in the order viewers refresh them."""
     for refresh in range(refreshes):
@@ -288,6 +299,7 @@ def replay(paths: Paths, truth: Truth, refreshes: int, load: Callable[[], None],
                 f"{changed} of {len(PANELS)} panels' answers changed"
             )
             paths.changed = changed
+        paths.floor.append(_timed_ms(paths.empty_request))
         shift = step % len(PATHS)
         for path in PATHS[shift:] + PATHS[:shift]:
             for panel in DASHBOARDS[dashboard]:
@@ -386,6 +398,7 @@ def run(dataset: Dataset, workers: Workers, refreshes: int, log: Any) -> dict[st
         "paths": found,
         "panels": len(PANELS),
         "panels_changed_by_load": paths.changed,
+        "empty_request": summary(paths.floor),
         "dashboards": len(DASHBOARDS),
         "viewers": VIEWERS,
         "refreshes": refreshes,
@@ -404,6 +417,7 @@ def _load_half(env: dict[str, str], data: ReplayData) -> None:
 
 
 def _log_figures(result: dict[str, Any], log: Any) -> None:
+    log(f"  empty request (GET /healthz) median {result['empty_request']['median']:.2f} ms")
     for path, entry in result["paths"].items():
         log(
             f"  {path}: cold median {entry['cold']['median']:.1f} ms (n {entry['cold']['n']}), repeated "

@@ -171,6 +171,8 @@ def _replay_rows(replay: dict[str, Any]) -> list[str]:
             f"{e['repeated']['median']:.2f} / {e['repeated']['p99']:.1f} ({e['repeated']['n']}) | "
             f"{e['trace_secs']:.2f} | {backend} | {e['stale_after_load']} of {e['answers_after_load']} |"
         )
+    floor = replay["empty_request"]
+    rows.append(f"| empty request (GET /healthz), cached service | | {floor['median']:.2f} / {floor['p99']:.1f} | | | |")
     return rows
 
 

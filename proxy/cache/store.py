@@ -22,6 +22,25 @@ log = logging.getLogger(__name__)
 _STORE_ERRORS = (diskcache.Timeout, sqlite3.Error, OSError)
 # How long a store call may wait on another process's write before it gives up (a miss).
 _BUSY_SECS = 1
+# SQLite's write-ahead log and its index sit beside the database, outside diskcache's volume:
+# the log is checkpointed back and truncated at half its share, its index is one 32 KiB block
+# (up to 4,096 pages of log), and answers are kept within what is left of the bound, so the
+# store's files as a whole stay within it. One commit can carry the log past half its share.
+_PAGE_BYTES = 4096
+_LOG_SHARE = 8
+_LOG_MOST_BYTES = 4 * 1024 * 1024
+_LOG_LEAST_BYTES = 16 * _PAGE_BYTES
+_INDEX_BYTES = 32 * 1024
+
+
+def log_bytes(max_bytes: int) -> int:
+    """The share of a bound SQLite's write-ahead log may use."""
+    return min(_LOG_MOST_BYTES, max(_LOG_LEAST_BYTES, max_bytes // _LOG_SHARE))
+
+
+def kept_bytes(max_bytes: int) -> int:
+    """What the answers themselves may use of a bound: the rest is the log's and its index's."""
+    return max(0, max_bytes - log_bytes(max_bytes) - _INDEX_BYTES)
 
 
 class ResultStore(Protocol):
@@ -45,6 +64,7 @@ class DiskStore:
         os.chmod(directory, 0o700)
         self.directory = directory
         self.max_bytes = max_bytes
+        self.kept_bytes = kept_bytes(max_bytes)
         self._opened: dict[int, diskcache.Cache] = {}
 
     def _cache(self) -> diskcache.Cache:
@@ -57,13 +77,16 @@ class DiskStore:
 
     def _open(self) -> diskcache.Cache:
         # Culling is ours (cull_limit=0), after each put, so the evictions can be counted.
+        half_log = log_bytes(self.max_bytes) // 2
         return diskcache.Cache(
             str(self.directory),
-            size_limit=self.max_bytes,
+            size_limit=self.kept_bytes,
             eviction_policy="least-recently-used",
             cull_limit=0,
             timeout=_BUSY_SECS,
             statistics=False,
+            sqlite_wal_autocheckpoint=half_log // _PAGE_BYTES,
+            sqlite_journal_size_limit=half_log,
         )
 
     def get(self, key: str) -> bytes | None:
@@ -78,7 +101,7 @@ class DiskStore:
         try:
             cache = self._cache()
             cache.set(key, body, expire=lifetime_secs)
-            return int(cache.cull()) if cache.volume() > self.max_bytes else 0
+            return int(cache.cull()) if cache.volume() > self.kept_bytes else 0
         except _STORE_ERRORS:
             log.warning("result cache write failed; the answer is not kept", exc_info=True)
             return 0

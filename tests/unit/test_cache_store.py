@@ -7,7 +7,9 @@ import stat
 import time
 from pathlib import Path
 
-from proxy.cache.store import DiskStore
+import pytest
+
+from proxy.cache.store import DiskStore, kept_bytes, log_bytes
 
 MIB = 1024 * 1024
 
@@ -41,3 +43,24 @@ def test_a_store_that_cannot_open_is_a_miss(tmp_path: Path) -> None:
     (tmp_path / "results" / "cache.db").mkdir(parents=True)
     store = DiskStore(tmp_path / "results", MIB)
     assert (store.get("key"), store.put("key", b"body", None), store.volume()) == (None, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("bound", "log", "kept"),
+    [
+        (512 * 1024, 64 * 1024, 416 * 1024),
+        (64 * MIB, 4 * MIB, 60 * MIB - 32 * 1024),
+        (64 * 1024, 64 * 1024, 0),
+    ],
+)
+def test_the_bound_is_shared_by_the_answers_the_log_and_its_index(bound: int, log: int, kept: int) -> None:
+    assert (log_bytes(bound), kept_bytes(bound)) == (log, kept)
+
+
+def test_the_store_files_together_stay_within_the_bound(tmp_path: Path) -> None:
+    store = DiskStore(tmp_path / "results", MIB)
+    sizes = [os.urandom(size) for size in (2_000, 20_000, 50_000)]
+    for n in range(150):
+        store.put(f"key-{n}", sizes[n % 3], None)
+    on_disk = sum(path.stat().st_size for path in (tmp_path / "results").rglob("*") if path.is_file())
+    assert on_disk <= MIB
