@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -319,6 +319,20 @@ def _dimension_spec(name: str) -> Json:
     }
 
 
+# Druid runs higher `priority` first in the data servers' processing queues (default 0). A query
+# that scans long intervals or explodes array dimensions goes below it, so one tenant's heavy
+# reports cannot hold every processing thread while another's light ones wait behind them.
+LOW_PRIORITY = -1
+_LONG_INTERVAL = timedelta(days=31)
+
+
+def _priority(plan: ResultPlan) -> int | None:
+    query = plan.query
+    explodes = any(DIMENSIONS.get(name) is DimensionKind.ARRAY for name in query.group_by)
+    long = query.interval.end - query.interval.start > _LONG_INTERVAL
+    return LOW_PRIORITY if explodes or long else None
+
+
 def translate(
     plan: ResultPlan,
     organization_id: str,
@@ -333,6 +347,8 @@ def translate(
     context: Json = {"queryId": query_id, "timeout": timeout_ms}
     if lane is not None:
         context["lane"] = lane
+    if (priority := _priority(plan)) is not None:
+        context["priority"] = priority
     native: Json = {
         "queryType": "groupBy" if plan.grouped else "timeseries",
         "dataSource": datasource,
