@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,8 @@ from schemas.request import QuerySchema
 QUARTER = ("2019-04", "2019-05", "2019-06")
 REPLACED_DAY = "2019-06-10"
 VIEWERS = 4
+# Reports asked once each after the trace: enough cold requests for a median of their own.
+FIRST_ASKS = 45
 CACHE_BYTES = 64 * 1024 * 1024
 PATHS = ("cached", "uncached", "druid")
 DRUID_CACHES = ("useCache", "populateCache", "useResultLevelCache", "populateResultLevelCache")
@@ -185,6 +188,7 @@ class Paths:
     uncached: Running
     natives: dict[str, dict[str, Any]]
     clients: dict[tuple[str, int], Client] = field(default_factory=dict)
+    bodies: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(PANELS))
     changed: int = 0  # panels whose answer the load changed
     floor: list[float] = field(default_factory=list)  # ms of an empty request to the cached service
 
@@ -201,7 +205,7 @@ class Paths:
         if path == "druid":
             return _direct(client, self.natives[panel], cached=True)
         running = self.cached if path == "cached" else self.uncached
-        body, headers = orjson.dumps(PANELS[panel]), {"Authorization": f"Token {running.token}"}
+        body, headers = orjson.dumps(self.bodies[panel]), {"Authorization": f"Token {running.token}"}
         return partial(client.post, running.url(ORGANIZATION), body, headers)
 
 
@@ -313,6 +317,35 @@ def replay(paths: Paths, truth: Truth, refreshes: int, load: Callable[[], None],
     return samples
 
 
+def first_asks(count: int) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Reports no one asked before: 30 days by day and device type, from a different day each."""
+    for offset in range(count):
+        start = date(2019, 4, 1) + timedelta(days=offset)
+        interval = {"start": f"{start}T00:00:00Z", "end": f"{start + timedelta(days=30)}T00:00:00Z"}
+        yield (
+            f"first_ask_{offset}",
+            {
+                "interval": interval,
+                "granularity": "day",
+                "group_by": ["device_type"],
+                "aggregations": [{"type": "count"}],
+            },
+        )
+
+
+def cold_requests(paths: Paths, count: int) -> dict[str, list[float]]:
+    """ms of reports asked for the first time, on every path in turn (who goes first rotates)."""
+    asks = dict(first_asks(count))
+    paths.natives.update({name: native_query(Client(), paths.uncached, body) for name, body in asks.items()})
+    paths.bodies.update(asks)
+    samples: dict[str, list[float]] = {path: [] for path in PATHS}
+    for index, name in enumerate(asks):
+        shift = index % len(PATHS)
+        for path in PATHS[shift:] + PATHS[:shift]:
+            samples[path].append(_timed_ms(paths.request(path, 0, name)))
+    return samples
+
+
 def service_log_figures(log_path: Path, offset: int) -> dict[str, Any]:
     """What the service's access log says from `offset` on: outcomes, time in backend queries."""
     records = [
@@ -393,6 +426,8 @@ def run(dataset: Dataset, workers: Workers, refreshes: int, log: Any) -> dict[st
         found = {path: figures(samples, path) for path in PATHS}
         for name in ("cached", "uncached"):
             found[name]["service"] = service_log_figures(tmp / f"{name}.log", offsets[name])
+        for path, cold in cold_requests(paths, FIRST_ASKS).items():
+            found[path]["first_asks"] = summary(cold)
     found["druid"]["backend_secs"] = found["druid"]["trace_secs"]
     result = {
         "paths": found,
@@ -420,7 +455,8 @@ def _log_figures(result: dict[str, Any], log: Any) -> None:
     log(f"  empty request (GET /healthz) median {result['empty_request']['median']:.2f} ms")
     for path, entry in result["paths"].items():
         log(
-            f"  {path}: cold median {entry['cold']['median']:.1f} ms (n {entry['cold']['n']}), repeated "
+            f"  {path}: cold median {entry['cold']['median']:.1f} ms (n {entry['cold']['n']}; first asks "
+            f"{entry['first_asks']['median']:.1f} ms, n {entry['first_asks']['n']}), repeated "
             f"median {entry['repeated']['median']:.2f} p99 {entry['repeated']['p99']:.1f} ms, trace "
             f"{entry['trace_secs']:.1f} s, stale after the load {entry['stale_after_load']} of "
             f"{entry['answers_after_load']}"
