@@ -32,8 +32,15 @@ EMPTY_ORG = "5e1f0c2a-9b7d-4c3e-8f60-0000000000e0"
 DRUID_DATASOURCE = "visitor_sessions_hardening"
 JWT_ISSUER = "https://issuer.hardening.test"
 JWT_AUDIENCE = "reporting-hardening"
-# Thousands of requests a minute from one key are the point here, not abuse to be limited.
-NO_RATE_LIMITS = {"PROXY_RATE_LIMIT_PER_ORG_PER_MIN": "0", "PROXY_RATE_LIMIT_PER_PRINCIPAL_PER_MIN": "0"}
+# Thousands of requests a minute from one key, invalid ones and concurrent ones among them, are
+# the point here, not abuse to be limited (tests/soak/test_noisy_neighbour.py has the limits on).
+NO_RATE_LIMITS = {
+    "PROXY_RATE_LIMIT_PER_ORG_PER_MIN": "0",
+    "PROXY_RATE_LIMIT_PER_PRINCIPAL_PER_MIN": "0",
+    "PROXY_RATE_LIMIT_INVALID_PER_PRINCIPAL_PER_MIN": "0",
+    "PROXY_MAX_CONCURRENT_PER_ORG": "0",
+    "PROXY_MAX_CONCURRENT_PER_PRINCIPAL": "0",
+}
 # The two services on the tenants' data (fixtures in tests/conftest.py), as test parameters.
 ENGINES = [
     pytest.param("embedded_hardened", id="embedded"),
