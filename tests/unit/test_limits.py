@@ -699,3 +699,14 @@ def test_limits_that_let_one_caller_hold_the_host_stop_the_start(
 def test_the_capacity_is_not_checked_while_the_slots_are_unknown() -> None:
     # The CLI's tooling reads the same settings and serves nothing.
     assert load_settings({"PROXY_MAX_CONCURRENT_PER_ORG": "64"}).max_concurrent_per_org == 64
+
+
+def test_serve_refuses_limits_that_let_one_organization_hold_its_workers_threads(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from proxyctl.serve import serve
+
+    env = {"PROXY_DATA_DIR": str(tmp_path), "PROXY_MAX_CONCURRENT_PER_ORG": "4"}
+    result = CliRunner().invoke(serve, ["--workers", "2", "--threads", "2"], env=env)
+    assert result.exit_code != 0
+    assert "PROXY_MAX_CONCURRENT_PER_ORG=4: must leave others a slot of the 4" in result.output
