@@ -386,14 +386,10 @@ def _warm(paths: Paths, workers: Workers) -> None:
 def _serve(stack: ExitStack, data: ReplayData, tmp: Path, name: str, workers: Workers, cache: int) -> Running:
     data_dir = tmp / name
     token = grant(data_dir, ORGANIZATION)
-    # Concurrency limits on, as high as the start-up check allows (a slot left for others).
-    slots = str(workers.workers * workers.threads - 1)
     env = {
         **cli_env("druid", data.dataset, data_dir),
         "PROXY_DRUID_DATASOURCE": data.datasource,
         "PROXY_CACHE_MAX_BYTES": str(cache),
-        "PROXY_MAX_CONCURRENT_PER_ORG": slots,
-        "PROXY_MAX_CONCURRENT_PER_PRINCIPAL": slots,
     }
     return stack.enter_context(
         gunicorn("proxy.web.app:create_app()", env, workers, tmp / f"{name}.log", token)
