@@ -7,6 +7,7 @@
     │   └── QueryTooExpensive         400 query_too_expensive (over the engine's memory)
     ├── NotAuthenticated              401 not_authenticated
     ├── Forbidden                     403 forbidden
+    │   └── OriginNotAllowed          403 origin_not_allowed (a CORS preflight from an unlisted origin)
     ├── NotFound                      404 not_found
     │   └── OrganizationNotFound      404 organization_not_found
     ├── UnsupportedMediaType          415 unsupported_media_type
@@ -89,6 +90,10 @@ class NotAuthenticated(ProxyError):
 class Forbidden(ProxyError):
     status = 403
     code = "forbidden"
+
+
+class OriginNotAllowed(Forbidden):
+    code = "origin_not_allowed"
 
 
 class NotFound(ProxyError):

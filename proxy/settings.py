@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -73,6 +74,10 @@ class Settings(QueryLimits):
     # whose interval reaches the present may be served, 0: never from the cache.
     cache_max_bytes: int = 0
     cache_recent_secs: float = 10.0
+    # Browser frontends (docs/console.md): the exact origins (`https://app.example.com`) whose
+    # pages may call the API, none by default; and the query console at /console, on or off.
+    cors_origins: tuple[str, ...] = ()
+    console: bool = True
 
     def __post_init__(self) -> None:
         half = max(1, self.capacity // 2)
@@ -167,11 +172,28 @@ def _url(raw: str) -> str:
     return raw.rstrip("/")
 
 
+def _origins(raw: str) -> tuple[str, ...]:
+    origins = tuple(raw.lower().replace(",", " ").split())  # browsers send scheme and host in lower case
+    for origin in origins:
+        if not _ORIGIN.match(origin):
+            raise ValueError(f"{origin!r} is not an exact origin: scheme://host[:port], no path, no '*'")
+    return origins
+
+
+def _switch(raw: str) -> bool:
+    if raw.lower() not in _SWITCH:
+        raise ValueError("must be on or off")
+    return _SWITCH[raw.lower()]
+
+
 def _jwt_algorithm(raw: str) -> str:
     if raw not in ("HS256", "RS256", "ES256"):
         raise ValueError("must be HS256, RS256 or ES256")
     return raw
 
+
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
+_SWITCH = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "backend": _backend,
@@ -192,6 +214,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "max_concurrent_per_org": _non_negative_int,
     "max_concurrent_per_principal": _non_negative_int,
     "embedded_spill_limit_mb": _non_negative_int,
+    "cors_origins": _origins,
+    "console": _switch,
 }
 
 

@@ -15,6 +15,8 @@ from proxy.runtime.logs import configure_logging
 from proxy.runtime.metrics import start_backend
 from proxy.service.reporting import ReportingService
 from proxy.settings import Settings, load_settings
+from proxy.web.console import register_console
+from proxy.web.cors import register_cors
 from proxy.web.errors import register_error_handlers
 from proxy.web.observe import begin_request, finish_request
 from proxy.web.views import ROUTE, Views
@@ -34,10 +36,13 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     register_error_handlers(app)
     app.before_request(begin_request)
     app.after_request(finish_request)
+    register_cors(app, settings.cors_origins)
     for rule, view, method in _routes(Views(service, settings)):
         # The endpoint is the view's name (`visitor_sessions`, `healthz`, ...). No automatic
         # OPTIONS (Flask's is an empty text/html 200): OPTIONS is a 405 in the JSON shape, with Allow.
         app.add_url_rule(rule, view_func=view, methods=[method], provide_automatic_options=False)
+    if settings.console:
+        register_console(app)
     return app
 
 
