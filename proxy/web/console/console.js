@@ -64,7 +64,7 @@ function fillBuilder(meta) {
   meta.dimensions.forEach((d) => choice($("group-by"), "group_by", d.name, d.name, false));
   $("aggregations").replaceChildren();
   meta.aggregations.forEach((a) => a.outputs.forEach((o) => {
-    const value = JSON.stringify({ type: a.type, fields: o.field ? [o.field] : [] });
+    const value = JSON.stringify(o.field ? { type: a.type, fields: [o.field] } : { type: a.type });
     choice($("aggregations"), "aggregation", value, o.output, a.type === "count");
   }));
   $("filters").replaceChildren();
