@@ -40,7 +40,7 @@ class ProxyError(Exception):
     def __init__(self, detail: str, errors: Mapping[Any, Any] | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
-        self.errors = _with_text_keys(errors) if errors else None
+        self.errors = field_paths(errors) if errors else None
 
     def headers(self) -> dict[str, str]:
         """Extra response headers this error asks for."""
@@ -49,13 +49,34 @@ class ProxyError(Exception):
         return {"Retry-After": str(self.retry_after)}
 
 
-def _with_text_keys(errors: Mapping[Any, Any]) -> dict[str, Any]:
-    # marshmallow keys list items by their int index ({"group_by": {0: [...]}}); the body is
-    # JSON, whose keys are strings, and orjson refuses to guess (it raises instead).
-    return {
-        str(key): _with_text_keys(value) if isinstance(value, Mapping) else value
-        for key, value in errors.items()
-    }
+# marshmallow's key for a message about an object as a whole, not one of its fields.
+_WHOLE = "_schema"
+
+
+def field_paths(errors: Mapping[Any, Any], prefix: str = "") -> dict[str, list[str]]:
+    """marshmallow's nested messages as flat field paths → messages.
+
+    `{"interval": {"end": [m]}, "aggregations": {0: {"fields": [m]}}}` becomes
+    `{"interval.end": [m], "aggregations.0.fields": [m]}`; a message about an object as a whole
+    goes to the object's path (`_schema` for the body itself).
+    """
+    flat: dict[str, list[str]] = {}
+    for key, value in errors.items():
+        path = prefix if key == _WHOLE and prefix else f"{prefix}.{key}" if prefix else str(key)
+        for sub_path, messages in _messages(value, path).items():
+            flat.setdefault(sub_path, []).extend(messages)
+    return flat
+
+
+def _messages(value: Any, path: str) -> dict[str, list[str]]:
+    if isinstance(value, Mapping):
+        return field_paths(value, path)
+    flat: dict[str, list[str]] = {}
+    for item in value if isinstance(value, list) else [value]:
+        found = _messages(item, path) if isinstance(item, Mapping) else {path: [str(item)]}
+        for sub_path, messages in found.items():
+            flat.setdefault(sub_path, []).extend(messages)
+    return flat
 
 
 class BadRequest(ProxyError):

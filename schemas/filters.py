@@ -27,7 +27,7 @@ MAX_PATTERN_LENGTH = 500
 MAX_VALUE_LENGTH = 1_000
 # Regex syntax both engines share: Druid runs java.util.regex, DuckDB runs RE2, so constructs
 # RE2 lacks (look-around, back-references, atomic groups) are refused rather than half-supported.
-_NUMERIC_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?", re.ASCII)
+NUMERIC_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?", re.ASCII)
 _NON_PORTABLE_REGEX = re.compile(r"\(\?<?[=!]|\(\?>|\\[1-9]|\(\?P[=<]|[*+?}]\+")
 
 
@@ -38,12 +38,11 @@ def _is_number(value: object) -> bool:
 def _check_scalar(value: object) -> Scalar:
     if value is None or (isinstance(value, str) and len(value) <= MAX_VALUE_LENGTH):
         return value
-    if isinstance(value, int) and not isinstance(value, bool) and INT64_MIN <= value <= INT64_MAX:
-        return value
-    if isinstance(value, float) and math.isfinite(value):
+    # Floats too: one range for every number, as the published schema states it.
+    if isinstance(value, int | float) and not isinstance(value, bool) and INT64_MIN <= value <= INT64_MAX:
         return value
     raise ValidationError(
-        "Must be a string (at most 1000 characters), a finite number in the 64-bit range, or null."
+        "Must be a string (at most 1000 characters), a number in the 64-bit integer range, or null."
     )
 
 
@@ -52,7 +51,7 @@ def _as_number(value: Scalar) -> float | None:
         return float(value)  # type: ignore[arg-type]
     # Python's float() also reads "1_000", " 12 " and other scripts' digits ("١٢"); Druid reads
     # none of them alike (it matched every row for "1_000"), so numeric text is plain ASCII.
-    if not isinstance(value, str) or not _NUMERIC_TEXT.fullmatch(value):
+    if not isinstance(value, str) or not NUMERIC_TEXT.fullmatch(value):
         return None
     number = float(value)
     return number if math.isfinite(number) else None
@@ -68,8 +67,11 @@ class ScalarField(fields.Field):  # type: ignore[type-arg]
 class StrictBoolean(fields.Boolean):
     """Only JSON `true`/`false`; marshmallow's default also takes "yes", 1 and friends."""
 
-    truthy = {True}  # noqa: RUF012  (marshmallow reads these class attributes)
-    falsy = {False}  # noqa: RUF012
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        # An identity test: 1 == True and 0.0 == False, so a set lookup would take them.
+        if value is True or value is False:
+            return value
+        raise self.make_error("invalid", input=value)
 
 
 class FilterField(fields.Field):  # type: ignore[type-arg]

@@ -81,6 +81,9 @@ AGGREGATIONS: dict[str, tuple[tuple[str, ...] | None, str]] = {
     "hyperUnique": (("session_id", "visitor_id"), "_hyper_unique"),
 }
 
+# Aggregation type → the JSON type of its answer cells.
+AGGREGATION_VALUES: dict[str, str] = {"count": "integer", "avg": "number or null", "hyperUnique": "number"}
+
 # Filter type → the typed node it loads into.
 FILTER_TYPES: dict[str, type[Filter]] = {
     "and": And,

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import validate
-
 from proxy.settings import Settings
-from schemas.request import QuerySchema
+from schemas.json_schema import CROSS_FIELD_RULES
+from schemas.request import MAX_AGGREGATIONS
 from schemas.vocabulary import (
+    AGGREGATION_VALUES,
     AGGREGATIONS,
     BOUND_ORDERINGS,
     DIMENSIONS,
@@ -18,6 +18,7 @@ from schemas.vocabulary import (
     ORDER_DIRECTIONS,
     SEARCH_TYPES,
     TEXT_KINDS,
+    DimensionKind,
     aggregation_output,
 )
 
@@ -45,12 +46,8 @@ def _aggregation(agg_type: str) -> dict[str, Any]:
         "type": agg_type,
         "fields": list(allowed) if allowed is not None else None,
         "outputs": [{"field": name, "output": aggregation_output(agg_type, name)} for name in names],
+        "value": AGGREGATION_VALUES[agg_type],
     }
-
-
-def _max_aggregations() -> int | None:
-    checks = QuerySchema().fields["aggregations"].validators
-    return next((check.max for check in checks if isinstance(check, validate.Length)), None)
 
 
 def meta_document(settings: Settings) -> dict[str, Any]:
@@ -64,8 +61,62 @@ def meta_document(settings: Settings) -> dict[str, Any]:
         "bound_orderings": {kind.value: list(names) for kind, names in BOUND_ORDERINGS.items()},
         "granularities": list(GRANULARITIES),
         "order_directions": list(ORDER_DIRECTIONS),
+        "rules": dict(CROSS_FIELD_RULES),
         "limits": {
-            "max_aggregations": _max_aggregations(),
+            "max_aggregations": MAX_AGGREGATIONS,
             **{name: getattr(settings, name) for name in _SETTINGS_LIMITS},
         },
     }
+
+
+def _object(properties: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": list(properties),
+        "properties": properties,
+        "additionalProperties": False,
+    }
+
+
+def _array(items: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "array", "items": items}
+
+
+_NAMES = _array({"type": "string"})
+_OUTPUT = _object({"field": {"type": ["string", "null"]}, "output": {"type": "string"}})
+# The JSON Schema of `meta_document`'s answer (component `Meta` of /openapi.json).
+META_SCHEMA: dict[str, Any] = _object(
+    {
+        "dimensions": _array(
+            _object(
+                {"name": {"enum": list(DIMENSIONS)}, "kind": {"enum": [kind.value for kind in DimensionKind]}}
+            )
+        ),
+        "aggregations": _array(
+            _object(
+                {
+                    "type": {"enum": list(AGGREGATIONS)},
+                    "fields": {"type": ["array", "null"], "items": {"type": "string"}},
+                    "outputs": _array(_OUTPUT),
+                    "value": {"enum": sorted(set(AGGREGATION_VALUES.values()))},
+                }
+            )
+        ),
+        "filter_types": _array({"enum": list(FILTER_TYPES)}),
+        "search_types": _NAMES,
+        "pattern_filter_kinds": _NAMES,
+        "bound_orderings": {"type": "object", "additionalProperties": _NAMES},
+        "granularities": _array({"enum": list(GRANULARITIES)}),
+        "order_directions": _NAMES,
+        "rules": {
+            "type": "object",
+            "description": "Field path → a rule the request schema cannot state (checked by the server).",
+            "additionalProperties": {"type": "string"},
+        },
+        "limits": {
+            "type": "object",
+            "description": "Caps on one query, and the admission limits (0: off).",
+            "additionalProperties": {"type": ["number", "null"]},
+        },
+    }
+)

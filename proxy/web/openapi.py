@@ -1,8 +1,10 @@
-"""`GET /openapi.json`: an OpenAPI 3.1 document generated from the marshmallow schemas.
+"""`GET /openapi.json`: the OpenAPI 3.1 document, built from the same vocabulary and caps the
+validator uses (schemas/json_schema.py), with the deployment's limits.
 
-The request body comes from `QuerySchema` through apispec's MarshmallowPlugin; the recursive
-filter tree, which marshmallow loads through a type → schema table, is described as a `oneOf`
-over that same table. Error statuses and codes are read from the `ProxyError` tree.
+Error statuses and codes come from the `ProxyError` tree, werkzeug's routing errors and the
+refusals the nginx front answers itself. Every error is the one `Error` schema; a response
+narrows its `code` with a keyword beside the `$ref`, which validators apply and client
+generators read as that one schema, so a generated client has one error class.
 """
 
 from __future__ import annotations
@@ -10,154 +12,233 @@ from __future__ import annotations
 from importlib.metadata import version
 from typing import Any
 
-from apispec import APISpec
-from apispec.ext.marshmallow import MarshmallowPlugin
-from marshmallow import fields
-
-from proxy.errors import NotReady, ProxyError
-from schemas.filters import FILTER_SCHEMAS, FilterField, ScalarField
-from schemas.request import FiltersField, QuerySchema
-from schemas.vocabulary import DIMENSIONS, FILTER_TYPES, GRANULARITIES
+from proxy.errors import ProxyError
+from proxy.settings import Settings
+from proxy.web.meta import META_SCHEMA
+from schemas.json_schema import CROSS_FIELD_RULES, ref, request_components
 
 QUERY_PATH = "/api/reporting/v1/orgs/{organization_id}/visitor_sessions"
 META_PATH = QUERY_PATH + "/meta"
-_FILTER_REF = {"$ref": "#/components/schemas/Filter"}
-_FILTER_NAMES = {schema: name for name, schema in FILTER_SCHEMAS.items()}
-# Errors werkzeug raises itself, before a view runs.
-_ROUTING_ERRORS = {405: ("method_not_allowed",), 413: ("request_entity_too_large",), 404: ("not_found",)}
-QUERY_ERRORS = (400, 401, 403, 404, 405, 413, 415, 429, 500, 502, 503, 504)
-META_ERRORS = (401, 403, 404, 405, 500)
+EXPLANATION_TYPE = "application/vnd.reporting-proxy.explanation+json"
+
+# Refusals werkzeug answers before a view runs.
+_ROUTING_ERRORS: dict[int, tuple[str, ...]] = {
+    404: ("not_found",),
+    405: ("method_not_allowed",),
+    413: ("request_entity_too_large",),
+}
+# Refusals the nginx front answers itself (proxyctl/front/config.py FRONT_ERRORS), on every path.
+FRONT_ERRORS: dict[int, tuple[str, ...]] = {
+    400: ("bad_request",),
+    404: ("not_found",),
+    405: ("method_not_allowed",),
+    413: ("request_entity_too_large",),
+    414: ("request_uri_too_large",),
+    431: ("request_header_fields_too_large",),
+    500: ("internal_error",),
+    502: ("bad_gateway",),
+    504: ("gateway_timeout",),
+}
+# Codes one operation alone answers, documented there: the readiness probe, the CORS preflight,
+# and the hang-up nobody reads.
+_NOT_FROM_QUERIES = frozenset({"not_ready", "origin_not_allowed", "client_closed_request"})
+# What `.../meta` answers beyond the front's refusals: the access checks, and a bug.
+_META_CODES = frozenset(
+    {"not_authenticated", "forbidden", "not_found", "organization_not_found", "internal_error"}
+)
 
 
-def _filter_property(self: Any, field: fields.Field, **kwargs: Any) -> dict[str, Any]:  # type: ignore[type-arg]
-    """What apispec cannot infer for the custom fields of the filter tree."""
-    if isinstance(field, FilterField):
-        return dict(_FILTER_REF)
-    if isinstance(field, FiltersField):
-        return {"anyOf": [_FILTER_REF, {"type": "array", "items": _FILTER_REF}, {"type": "null"}]}
-    if isinstance(field, ScalarField):
-        return {"type": ["string", "number", "null"] if field.allow_none else ["string", "number"]}
-    name = _FILTER_NAMES.get(type(field.parent)) if field.name == "type" else None  # type: ignore[arg-type]
-    return {"enum": [name]} if name else {}
-
-
-def error_codes() -> dict[int, list[str]]:
-    """Every status the query endpoints answer errors with → the codes they use for it."""
-    table: dict[int, set[str]] = {status: set(codes) for status, codes in _ROUTING_ERRORS.items()}
+def _tree_codes() -> dict[str, int]:
+    """Every `ProxyError` code → its status."""
+    codes: dict[str, int] = {}
     pending: list[type[ProxyError]] = [ProxyError]
     while pending:
         cls = pending.pop()
-        # Only the readiness probe answers `not_ready`; its own path documents it.
-        if cls is not NotReady:
-            table.setdefault(cls.status, set()).add(cls.code)
+        codes[cls.code] = cls.status
         pending.extend(cls.__subclasses__())
-    return {status: sorted(codes) for status, codes in sorted(table.items())}
+    return codes
+
+
+def _table(*sources: dict[int, tuple[str, ...]]) -> dict[int, set[str]]:
+    table: dict[int, set[str]] = {}
+    for source in sources:
+        for status, codes in source.items():
+            table.setdefault(status, set()).update(codes)
+    return table
+
+
+def error_codes(codes: frozenset[str] | None = None) -> dict[int, list[str]]:
+    """Status → the codes a query (or, given `codes`, an operation answering those) uses for it."""
+    tree: dict[int, tuple[str, ...]] = {}
+    for code, status in _tree_codes().items():
+        if code not in _NOT_FROM_QUERIES and (codes is None or code in codes):
+            tree[status] = (*tree.get(status, ()), code)
+    table = _table(tree, _ROUTING_ERRORS, FRONT_ERRORS)
+    return {status: sorted(found) for status, found in sorted(table.items())}
+
+
+def all_codes() -> list[str]:
+    """Every code an error body may carry, on any path."""
+    return sorted({*_tree_codes(), *(code for codes in FRONT_ERRORS.values() for code in codes)})
 
 
 def _header(description: str) -> dict[str, Any]:
     return {"description": description, "schema": {"type": "string"}}
 
 
-_REQUEST_ID_HEADER = {
-    "X-Request-Id": _header("The request id: the caller's if well-formed, else a new UUID.")
-}
+_REQUEST_ID = _header(
+    "The request id: the caller's `X-Request-Id` when it is 1–64 of `A-Za-z0-9._-` (and does not look "
+    "like an API key), else a new UUID."
+)
+_RETRY_AFTER = {"Retry-After": _header("Seconds to wait before trying again.")}
 _ERROR_HEADERS: dict[int, dict[str, Any]] = {
     401: {"WWW-Authenticate": _header("The accepted schemes: Token and Bearer.")},
-    429: {"Retry-After": _header("Seconds to wait before trying again.")},
-    503: {"Retry-After": _header("Seconds to wait before trying again.")},
+    405: {"Allow": _header("The methods the path takes.")},
+    429: _RETRY_AFTER,
+    503: _RETRY_AFTER,
 }
 
 
 def _error_response(status: int, codes: list[str]) -> dict[str, Any]:
-    schema = {"allOf": [{"$ref": "#/components/schemas/Error"}, {"properties": {"code": {"enum": codes}}}]}
     return {
         "description": "Codes: " + ", ".join(codes),
-        "headers": {**_REQUEST_ID_HEADER, **_ERROR_HEADERS.get(status, {})},
-        "content": {"application/json": {"schema": schema}},
+        "headers": {"X-Request-Id": _REQUEST_ID, **_ERROR_HEADERS.get(status, {})},
+        "content": {
+            "application/json": {"schema": {**ref("Error"), "properties": {"code": {"enum": codes}}}}
+        },
     }
 
 
-def _json_response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+def _errors(table: dict[int, list[str]]) -> dict[str, Any]:
+    return {str(status): _error_response(status, codes) for status, codes in table.items()}
+
+
+def _json_response(description: str, schema: dict[str, Any], **headers: Any) -> dict[str, Any]:
     return {
         "description": description,
-        "headers": _REQUEST_ID_HEADER,
+        "headers": {"X-Request-Id": _REQUEST_ID, **headers},
         "content": {"application/json": {"schema": schema}},
     }
-
-
-def _responses(ok: dict[str, Any], statuses: tuple[int, ...]) -> dict[str, Any]:
-    codes = error_codes()
-    return {"200": ok, **{str(status): _error_response(status, codes[status]) for status in statuses}}
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
 
 
 _SECURITY: list[dict[str, list[str]]] = [{"Token": []}, {"Bearer": []}]
+_ORGANIZATION = {"name": "organization_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_REQUEST_ID_PARAMETER = {
+    "name": "X-Request-Id",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "Echoed back when 1–64 of `A-Za-z0-9._-`; any other value is replaced by a new UUID.",
+}
+_EXPLAIN = {
+    "name": "explain",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "boolean", "default": False},
+    "description": "`true`: validate and authorize, run nothing, answer the backend query as the "
+    f"`{EXPLANATION_TYPE}` media type. `true` or `false` only, given once: anything else is a 400.",
+}
+_IF_NONE_MATCH = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "The ETag of an answer the caller holds: a 304 while it is current (result cache on).",
+}
+_CACHE_HEADERS = {
+    "ETag": _header("The answer's version, with the result cache on."),
+    "X-Cache": _header("What the result cache did: hit, miss, revalidated."),
+    "Cache-Control": _header("`private, no-cache` on an answer with an ETag."),
+}
 
 
-def _parameters(request_id_pattern: str) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": "organization_id",
-            "in": "path",
-            "required": True,
-            "schema": {"type": "string", "format": "uuid"},
-        },
-        {
-            "name": "X-Request-Id",
-            "in": "header",
-            "required": False,
-            "schema": {"type": "string", "pattern": request_id_pattern},
-        },
-    ]
-
-
-def _query_operation(request_id_pattern: str) -> dict[str, Any]:
-    explain = {
-        "name": "explain",
-        "in": "query",
-        "required": False,
-        "schema": {"type": "boolean"},
-        "description": "`true`: validate and authorize, run nothing, answer the backend query.",
-    }
-    ok = _json_response(
-        "The result, or with explain=true the backend query.",
-        {"oneOf": [_ref("Result"), _ref("Explanation")]},
+def _rules_description() -> str:
+    rules = "\n".join(f"- `{path}`: {rule}" for path, rule in CROSS_FIELD_RULES.items())
+    return (
+        "Every rule JSON Schema can state is in the request schema. These it cannot state; a request "
+        "that breaks one is a 400 naming the field (`GET .../meta` lists them too):\n\n" + rules
     )
+
+
+def _query_operation() -> dict[str, Any]:
+    ok = _json_response("The result.", ref("Result"), **_CACHE_HEADERS)
+    ok["content"][EXPLANATION_TYPE] = {"schema": ref("Explanation")}
     return {
         "summary": "Count, average and estimate unique visitor sessions of one organization.",
+        "description": _rules_description(),
         "operationId": "queryVisitorSessions",
         "security": _SECURITY,
-        "parameters": [*_parameters(request_id_pattern), explain],
+        "parameters": [_ORGANIZATION, _REQUEST_ID_PARAMETER, _IF_NONE_MATCH, _EXPLAIN],
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": _ref("VisitorSessionsQuery")}},
+            "content": {"application/json": {"schema": ref("VisitorSessionsQuery")}},
         },
-        "responses": _responses(ok, QUERY_ERRORS),
+        "responses": {
+            "200": ok,
+            "304": {
+                "description": "The caller's copy (If-None-Match) is current.",
+                "headers": _CACHE_HEADERS,
+            },
+            **_errors(error_codes()),
+        },
     }
 
 
-def _meta_operation(request_id_pattern: str) -> dict[str, Any]:
+def _meta_operation() -> dict[str, Any]:
     return {
-        "summary": "The dimensions, aggregations, filters, granularities and limits a query may use.",
+        "summary": "The dimensions, aggregations, filters, granularities, rules and limits of a query.",
         "operationId": "describeVisitorSessions",
         "security": _SECURITY,
-        "parameters": _parameters(request_id_pattern),
-        "responses": _responses(_json_response("The vocabulary and limits.", _ref("Meta")), META_ERRORS),
+        "parameters": [_ORGANIZATION, _REQUEST_ID_PARAMETER],
+        "responses": {
+            "200": _json_response("The vocabulary and limits.", ref("Meta")),
+            **_errors(error_codes(_META_CODES)),
+        },
     }
 
 
-def _plain_operation(
-    summary: str, ok: dict[str, Any], errors: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    return {"get": {"summary": summary, "security": [], "responses": {"200": ok, **(errors or {})}}}
+def _preflight_operation() -> dict[str, Any]:
+    headers = {
+        name: _header(description)
+        for name, description in {
+            "Access-Control-Allow-Origin": "The caller's origin, when listed in PROXY_CORS_ORIGINS.",
+            "Access-Control-Allow-Methods": "The methods the path takes.",
+            "Access-Control-Allow-Headers": "The request headers a browser may send.",
+            "Access-Control-Max-Age": "Seconds a browser may reuse this answer.",
+        }.items()
+    }
+    return {
+        "summary": "The CORS preflight of a browser frontend (docs/console.md); any other OPTIONS is a 405.",
+        "operationId": None,
+        "security": [],
+        "parameters": [
+            _ORGANIZATION,
+            {"name": "Origin", "in": "header", "required": False, "schema": {"type": "string"}},
+            {
+                "name": "Access-Control-Request-Method",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string"},
+            },
+        ],
+        "responses": {
+            "204": {"description": "A preflight from a listed origin.", "headers": headers},
+            "403": _error_response(403, ["origin_not_allowed"]),
+            "405": _error_response(405, ["method_not_allowed"]),
+        },
+    }
+
+
+def _preflight(operation_id: str) -> dict[str, Any]:
+    return {**_preflight_operation(), "operationId": operation_id}
+
+
+def _plain_operation(summary: str, ok: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"get": {"summary": summary, "security": [], "responses": {"200": ok, **(extra or {})}}}
 
 
 def _service_paths() -> dict[str, dict[str, Any]]:
     status = {"type": "object", "additionalProperties": True}
-    not_ready = _error_response(NotReady.status, [NotReady.code])
     text = {
         "description": "Prometheus text exposition.",
         "content": {"text/plain": {"schema": {"type": "string"}}},
@@ -166,38 +247,12 @@ def _service_paths() -> dict[str, dict[str, Any]]:
     return {
         "/healthz": _plain_operation("The process is up.", _json_response("Up.", status)),
         "/readyz": _plain_operation(
-            "The backend answers.", _json_response("Ready.", status), {"503": not_ready}
+            "The backend answers.",
+            _json_response("Ready.", status),
+            {"503": _error_response(503, ["not_ready"])},
         ),
         "/metrics": _plain_operation("Prometheus metrics, summed across workers.", text),
         "/openapi.json": _plain_operation("This OpenAPI document.", spec),
-    }
-
-
-def openapi_document(request_id_pattern: str) -> dict[str, Any]:
-    """The whole OpenAPI 3.1 document of the service."""
-    plugin = MarshmallowPlugin()
-    spec = APISpec("reporting-proxy", version("reporting-proxy"), "3.1.0", plugins=[plugin])
-    plugin.converter.add_attribute_function(_filter_property)  # type: ignore[union-attr]
-    for name, schema in FILTER_SCHEMAS.items():
-        spec.components.schema(f"{name.title()}Filter", schema=schema)
-    spec.components.schema("Filter", _filter_union())
-    spec.components.schema("VisitorSessionsQuery", schema=QuerySchema)
-    for name, component in _RESPONSE_SCHEMAS.items():
-        spec.components.schema(name, component)
-    spec.components.security_scheme("Token", _TOKEN_SCHEME)
-    spec.components.security_scheme("Bearer", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
-    spec.path(QUERY_PATH, operations={"post": _query_operation(request_id_pattern)})
-    spec.path(META_PATH, operations={"get": _meta_operation(request_id_pattern)})
-    for path, operations in _service_paths().items():
-        spec.path(path, operations=operations)
-    return spec.to_dict()
-
-
-def _filter_union() -> dict[str, Any]:
-    refs = {name: f"#/components/schemas/{name.title()}Filter" for name in FILTER_TYPES}
-    return {
-        "oneOf": [{"$ref": ref} for ref in refs.values()],
-        "discriminator": {"propertyName": "type", "mapping": refs},
     }
 
 
@@ -207,97 +262,82 @@ _TOKEN_SCHEME = {
     "name": "Authorization",
     "description": "`Authorization: Token rpk_<key id>_<secret>`, an API key from `reporting-proxy tokens create`.",
 }
-_SCALAR = {"type": ["string", "number", "null"]}
-_STRINGS = {"type": "array", "items": {"type": "string"}}
-_RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
-    "Error": {
-        "type": "object",
-        "required": ["detail", "code"],
-        "properties": {
-            "detail": {"type": "string"},
-            "code": {"type": "string"},
-            "errors": {"type": "object", "description": "Field path → messages."},
+
+
+def openapi_document(settings: Settings) -> dict[str, Any]:
+    """The whole OpenAPI 3.1 document of the service, with this deployment's caps."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "reporting-proxy", "version": version("reporting-proxy")},
+        "paths": {
+            QUERY_PATH: {"post": _query_operation(), "options": _preflight("preflightVisitorSessions")},
+            META_PATH: {"get": _meta_operation(), "options": _preflight("preflightVisitorSessionsMeta")},
+            **_service_paths(),
         },
-        "additionalProperties": False,
-    },
-    "Result": {
-        "type": "object",
-        "required": ["fields", "data"],
-        "properties": {
-            "fields": {
-                "type": "array",
-                "items": {
+        "components": {
+            "schemas": {**request_components(settings), **_response_components()},
+            "securitySchemes": {
+                "Token": _TOKEN_SCHEME,
+                "Bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+            },
+        },
+    }
+
+
+def _response_components() -> dict[str, dict[str, Any]]:
+    return {
+        "Error": {
+            "type": "object",
+            "required": ["detail", "code"],
+            "properties": {
+                "detail": {"type": "string"},
+                "code": {"enum": all_codes()},
+                "errors": {
                     "type": "object",
-                    "required": ["name", "type"],
-                    "properties": {"name": {"type": "string"}, "type": {"enum": ["dimension", "metric"]}},
-                    "additionalProperties": False,
+                    "description": "Field path (`interval.end`, `aggregations.0.fields`) → messages.",
+                    "additionalProperties": {"type": "array", "items": {"type": "string"}},
                 },
             },
-            "data": {"type": "array", "items": {"type": "array", "items": _SCALAR}},
+            "additionalProperties": False,
         },
-        "additionalProperties": False,
-    },
-    "Explanation": {
-        "type": "object",
-        "required": ["backend", "query"],
-        "properties": {
-            "backend": {"enum": ["druid", "embedded"]},
-            "query": {"description": "The native Druid query, or the SQL and its parameters."},
+        "Result": _RESULT,
+        "Explanation": {
+            "type": "object",
+            "required": ["backend", "query"],
+            "properties": {
+                "backend": {"enum": ["druid", "embedded"]},
+                "query": {"description": "The native Druid query, or the SQL and its parameters."},
+            },
+            "additionalProperties": False,
         },
-        "additionalProperties": False,
-    },
-    "Meta": {
-        "type": "object",
-        "required": ["dimensions", "aggregations", "filter_types", "granularities", "limits"],
-        "properties": {
-            "dimensions": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["name", "kind"],
-                    "properties": {
-                        "name": {"enum": list(DIMENSIONS)},
-                        "kind": {"enum": ["string", "number", "array"]},
-                    },
-                    "additionalProperties": False,
-                },
-            },
-            "aggregations": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["type", "fields", "outputs"],
-                    "properties": {
-                        "type": {"type": "string"},
-                        "fields": {"type": ["array", "null"], "items": {"type": "string"}},
-                        "outputs": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "required": ["field", "output"],
-                                "properties": {
-                                    "field": {"type": ["string", "null"]},
-                                    "output": {"type": "string"},
-                                },
-                                "additionalProperties": False,
-                            },
-                        },
-                    },
-                    "additionalProperties": False,
-                },
-            },
-            "filter_types": {"type": "array", "items": {"enum": list(FILTER_TYPES)}},
-            "search_types": _STRINGS,
-            "pattern_filter_kinds": _STRINGS,
-            "bound_orderings": {"type": "object", "additionalProperties": _STRINGS},
-            "granularities": {"type": "array", "items": {"enum": list(GRANULARITIES)}},
-            "order_directions": _STRINGS,
-            "limits": {
+        "Meta": META_SCHEMA,
+    }
+
+
+_CELL = {
+    "anyOf": [
+        {"type": "string", "description": "The bucket's timestamp, or a string dimension's value."},
+        {"type": "integer", "description": "A count, or a numeric dimension's value."},
+        {"type": "number", "description": "An avg (null without sessions) or a hyperUnique estimate."},
+        {"type": "null", "description": "A missing dimension value, or the avg of no sessions."},
+    ]
+}
+_RESULT = {
+    "type": "object",
+    "required": ["fields", "data"],
+    "description": "Columns: timestamp, the group_by dimensions, the aggregation outputs. Cells: "
+    "`count` an integer, `hyperUnique` a number, `avg` a number or null.",
+    "properties": {
+        "fields": {
+            "type": "array",
+            "items": {
                 "type": "object",
-                "description": "Caps on one query, and the admission limits (0: off).",
-                "additionalProperties": {"type": ["number", "null"]},
+                "required": ["name", "type"],
+                "properties": {"name": {"type": "string"}, "type": {"enum": ["dimension", "metric"]}},
+                "additionalProperties": False,
             },
         },
-        "additionalProperties": False,
+        "data": {"type": "array", "items": {"type": "array", "items": _CELL}},
     },
+    "additionalProperties": False,
 }

@@ -21,8 +21,8 @@ from proxy.service.call import Answer, Call, Record
 from proxy.service.reporting import ReportingService
 from proxy.settings import Settings
 from proxy.web.meta import meta_document
-from proxy.web.observe import REQUEST_ID, current_record
-from proxy.web.openapi import openapi_document
+from proxy.web.observe import current_record
+from proxy.web.openapi import EXPLANATION_TYPE, openapi_document
 from proxy.web.responses import encoded_json, json_response
 
 ROUTE = "/api/reporting/v1/orgs/<organization_id>/visitor_sessions"
@@ -63,15 +63,31 @@ def _read_upto(stream: IO[bytes], limit: int) -> bytes:
     return b"".join(parts)
 
 
+# The query string's spelling of a boolean, as OpenAPI serializes one: nothing else is a guess.
+_BOOLEANS = {"true": True, "false": False}
+
+
+def explain_flag(values: list[str]) -> bool:
+    """`?explain`: absent, `true` or `false`; any other value, or more than one, is a 400."""
+    if not values:
+        return False
+    if len(values) > 1 or values[0] not in _BOOLEANS:
+        raise BadRequest("explain is true or false, given once.", {"explain": ["Must be true or false."]})
+    return _BOOLEANS[values[0]]
+
+
 def _call(organization_id: str, record: Record) -> Call:
     """The request as the service sees it: who calls for which organization, and when."""
     authorization = request.headers.get("Authorization")
     return Call(organization_id, authorization, record.request_id, record.arrived)
 
 
-def _report(answer: Answer) -> Response:
+def _report(answer: Answer, explain: bool) -> Response:
     """The answer, or 304 when the caller's copy is current, with the result cache's headers."""
     response = Response(status=304) if answer.not_modified else encoded_json(answer.body)
+    if explain:
+        # A media type of its own, so a client's `application/json` answer is always a Result.
+        response.mimetype = EXPLANATION_TYPE
     if answer.cache:
         response.headers["X-Cache"] = answer.cache
     if answer.etag:
@@ -88,7 +104,7 @@ class Views:
         self.service = service
         self.max_body_bytes = settings.max_body_bytes
         self.meta_body = orjson.dumps(meta_document(settings))
-        self.openapi_body = orjson.dumps(openapi_document(REQUEST_ID.pattern))
+        self.openapi_body = orjson.dumps(openapi_document(settings))
 
     def visitor_sessions(self, organization_id: str) -> Response:
         """`POST .../visitor_sessions`: the report, or with `?explain=true` the backend query."""
@@ -97,11 +113,11 @@ class Views:
             _call(organization_id, record),
             is_json=request.is_json,
             body=partial(read_body, self.max_body_bytes),
-            explain=request.args.get("explain") == "true",
+            explain=explain_flag(request.args.getlist("explain")),
             client_gone=client_probe(request.environ),
             if_none_match=request.headers.get("If-None-Match"),
         )
-        return _report(self.service.visitor_sessions(call, record))
+        return _report(self.service.visitor_sessions(call, record), call.explain)
 
     def visitor_sessions_meta(self, organization_id: str) -> Response:
         """`GET .../visitor_sessions/meta`: the vocabulary and limits, for a caller of the organization."""

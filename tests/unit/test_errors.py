@@ -64,15 +64,20 @@ def test_error_class_is_drawn_in_the_tree(name: str) -> None:
 @pytest.mark.parametrize(
     ("messages", "expected"),
     [
-        ({"group_by": {0: ["Not a dimension."]}}, {"group_by": {"0": ["Not a dimension."]}}),
-        (
-            {"filters": {"fields": {1: {"value": ["Bad."]}}}},
-            {"filters": {"fields": {"1": {"value": ["Bad."]}}}},
-        ),
+        ({"group_by": {0: ["Not a dimension."]}}, {"group_by.0": ["Not a dimension."]}),
+        ({"filters": {"fields": {1: {"value": ["Bad."]}}}}, {"filters.fields.1.value": ["Bad."]}),
         ({"limit": ["Too large."]}, {"limit": ["Too large."]}),
+        (
+            {"interval": {"_schema": ["Bad."], "end": ["Late."]}},
+            {"interval": ["Bad."], "interval.end": ["Late."]},
+        ),
+        ({"_schema": ["Not an object."]}, {"_schema": ["Not an object."]}),
+        ({"filters": ["Bad.", {"type": ["Unknown."]}]}, {"filters": ["Bad."], "filters.type": ["Unknown."]}),
     ],
 )
-def test_field_error_keys_become_text(messages: dict[object, object], expected: dict[str, object]) -> None:
+def test_field_error_keys_become_flat_paths(
+    messages: dict[object, object], expected: dict[str, object]
+) -> None:
     assert errors.BadRequest("Invalid.", messages).errors == expected
 
 
