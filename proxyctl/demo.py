@@ -31,6 +31,9 @@ SEED_QUERY = {
     ],
 }
 
+# The console's form starts on the seed example's week (docs/console.md); the fragment stays in the browser.
+CONSOLE_FRAGMENT = f"org={DEMO_ORGANIZATION}&start=2019-01-01&end=2019-01-08&tz=Europe/Helsinki"
+
 
 def _cli(*args: str) -> str:
     executable = shutil.which("reporting-proxy", path=str(Path(sys.executable).parent))
@@ -84,6 +87,11 @@ def main() -> None:
         f"curl -s -X POST http://127.0.0.1:{port}/api/reporting/v1/orgs/{DEMO_ORGANIZATION}/visitor_sessions \\\n"
         f"  -H 'Authorization: Token {key}' -H 'Content-Type: application/json' \\\n"
         f"  -d '{json.dumps(SEED_QUERY)}'\n",
+        flush=True,
+    )
+    print(
+        "Or open the query console and paste the key there (it never goes into the URL):\n"
+        f"  http://127.0.0.1:{port}/console#{CONSOLE_FRAGMENT}\n  key: {key}\n",
         flush=True,
     )
     os.execv(sys.executable, [sys.executable, "-m", "proxyctl.cli", "serve", "--port", port])
