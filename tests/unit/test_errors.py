@@ -20,6 +20,7 @@ _TREE = [
         {"WWW-Authenticate": 'Token realm="reporting", Bearer realm="reporting"'},
     ),
     (errors.Forbidden, 403, "forbidden", {}),
+    (errors.OriginNotAllowed, 403, "origin_not_allowed", {}),
     (errors.NotFound, 404, "not_found", {}),
     (errors.OrganizationNotFound, 404, "organization_not_found", {}),
     (errors.UnsupportedMediaType, 415, "unsupported_media_type", {}),
