@@ -131,8 +131,15 @@ def druid() -> None:
     show_default=True,
     help="Seconds to wait for the cluster to become ready.",
 )
+@click.option(
+    "--query-caches/--no-query-caches",
+    default=True,
+    show_default=True,
+    help="The historical's segment cache and the broker's result-level cache, as in production; "
+    "off for fault tests that need every query to run.",
+)
 @_cluster_options
-def up(layout: Layout, timeout: float) -> None:
+def up(layout: Layout, timeout: float, query_caches: bool) -> None:
     """Resolve the jars if needed, start every service not yet running, wait until ready."""
     started = time.monotonic()
     try:
@@ -144,14 +151,14 @@ def up(layout: Layout, timeout: float) -> None:
     if not missing:
         click.echo(f"already running in {layout.state_dir}")
     else:
-        _start_missing(layout, missing, bool(alive))
+        _start_missing(layout, missing, bool(alive), query_caches)
     _wait_ready(layout, started, timeout)
     _print_endpoints(layout, time.monotonic() - started)
 
 
-def _start_missing(layout: Layout, missing: list[str], partly_running: bool) -> None:
+def _start_missing(layout: Layout, missing: list[str], partly_running: bool, query_caches: bool) -> None:
     if not partly_running:
-        write_configs(layout)
+        write_configs(layout, query_caches)
     _refuse_busy_ports(layout, missing)
     for service in missing:
         record = processes.start(layout, service)

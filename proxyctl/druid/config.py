@@ -101,9 +101,9 @@ class Layout:
         return self.state_dir / "logs" / f"{service}.log"
 
 
-def write_configs(layout: Layout) -> None:
+def write_configs(layout: Layout, query_caches: bool = True) -> None:
     """Render every configuration file and create the directories the services expect."""
-    values = _template_values(layout)
+    values = _template_values(layout) | {"query_caches": str(query_caches).lower()}
     for name, templates in _TEMPLATES.items():
         conf = layout.conf_dir(name)
         conf.mkdir(parents=True, exist_ok=True)

@@ -174,11 +174,13 @@ def test_druid_over_capacity_is_503_overloaded(faults: Faults) -> None:
 def test_deadline_is_504_and_druid_is_told_to_cancel(
     faults: Faults, case: str, body: dict[str, object], held: float
 ) -> None:
-    request_id = f"deadline-{int(held)}"
-    faults.recorder.hold[request_id] = held
     faults.plan_ahead(faults.tight, body)
-    response, seconds = faults.post(faults.tight, body, request_id)
-    cancel = faults.recorder.wait_for("request", f"DELETE /druid/v2/{request_id}", timeout=2)
+    mark = faults.recorder.mark()
+    faults.recorder.hold_next = held or None
+    response, seconds = faults.post(faults.tight, body, f"deadline-{int(held)}")
+    query = faults.recorder.first_after(mark, "query_id", timeout=2)
+    assert query is not None, "the query never reached Druid"
+    cancel = faults.recorder.wait_for("request", f"DELETE /druid/v2/{query.value}", timeout=2)
     answer = faults.recorder.answer_to(cancel, timeout=2) if cancel else None
     _row(
         case,
@@ -199,13 +201,14 @@ def test_caller_hanging_up_cancels_the_druid_query(faults: Faults) -> None:
         f"Host: 127.0.0.1\r\nAuthorization: Token {faults.data.token}\r\nX-Request-Id: gone-1\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode()
+    mark = faults.recorder.mark()
     with socket.create_connection(("127.0.0.1", faults.patient.port)) as caller:
         caller.sendall(head + body)
-        post = faults.recorder.wait_for("query_id", "gone-1", timeout=10)
+        post = faults.recorder.first_after(mark, "query_id", timeout=10)
         assert post is not None, "the query never reached Druid"
         time.sleep(0.05)
     hung_up = time.monotonic()
-    cancel = faults.recorder.wait_for("request", "DELETE /druid/v2/gone-1", timeout=5)
+    cancel = faults.recorder.wait_for("request", f"DELETE /druid/v2/{post.value}", timeout=5)
     cancel_answer = faults.recorder.answer_to(cancel, timeout=5) if cancel else None
     query_end = faults.recorder.answer_to(post, timeout=LONG_SECS)
     _row(
@@ -264,7 +267,9 @@ def test_broker_killed_stopped_and_back(faults: Faults) -> None:
     cluster = faults.data.cluster
     # 0.05 s after the broker has the query: on a quiet machine the slow query is done in ~0.3 s.
     killer = threading.Timer(0.05, cluster.signal_broker, args=(signal.SIGKILL,))
-    faults.recorder.on_query = lambda query_id: killer.start() if query_id == "kill-1" else None
+    # The one query in flight is the slow one: the first the recorder sees starts the timer.
+    first = threading.Lock()
+    faults.recorder.on_query = lambda _query_id: killer.start() if first.acquire(blocking=False) else None
     try:
         killed, killed_secs = faults.post(faults.patient, SLOW, "kill-1")
         killer.join()

@@ -28,14 +28,16 @@ class Seen:
 class RecordingProxy:
     """A TCP proxy on loopback in front of the broker that notes request lines, Druid query ids,
     response status lines and connection closes, each with its time. It changes no byte; it
-    can hold back the broker's answer to a query id listed in `hold` (seconds), so a slow
-    broker does not depend on how fast this machine is."""
+    can hold back the broker's answer to the next query for `hold_next` seconds, so a slow
+    broker does not depend on how fast this machine is. The service names its Druid queries
+    itself (never by the caller's request id), so tests find a query as the first one after a
+    `mark()`."""
 
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
         self.seen: list[Seen] = []
         self.on_query: Callable[[str], None] | None = None
-        self.hold: dict[str, float] = {}
+        self.hold_next: float | None = None
         self._held_until: dict[int, float] = {}
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self._listener.getsockname()[1])
@@ -51,6 +53,19 @@ class RecordingProxy:
 
     def close(self) -> None:
         self._listener.close()
+
+    def mark(self) -> int:
+        """A position in what was seen, for `first_after`."""
+        return len(self.seen)
+
+    def first_after(self, mark: int, kind: str, timeout: float) -> Seen | None:
+        """The first event of `kind` seen after `mark`, waiting up to `timeout` seconds for it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = next((s for s in self.seen[mark:] if s.kind == kind), None)
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.01)
 
     def wait_for(self, kind: str, value: str, timeout: float) -> Seen | None:
         """The first matching event, waiting up to `timeout` seconds for it."""
@@ -78,8 +93,9 @@ class RecordingProxy:
 
     def _note(self, connection: int, kind: str, value: str) -> None:
         self.seen.append(Seen(time.monotonic(), connection, kind, value))
-        if kind == "query_id" and value in self.hold:
-            self._held_until[connection] = time.monotonic() + self.hold[value]
+        if kind == "query_id" and self.hold_next is not None:
+            self._held_until[connection] = time.monotonic() + self.hold_next
+            self.hold_next = None
         if kind == "query_id" and self.on_query is not None:
             self.on_query(value)
 

@@ -62,8 +62,9 @@ class Cluster:
         return ["--port-offset", str(self.port_offset), "--state-dir", str(self.state_dir)]
 
     def up(self) -> None:
-        """Start whatever is not running and wait until the cluster is ready."""
-        cli(clean_env(), "druid", "up", *self._args())
+        """Start whatever is not running and wait until the cluster is ready; without Druid's
+        query caches, so the fault cases' slow query is really run every time."""
+        cli(clean_env(), "druid", "up", "--no-query-caches", *self._args())
 
     def down(self) -> None:
         cli(clean_env(), "druid", "down", *self._args(), timeout=120)

@@ -81,3 +81,19 @@ def test_service_classpath_puts_its_own_conf_first(layout: Layout) -> None:
         f"{layout.lib_dir}/*",
     ]
     assert command[-3:] == ["org.apache.druid.cli.Main", "server", "broker"]
+
+
+@pytest.mark.parametrize("query_caches", [True, False])
+@pytest.mark.parametrize(
+    ("service", "key"),
+    [
+        ("broker", "druid.broker.cache.useResultLevelCache"),
+        ("broker", "druid.broker.cache.populateResultLevelCache"),
+        ("historical", "druid.historical.cache.useCache"),
+        ("historical", "druid.historical.cache.populateCache"),
+    ],
+)
+def test_query_caches_follow_the_switch(tmp_path: Path, query_caches: bool, service: str, key: str) -> None:
+    layout = Layout(tmp_path / "state", tmp_path / "lib")
+    write_configs(layout, query_caches)
+    assert _properties(layout, service)[key] == str(query_caches).lower()
