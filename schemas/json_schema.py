@@ -37,6 +37,7 @@ CROSS_FIELD_RULES: dict[str, str] = {
     "order_by": "names output columns of this query (group_by dimensions, aggregation outputs), each once",
     "filters": "at most max_filter_depth deep, max_filter_nodes nodes, max_filter_values values in all",
     "filters…value": "numeric dimensions take finite numbers, numeric text or null",
+    "filters…values": "numeric dimensions take finite numbers, numeric text or null",
     "filters…lower": "a numeric ordering (the default on numeric dimensions) needs finite numeric bounds",
     "filters…pattern": "a regex the engines share, cheap on both (docs/api.md); a like pattern ends "
     "without a lone escape",
@@ -263,6 +264,7 @@ def query_component(limits: QueryLimits) -> dict[str, Any]:
                 "type": "array",
                 "items": ref("Aggregation"),
                 "minItems": 1,
+                "uniqueItems": True,
                 "maxItems": MAX_AGGREGATIONS,
             },
             "filters": filters,

@@ -197,7 +197,8 @@ def _meta_operation() -> dict[str, Any]:
     }
 
 
-def _preflight_operation() -> dict[str, Any]:
+def _preflight(operation_id: str, method: str) -> dict[str, Any]:
+    """OPTIONS on an API path: the CORS preflight of a browser asking to send `method`."""
     headers = {
         name: _header(description)
         for name, description in {
@@ -207,19 +208,20 @@ def _preflight_operation() -> dict[str, Any]:
             "Access-Control-Max-Age": "Seconds a browser may reuse this answer.",
         }.items()
     }
+    preflight = {
+        "Origin": {"type": "string", "minLength": 1},
+        "Access-Control-Request-Method": {"enum": [method]},
+    }
     return {
         "summary": "The CORS preflight of a browser frontend (docs/console.md); any other OPTIONS is a 405.",
-        "operationId": None,
+        "operationId": operation_id,
         "security": [],
         "parameters": [
             _ORGANIZATION,
-            {"name": "Origin", "in": "header", "required": False, "schema": {"type": "string"}},
-            {
-                "name": "Access-Control-Request-Method",
-                "in": "header",
-                "required": False,
-                "schema": {"type": "string"},
-            },
+            *(
+                {"name": name, "in": "header", "required": True, "schema": schema}
+                for name, schema in preflight.items()
+            ),
         ],
         "responses": {
             "204": {"description": "A preflight from a listed origin.", "headers": headers},
@@ -227,10 +229,6 @@ def _preflight_operation() -> dict[str, Any]:
             "405": _error_response(405, ["method_not_allowed"]),
         },
     }
-
-
-def _preflight(operation_id: str) -> dict[str, Any]:
-    return {**_preflight_operation(), "operationId": operation_id}
 
 
 def _plain_operation(summary: str, ok: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -270,8 +268,14 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "reporting-proxy", "version": version("reporting-proxy")},
         "paths": {
-            QUERY_PATH: {"post": _query_operation(), "options": _preflight("preflightVisitorSessions")},
-            META_PATH: {"get": _meta_operation(), "options": _preflight("preflightVisitorSessionsMeta")},
+            QUERY_PATH: {
+                "post": _query_operation(),
+                "options": _preflight("preflightVisitorSessions", "POST"),
+            },
+            META_PATH: {
+                "get": _meta_operation(),
+                "options": _preflight("preflightVisitorSessionsMeta", "GET"),
+            },
             **_service_paths(),
         },
         "components": {
