@@ -44,7 +44,8 @@ def test_internal_column_is_a_400(service: Service, tenants: Tenants, name: str,
     )
     response = post_checked(service, tenants.organizations[0], payload)
     assert response.status_code == 400
-    assert list(response.json()["errors"]) == ["group_by" if place == "group_by" else "filters"]
+    fields = {path.split(".")[0] for path in response.json()["errors"]}
+    assert fields == {"group_by" if place == "group_by" else "filters"}
 
 
 def test_explain_shows_only_the_callers_org(service: Service, tenants: Tenants) -> None:

@@ -216,7 +216,7 @@ def _check_case(service: Service, tenants: Tenants, case: tuple[str, Json, bool]
     response = post_checked(service, organization, payload)
     if internal:
         assert response.status_code == 400, response.text
-        assert set(response.json()["errors"]) <= {"filters", "group_by"}
+        assert {path.split(".")[0] for path in response.json()["errors"]} <= {"filters", "group_by"}
         return
     assert response.status_code == 200, response.text
     answer = response.json()
