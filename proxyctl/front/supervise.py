@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import fcntl
 import logging
+import os
 import shutil
 import signal
 import subprocess
@@ -55,6 +56,13 @@ class Child:
             log.warning("%s did not stop in %.0f s: killed", self.name, self.stop_secs)
             self.process.kill()
             self.process.wait()
+        self._kill_leftovers()
+
+    def _kill_leftovers(self) -> None:
+        # A master killed outright leaves its workers behind (nginx's keep the port bound),
+        # and they are all in the group the master leads.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
 
 
 def nginx_binary() -> str:

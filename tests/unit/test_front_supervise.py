@@ -82,6 +82,20 @@ def test_the_death_of_either_stops_the_other(
     os.kill(nginx if victim == "nginx" else gunicorn, signal.SIGKILL)
     assert serve.wait(timeout=60) == 1
     assert (_alive(nginx), _alive(gunicorn)) == (False, False)
+    # nginx's workers outlive a killed master unless their group is stopped too.
+    assert (_group_members(nginx), _group_members(gunicorn)) == ([], [])
+
+
+def _group_members(group: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if entry.name.isdigit() and int(fields[2]) == group and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
 
 
 def test_a_second_serve_on_the_same_data_dir_is_refused(
