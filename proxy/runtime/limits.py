@@ -67,12 +67,12 @@ _NS_PER_SEC = 10**9
 
 @dataclass(frozen=True)
 class Limits:
-    """The four admission limits; 0 turns one off."""
+    """The four admission limits; 0 turns one off. Their defaults live in `Settings` alone."""
 
-    per_org_per_min: int = 600
-    per_principal_per_min: int = 300
-    concurrent_per_org: int = 8
-    concurrent_per_principal: int = 6
+    per_org_per_min: int
+    per_principal_per_min: int
+    concurrent_per_org: int
+    concurrent_per_principal: int
     # A process that took no slot for this long yet holds some has leaked them: no query lives
     # that long.
     stale_slot_secs: float = 300.0

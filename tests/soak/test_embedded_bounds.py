@@ -26,6 +26,7 @@ import orjson
 import pytest
 
 from proxyctl.ingest.generator import organization_ids
+from tests.support.queries import FIVE_ARRAYS_YEAR_DAILY
 from tests.support.served import ROUTE, clean_env, cli
 from tests.support.soak import LIMITS_OFF, SETUP, SUMMARY, Server, cpu_seconds, post_query, rss_bytes, serving
 
@@ -46,20 +47,7 @@ HANG_UP_AFTER_SECS = 1.5
 SAMPLE_SECS = 0.1
 BUSY_CPU_SECS = SAMPLE_SECS / 3
 WATCH_SECS = 3.0
-HEAVY = {
-    "interval": {"start": "2019-01-01T00:00:00Z", "end": "2019-12-01T00:00:00Z"},
-    "granularity": "day",
-    "group_by": [
-        "distinct_visited_urls",
-        "distinct_landing_urls",
-        "distinct_referrer_urls",
-        "distinct_search_terms",
-        "rooms",
-    ],
-    "aggregations": [{"type": "count"}],
-    "order_by": [{"field": "count", "direction": "desc"}],
-    "limit": 1000,
-}
+HEAVY = FIVE_ARRAYS_YEAR_DAILY
 # The same with exact distinct counts: several seconds of one core, so that a stop shows.
 LONG = {
     **HEAVY,

@@ -21,6 +21,21 @@ AUTUMN_DAY = {
 }
 JUNE_UTC = {"start": "2019-06-01T00:00:00Z", "end": "2019-07-01T00:00:00Z"}
 COUNT = [{"type": "count"}]
+# The costliest shape a caller can send: every array dimension grouped, a year by day.
+FIVE_ARRAYS_YEAR_DAILY: dict[str, Any] = {
+    "interval": {"start": "2019-01-01T00:00:00Z", "end": "2019-12-01T00:00:00Z"},
+    "granularity": "day",
+    "group_by": [
+        "distinct_visited_urls",
+        "distinct_landing_urls",
+        "distinct_referrer_urls",
+        "distinct_search_terms",
+        "rooms",
+    ],
+    "aggregations": [{"type": "count"}],
+    "order_by": [{"field": "count", "direction": "desc"}],
+    "limit": 1000,
+}
 ALL_METRICS = [
     {"type": "count"},
     {"type": "avg", "fields": ["session_duration_secs", "distinct_visited_urls_count"]},

@@ -23,23 +23,9 @@ from proxyctl.ingest.embedded_loader import load_into_embedded
 from proxyctl.ingest.generator import generate
 from proxyctl.ingest.ndjson import validate_file
 from tests.support.golden import golden_plan
+from tests.support.queries import FIVE_ARRAYS_YEAR_DAILY
 
-HEAVY = golden_plan(
-    {
-        "interval": {"start": "2019-01-01T00:00:00Z", "end": "2019-12-01T00:00:00Z"},
-        "granularity": "day",
-        "group_by": [
-            "distinct_visited_urls",
-            "distinct_landing_urls",
-            "distinct_referrer_urls",
-            "distinct_search_terms",
-            "rooms",
-        ],
-        "aggregations": [{"type": "count"}],
-        "order_by": [{"field": "count", "direction": "desc"}],
-        "limit": 10,
-    }
-)
+HEAVY = golden_plan(FIVE_ARRAYS_YEAR_DAILY | {"limit": 10})
 
 
 @pytest.fixture(scope="module")

@@ -146,7 +146,7 @@ def test_a_killed_worker_leaves_no_gauge_and_no_slot(served: Served) -> None:
     victim = served.workers()[0]
     identity = process_identity(victim)
     assert identity is not None
-    limiter = Limiter(served.data_dir / "limits.shm", Limits())
+    limiter = Limiter(served.data_dir / "limits.shm", Limits(600, 300, 8, 6))
     _hold_slot_as(served.data_dir / "limits.shm", victim, identity[1])
     assert limiter.slots_held(ORG) == 1
     _until((served.metrics_dir / f"gauge_livesum_{victim}.db").exists)

@@ -119,11 +119,11 @@ if sys.argv[2] == "sparse":  # a file of this layout left sparse, as an older ve
     with path.open("wb") as file:
         file.write(Shape().header)
         file.truncate(Shape().file_size)
-limiter = Limiter(path, Limits())
+limiter = Limiter(path, Limits(600, 300, 8, 6))
 for n in range(200):
     with limiter.admit(f"org-{n}", "key:a"):
         pass
-print("admitted", n + 1, "dropped", Limiter(path, Limits()).release_process(os.getpid()))
+print("admitted", n + 1, "dropped", Limiter(path, Limits(600, 300, 8, 6)).release_process(os.getpid()))
 """
 
 
