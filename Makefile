@@ -7,7 +7,7 @@ DEMO_DIR ?= var/demo
 DEMO_SESSIONS ?= 300000
 DEMO_PORT ?= 8080
 
-.PHONY: install demo test soak unit integration druid-up druid-down lint bench clean
+.PHONY: install demo test soak unit integration druid-up druid-down postgres-up postgres-down lint bench clean
 
 # nginx (the front server of `reporting-proxy serve`) comes from the system's packages: the
 # script installs it when absent, and stops with what to do when that needs root.
@@ -25,12 +25,12 @@ demo: install
 	PROXY_DATA_DIR=$(DEMO_DIR) DEMO_SESSIONS=$(DEMO_SESSIONS) DEMO_PORT=$(DEMO_PORT) \
 		$(BIN)/python -m proxyctl.demo
 
-# Everything, the real-Druid integration suite included: Druid is started when not running.
-test: install druid-up
+# Everything, the real-Druid integration suite included: Druid and PostgreSQL are started when not running.
+test: install druid-up postgres-up
 	$(BIN)/pytest tests -m "not soak" --junitxml=var/junit.xml
 
 # The slow promises: fuzzing, faults against a second local Druid, load. CI runs it too.
-soak: install druid-up
+soak: install druid-up postgres-up
 	$(BIN)/pytest tests -m soak --junitxml=var/junit-soak.xml
 
 unit: install
@@ -44,6 +44,13 @@ druid-up: install
 
 druid-down: install
 	$(CLI) druid down
+
+# The shared access store's database (and the multi-host tests'): the system's PostgreSQL 15.
+postgres-up: install
+	$(CLI) postgres up
+
+postgres-down: install
+	$(CLI) postgres down
 
 lint: install
 	$(BIN)/ruff check .

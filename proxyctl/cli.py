@@ -15,9 +15,10 @@ def _register_commands() -> None:
     from proxyctl.access import orgs, tokens
     from proxyctl.druid.commands import druid
     from proxyctl.ingest.commands import gen, load
+    from proxyctl.postgres.commands import postgres
     from proxyctl.serve import serve
 
-    for command in (serve, orgs, tokens, druid, gen, load):
+    for command in (serve, orgs, tokens, druid, postgres, gen, load):
         main.add_command(command)
 
 

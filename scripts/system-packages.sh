@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # System packages the service and its tests need beyond Python: nginx, the buffering front
 # server that `reporting-proxy serve` runs (docs/serving.md), and Chromium with its driver, the
-# real browser the tests in tests/browser drive (docs/console.md). Debian/Ubuntu only; needs
-# root for apt-get. Does nothing when all three are already installed.
+# real browser the tests in tests/browser drive (docs/console.md), and PostgreSQL 15, the shared
+# access store of several hosts that `reporting-proxy postgres up` runs locally for the tests
+# (docs/several-hosts.md). Debian/Ubuntu only; needs root for apt-get. Does nothing when all are
+# already installed.
 set -euo pipefail
 
 missing=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+[ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql)
 if [ ${#missing[@]} = 0 ]; then
     exit 0
 fi

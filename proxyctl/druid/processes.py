@@ -46,6 +46,11 @@ def _start_ticks(pid: int) -> int | None:
     return None if fields[0] == "Z" else int(fields[19])
 
 
+def record_of(pid: int) -> ProcessRecord:
+    """The record of a process just started (start time 0 when it has already exited)."""
+    return ProcessRecord(pid, _start_ticks(pid) or 0)
+
+
 def is_alive(record: ProcessRecord) -> bool:
     """Whether the recorded process still runs (and is the same process)."""
     return _start_ticks(record.pid) == record.start_ticks
@@ -75,7 +80,7 @@ def start(layout: Layout, service: str) -> ProcessRecord:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    record = ProcessRecord(process.pid, _start_ticks(process.pid) or 0)
+    record = record_of(process.pid)
     _write_records(layout, {**read_records(layout), service: record})
     return record
 
