@@ -1,9 +1,13 @@
-"""`gen` writes a deterministic sample file; `load` validates files, then loads the backend."""
+"""`gen` writes a deterministic sample file; `load` validates files (strictly, or setting bad rows
+aside with `--max-bad-rows`), then loads the backend."""
 
 from __future__ import annotations
 
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +17,7 @@ import click
 from proxy.settings import Settings, SettingsError, load_settings
 from proxyctl.ingest.generator import DEFAULT_DAYS, generate
 from proxyctl.ingest.ndjson import FileSummary, InvalidLine, combine, validate_file
+from proxyctl.ingest.rejects import REJECTS_SUFFIX, RejectsClash, TooManyBadRows, screen
 
 Echo = Callable[[str], None]
 
@@ -35,13 +40,51 @@ def gen(out: Path, sessions: int, orgs: int, seed: int, start: datetime | None, 
         click.echo(f"organization {organization}")
 
 
-def _validate_all(paths: Sequence[Path]) -> FileSummary:
+@dataclass(frozen=True)
+class _Input:
+    """What a load reads after validation: the files, their summary, the rows rejected."""
+
+    paths: tuple[Path, ...]
+    summary: FileSummary
+    rejected: int = 0
+    rejects: tuple[Path, ...] = ()
+
+
+@contextmanager
+def _strict(paths: Sequence[Path]) -> Iterator[_Input]:
     summaries = []
     for path in paths:
         summary = validate_file(path)
         click.echo(f"{path}: {summary.rows} sessions")
         summaries.append(summary)
-    return combine(summaries)
+    yield _Input(tuple(paths), combine(summaries))
+
+
+@contextmanager
+def _forgiving(paths: Sequence[Path], limit: int, rejects: Path | None) -> Iterator[_Input]:
+    # Clean copies live in $TMPDIR, as the Druid loader's month files do (docker/README.md).
+    with tempfile.TemporaryDirectory(prefix="load-clean-") as workdir:
+        try:
+            screened = screen(paths, limit, rejects, Path(workdir))
+        except OSError as exc:
+            raise click.ClickException(f"cannot screen the input: {exc}; nothing was loaded") from exc
+        for item in screened:
+            rows = item.summary.rows if item.summary else 0
+            click.echo(f"{item.source}: {rows} sessions, {item.rejected} rejected (in {item.rejects})")
+        kept = [item for item in screened if item.summary]
+        if not kept:
+            raise click.ClickException("every row was rejected; nothing was loaded")
+        rejected = sum(item.rejected for item in screened)
+        where = tuple(sorted({item.rejects for item in screened}))
+        summary = combine(item.summary for item in kept if item.summary)
+        yield _Input(tuple(item.load_path for item in kept), summary, rejected, where)
+
+
+def _validated(paths: Sequence[Path], limit: int, rejects: Path | None) -> AbstractContextManager[_Input]:
+    """The inputs as the load reads them: strict by default, forgiving when asked."""
+    if limit == 0 and rejects is None:
+        return _strict(paths)
+    return _forgiving(paths, limit, rejects)
 
 
 def _describe(summary: FileSummary) -> str:
@@ -94,7 +137,19 @@ _LOADERS: dict[str, Callable[[Sequence[Path], FileSummary, Settings, Echo], Any]
 @click.argument(
     "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
-def load(files: tuple[Path, ...]) -> None:
+@click.option(
+    "--max-bad-rows",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Load the good rows when at most this many rows break the contract (0: any bad row stops the load).",
+)
+@click.option(
+    "--rejects",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=f"Write every bad row here  [default: beside each FILE, FILE{REJECTS_SUFFIX}]",
+)
+def load(files: tuple[Path, ...], max_bad_rows: int, rejects: Path | None) -> None:
     """Validate every FILE (NDJSON sessions), then load them all into the configured backend."""
     began = time.monotonic()
     try:
@@ -102,10 +157,11 @@ def load(files: tuple[Path, ...]) -> None:
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
     try:
-        summary = _validate_all(files)
-    except InvalidLine as exc:
+        with _validated(files, max_bad_rows, rejects) as validated:
+            click.echo(_describe(validated.summary))
+            result = _LOADERS[settings.backend](validated.paths, validated.summary, settings, click.echo)
+    except (InvalidLine, RejectsClash, TooManyBadRows) as exc:
         raise click.ClickException(f"{exc}; nothing was loaded") from exc
-    click.echo(_describe(summary))
-    result = _LOADERS[settings.backend](files, summary, settings, click.echo)
-    ingested, rejected = result.rows_ingested, result.rows_rejected
-    click.echo(f"{ingested} rows ingested, {rejected} rejected in {time.monotonic() - began:.1f} s")
+    ingested, rejected = result.rows_ingested, result.rows_rejected + validated.rejected
+    where = f" (rejects in {', '.join(map(str, validated.rejects))})" if validated.rejects else ""
+    click.echo(f"{ingested} rows ingested, {rejected} rejected{where} in {time.monotonic() - began:.1f} s")

@@ -93,23 +93,23 @@ class FileSummary:
     organizations: frozenset[str]
 
 
-class _Bad(Exception):
-    """A field check failed; carries the reason without the file position."""
+class BadRow(ValueError):
+    """One line breaks the contract; carries the reason without the file position."""
 
 
 def _epoch_ms(value: Any) -> int:
     if not isinstance(value, str) or not _TIMESTAMP.fullmatch(value):
-        raise _Bad("timestamp must be ISO-8601 like 2019-01-01T00:00:00.000Z (offset or Z)")
+        raise BadRow("timestamp must be ISO-8601 like 2019-01-01T00:00:00.000Z (offset or Z)")
     if not _OFFSET.search(value):
-        raise _Bad("timestamp offset must be Z or ±HH:MM with HH at most 23 and MM at most 59")
+        raise BadRow("timestamp offset must be Z or ±HH:MM with HH at most 23 and MM at most 59")
     try:
         instant = datetime.fromisoformat(value)
     except ValueError as exc:
-        raise _Bad(f"timestamp {value!r} is not a valid date-time") from exc
+        raise BadRow(f"timestamp {value!r} is not a valid date-time") from exc
     # A session no query can name is a mistake, and near years 1 and 9999 converting to UTC
     # overflows Python's datetime.
     if not EARLIEST <= instant < LATEST:
-        raise _Bad(
+        raise BadRow(
             f"timestamp {value!r} is outside {EARLIEST.isoformat()} to {LATEST.isoformat()}, "
             "the instants queries can name"
         )
@@ -118,14 +118,14 @@ def _epoch_ms(value: Any) -> int:
 
 def _organization(value: Any) -> str:
     if not isinstance(value, str) or not _UUID.fullmatch(value):
-        raise _Bad("organization_id must be a lowercase UUID string")
+        raise BadRow("organization_id must be a lowercase UUID string")
     return value
 
 
 def _required_string(name: str) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         if not isinstance(value, str) or not value:
-            raise _Bad(f"{name} must be a non-empty string")
+            raise BadRow(f"{name} must be a non-empty string")
         return value
 
     return check
@@ -134,7 +134,7 @@ def _required_string(name: str) -> Callable[[Any], str]:
 def _optional_string(name: str) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
         if value is not None and (not isinstance(value, str) or not value):
-            raise _Bad(f"{name} must be a non-empty string or null")
+            raise BadRow(f"{name} must be a non-empty string or null")
         return value
 
     return check
@@ -142,7 +142,7 @@ def _optional_string(name: str) -> Callable[[Any], str | None]:
 
 def _device_type(value: Any) -> str | None:
     if value is not None and value not in DEVICE_TYPES:
-        raise _Bad("device_type must be desktop, tablet, mobile or null")
+        raise BadRow("device_type must be desktop, tablet, mobile or null")
     return value  # type: ignore[no-any-return]
 
 
@@ -151,11 +151,11 @@ def _array(name: str, max_items: int | None) -> Callable[[Any], list[str]]:
         if value == []:
             return []
         if type(value) is not list or {type(item) for item in value} != {str} or "" in value:
-            raise _Bad(f"{name} must be an array of non-empty strings")
+            raise BadRow(f"{name} must be an array of non-empty strings")
         if max_items is not None and len(value) > max_items:
-            raise _Bad(f"{name} holds {len(value)} items, at most {max_items} allowed")
+            raise BadRow(f"{name} holds {len(value)} items, at most {max_items} allowed")
         if len(set(value)) != len(value):
-            raise _Bad(f"{name} must not repeat an item")
+            raise BadRow(f"{name} must not repeat an item")
         return value
 
     return check
@@ -165,7 +165,7 @@ def _integer(name: str) -> Callable[[Any], int]:
     def check(value: Any) -> int:
         # bool is an int subclass; JSON true is not a count.
         if type(value) is not int or not 0 <= value < MAX_INTEGER:
-            raise _Bad(f"{name} must be a non-negative integer below 2^53")
+            raise BadRow(f"{name} must be a non-negative integer below 2^53")
         return value
 
     return check
@@ -196,25 +196,25 @@ _EMPTY_ROW: dict[str, Any] = dict.fromkeys(COLUMNS)
 
 def _parse_object(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
-        raise _Bad("empty line")
+        raise BadRow("empty line")
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise _Bad(f"not valid JSON ({exc.msg} at column {exc.colno})") from exc
+        raise BadRow(f"not valid JSON ({exc.msg} at column {exc.colno})") from exc
     if not isinstance(obj, dict):
-        raise _Bad("a line must be a JSON object")
+        raise BadRow("a line must be a JSON object")
     return obj
 
 
 def _normalize(obj: dict[str, Any]) -> dict[str, Any]:
     """Check one parsed line against the contract; return it in `COLUMNS` order."""
     if not obj.keys() >= _REQUIRED:
-        raise _Bad(f"{next(name for name in REQUIRED_FIELDS if name not in obj)} is required")
+        raise BadRow(f"{next(name for name in REQUIRED_FIELDS if name not in obj)} is required")
     out = _EMPTY_ROW.copy()  # every column, in order, None until set
     for key, value in obj.items():
         spec = _FIELDS.get(key)
         if spec is None:
-            raise _Bad(f"unknown key {key!r}")
+            raise BadRow(f"unknown key {key!r}")
         out[spec[0]] = spec[1](value)
     for name in ARRAY_FIELDS:
         if out[name] is None:  # missing; a present null was refused above
@@ -222,13 +222,15 @@ def _normalize(obj: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def read_line(raw: bytes) -> dict[str, Any]:
+    """One raw line checked against the contract, as a row in `COLUMNS` order; `BadRow` if not."""
+    return _normalize(_parse_object(raw))
+
+
 def line_timestamp_ms(raw: bytes) -> int:
-    """The session start of one raw line, UTC epoch ms, read as validation reads it; ValueError
-    if the line has none."""
-    try:
-        return _epoch_ms(_parse_object(raw).get("timestamp"))
-    except _Bad as exc:
-        raise ValueError(str(exc)) from None
+    """The session start of one raw line, UTC epoch ms, read as validation reads it; `BadRow`
+    (a ValueError) if the line has none."""
+    return _epoch_ms(_parse_object(raw).get("timestamp"))
 
 
 def iter_sessions(path: Path) -> Iterator[dict[str, Any]]:
@@ -237,8 +239,8 @@ def iter_sessions(path: Path) -> Iterator[dict[str, Any]]:
     with path.open("rb") as lines:
         for line_number, raw in enumerate(lines, start=1):
             try:
-                yield _normalize(_parse_object(raw))
-            except _Bad as exc:
+                yield read_line(raw)
+            except BadRow as exc:
                 raise InvalidLine(path, line_number, str(exc)) from None
     if line_number == 0:
         raise InvalidLine(path, 1, "no sessions")
@@ -260,10 +262,17 @@ def summarize(rows: Iterable[dict[str, Any]]) -> tuple[int, int, int, frozenset[
     return count, first, last, frozenset(orgs)
 
 
+def summary_of(rows: Iterable[dict[str, Any]]) -> FileSummary | None:
+    """The summary of normalized rows; None when there are none."""
+    count, first, last, orgs = summarize(rows)
+    return FileSummary(count, _from_ms(first), _from_ms(last), orgs) if count else None
+
+
 def validate_file(path: Path) -> FileSummary:
     """Stream through `path` once; raise `InvalidLine` at the first line breaking the contract."""
-    count, first, last, orgs = summarize(iter_sessions(path))
-    return FileSummary(count, _from_ms(first), _from_ms(last), orgs)
+    summary = summary_of(iter_sessions(path))
+    assert summary is not None  # iter_sessions refuses a file without lines
+    return summary
 
 
 def combine(summaries: Iterable[FileSummary]) -> FileSummary:
