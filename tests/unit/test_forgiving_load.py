@@ -263,3 +263,14 @@ def test_a_bad_limit_is_a_usage_error_naming_the_option(
     source = _write(tmp_path / "s.ndjson", GOOD_A)
     result = _run(tmp_path, monkeypatch, str(source), "--max-bad-rows", value)
     assert (result.exit_code, f"Invalid value for '--max-bad-rows': {message}" in result.output) == (2, True)
+
+
+def test_a_day_whose_only_rows_were_rejected_is_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    kept_day = line(session_id="old", timestamp="2019-01-05T12:00:00Z")
+    assert _run(tmp_path, monkeypatch, str(_write(tmp_path / "before.ndjson", kept_day))).exit_code == 0
+    bad_on_that_day = line(session_id="bad", timestamp="2019-01-05T13:00:00Z", session_duration_secs=-1)
+    source = _write(
+        tmp_path / "s.ndjson", line(session_id="new", timestamp="2019-01-01T12:00:00Z"), bad_on_that_day
+    )
+    assert _run(tmp_path, monkeypatch, str(source), "--max-bad-rows", "1").exit_code == 0
+    assert _stored(tmp_path) == ("sessions-2.duckdb", ["new", "old"])
