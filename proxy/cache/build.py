@@ -5,7 +5,7 @@ from __future__ import annotations
 from proxy.backends.base import Backend
 from proxy.cache.flight import SingleFlight
 from proxy.cache.freshness import Freshness
-from proxy.cache.results import DataVersions, ResultCache
+from proxy.cache.results import DataVersions, ResultCache, VersionOnly
 from proxy.cache.store import DiskStore
 from proxy.settings import Settings
 
@@ -36,5 +36,5 @@ def data_versions(settings: Settings, backend: Backend) -> DataVersions | None:
     if isinstance(backend, EmbeddedBackend):
         from proxy.backends.embedded.versions import EmbeddedVersions
 
-        return EmbeddedVersions(settings.embedded_dir)
+        return VersionOnly(EmbeddedVersions(settings.embedded_dir))
     return None

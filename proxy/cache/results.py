@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Protocol
 
 from proxy.backends.base import Scope
+from proxy.cache.entry import Entry, Validator, decode, encode
 from proxy.cache.flight import SingleFlight
 from proxy.cache.freshness import Freshness
 from proxy.cache.key import cache_key, canonical_query, entity_tag, matches
@@ -20,11 +22,63 @@ from proxy.runtime.metrics import observe_cache, observe_cache_store
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Check:
+    """What revalidating a stored answer found: still current, or not, with what the changed
+    request answered (`fresh`, the engine's own), so the new computation does not ask it again."""
+
+    current: bool
+    fresh: object = None
+
+
+class Recording(Protocol):
+    """The validators of the answer computed while it was open."""
+
+    def validators(self) -> tuple[Validator, ...] | None:
+        """None when an answer carried no tag: the result cannot be revalidated, so it is not kept."""
+
+
 class DataVersions(Protocol):
-    """What an engine says about the data under a plan: a new value whenever that data changed."""
+    """How an engine tells an answer is still current."""
 
     def version(self, plan: ResultPlan, scope: Scope) -> str:
-        """The version of the data the plan would read, read before the query runs."""
+        """What is known of the data before any query runs; part of the key."""
+
+    def check(self, validators: tuple[Validator, ...], scope: Scope) -> Check:
+        """Whether an answer stored with these validators is still current (asks the backend)."""
+
+    def recording(self, fresh: object, scope: Scope) -> AbstractContextManager[Recording]:
+        """Collects the validators of the answer computed inside it for the scope's request;
+        `fresh` is what a failed check fetched."""
+
+
+class _NoValidators:
+    def validators(self) -> tuple[Validator, ...]:
+        return ()
+
+
+class VersionOnly:
+    """An engine whose version, read before the query, says everything (the embedded one): an
+    answer stored under its key is current, and needs no validators."""
+
+    def __init__(self, versions: VersionReader) -> None:
+        self.versions = versions
+
+    def version(self, plan: ResultPlan, scope: Scope) -> str:
+        return self.versions.version(plan, scope)
+
+    def check(self, validators: tuple[Validator, ...], scope: Scope) -> Check:
+        return Check(current=True)
+
+    def recording(self, fresh: object, scope: Scope) -> AbstractContextManager[Recording]:
+        return nullcontext(_NoValidators())
+
+
+class VersionReader(Protocol):
+    """An engine's data version, read before the query."""
+
+    def version(self, plan: ResultPlan, scope: Scope) -> str:
+        """A new value whenever the data under the plan changed."""
 
 
 @dataclass(frozen=True)
@@ -53,47 +107,73 @@ class ResultCache:
     ) -> Cached:
         """The encoded answer of `plan` for the scope's organization; `compute` runs the backend.
 
-        The caller has authenticated and authorized the organization before this runs.
+        The caller has authenticated and authorized the organization before this runs. A stored
+        answer is served only once the engine has said, during this request, that it is current.
         """
         now = time.time()
         window = self.freshness.window(plan, now)
         if window is None:
             return self._uncached(compute)
         try:
-            # Read before the query: the answer stored under it is at least as new as this version.
             version = f"{self.versions.version(plan, scope)}|{window}"
         except ProxyError:
             # No version, no cache: the query still runs, and fails by itself if the engine is down.
             log.warning("data version unavailable in request %s; answering uncached", scope.request_id)
             return self._uncached(compute)
-        key = cache_key(scope.organization_id, canonical_query(plan), version)
-        tag = entity_tag(key)
-        if matches(if_none_match, tag):
-            observe_cache("revalidated")
-            return Cached(None, tag, "revalidated")
-        body = self.store.get(key)
-        if body is not None:
-            observe_cache("hit")
-            return Cached(body, tag, "hit")
-        return self._lead(key, tag, plan, scope, now, compute)
-
-    def _lead(
-        self, key: str, tag: str, plan: ResultPlan, scope: Scope, now: float, compute: Callable[[], bytes]
-    ) -> Cached:
+        query = canonical_query(plan)
+        key = cache_key(scope.organization_id, query, version)
+        entry = decode(self.store.get(key))
+        fresh = None
+        if entry is not None:
+            check = self._check(entry, scope)
+            if check.current:
+                return self._serve(entry, if_none_match, "hit")
+            fresh = check.fresh
         with self.flight.lead(key, scope.deadline):
-            # Whoever held the lock before may have stored this very answer.
-            body = self.store.get(key)
-            if body is not None:
-                observe_cache("hit", shared=True)
-                return Cached(body, tag, "hit")
-            body = compute()
-            evicted = self.store.put(key, body, self.freshness.lifetime_secs(plan, now))
-        observe_cache("miss")
+            # Whoever held the lock before may have stored a newer answer; it is checked like any.
+            stored = decode(self.store.get(key))
+            if stored is not None and stored != entry and self._check(stored, scope).current:
+                return self._serve(stored, if_none_match, "hit", shared=True)
+            with self.versions.recording(fresh, scope) as recording:
+                body = compute()
+            validators = recording.validators()
+            if validators is None:
+                return self._computed(Cached(body, None, "uncached"), if_none_match)
+            tag = _tag(scope.organization_id, query, version, validators)
+            evicted = self.store.put(
+                key, encode(Entry(tag, validators, body)), self.freshness.lifetime_secs(plan, now)
+            )
         observe_cache_store(evicted, self.store.volume())
-        return Cached(body, tag, "miss")
+        return self._computed(Cached(body, tag, "miss"), if_none_match)
+
+    def _check(self, entry: Entry, scope: Scope) -> Check:
+        return self.versions.check(entry.validators, scope) if entry.validators else Check(current=True)
+
+    @staticmethod
+    def _serve(entry: Entry, if_none_match: str | None, outcome: str, shared: bool = False) -> Cached:
+        if matches(if_none_match, entry.tag):
+            observe_cache("revalidated")
+            return Cached(None, entry.tag, "revalidated")
+        observe_cache(outcome, shared=shared)
+        return Cached(entry.body, entry.tag, outcome)
+
+    @staticmethod
+    def _computed(cached: Cached, if_none_match: str | None) -> Cached:
+        observe_cache(cached.outcome)
+        # The caller already holds this very answer (its copy was evicted here, or is older than
+        # the store): no body, as for any current copy.
+        if cached.etag is not None and matches(if_none_match, cached.etag):
+            return Cached(None, cached.etag, cached.outcome)
+        return cached
 
     @staticmethod
     def _uncached(compute: Callable[[], bytes]) -> Cached:
         body = compute()
         observe_cache("uncached")
         return Cached(body, None, "uncached")
+
+
+def _tag(organization: str, query: bytes, version: str, validators: tuple[Validator, ...]) -> str:
+    """The ETag callers see: the organization, the query, the version and the engine's own tags."""
+    tags = "|".join(tag for _, tag in validators)
+    return entity_tag(cache_key(organization, query, f"{version}|{tags}"))

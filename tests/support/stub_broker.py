@@ -31,6 +31,7 @@ class Answer:
     delay_secs: float = 0.0  # before the status line
     truncate_at: int | None = None  # bytes of `body` sent (Content-Length says all) before closing
     stall: Stall = "no"  # hold the connection, before or after a first chunk, until the client leaves
+    etag: str | None = None  # sent as `ETag`, as Druid does to a conditional query
 
     @classmethod
     def json(cls, payload: Any, status: int = 200) -> Answer:
@@ -44,6 +45,7 @@ class Received:
     body: bytes
     client_port: int
     at: float
+    if_none_match: str | None = None
 
     @property
     def line(self) -> str:
@@ -114,7 +116,15 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self) -> None:
         broker = self.server.broker
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        broker.record(Received(self.command, self.path, body, self.client_address[1], time.monotonic()))
+        sent = Received(
+            self.command,
+            self.path,
+            body,
+            self.client_address[1],
+            time.monotonic(),
+            self.headers.get("If-None-Match"),
+        )
+        broker.record(sent)
         answer = broker.answer_for(self.command, self.path)
         broker.stopping.wait(answer.delay_secs)
         if answer.stall == "before_headers":
@@ -122,6 +132,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.send_response(answer.status)
         self.send_header("Content-Type", answer.content_type)
+        if answer.etag is not None:
+            self.send_header("ETag", answer.etag)
         if answer.stall == "mid_body":
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()

@@ -1,4 +1,5 @@
-"""The cache around a backend call: hit, miss, 304, a new data version, single-flight, isolation."""
+"""The cache around a backend call: hit, miss, 304, a new data version, revalidation by the
+engine's own tags, single-flight, isolation."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from proxy.backends.base import Scope
+from proxy.cache.entry import Validator
 from proxy.cache.flight import SingleFlight
 from proxy.cache.freshness import Freshness
-from proxy.cache.results import Cached, ResultCache
+from proxy.cache.results import Cached, Check, ResultCache, VersionOnly
 from proxy.cache.store import DiskStore
 from proxy.query.plan import ResultPlan, plan_result
 from proxy.runtime.metrics import CACHE_SHARED
@@ -51,7 +53,7 @@ def _cache(root: Path, versions: Versions | None = None) -> ResultCache:
     return ResultCache(
         DiskStore(root / "results", 8 * 1024 * 1024),
         SingleFlight(root / "flights"),
-        versions or Versions(),
+        VersionOnly(versions or Versions()),
         Freshness(10.0),
     )
 
@@ -107,7 +109,7 @@ def test_recent_intervals_are_not_cached_when_the_window_is_zero(tmp_path: Path)
     cache = ResultCache(
         DiskStore(tmp_path / "results", 1024 * 1024),
         SingleFlight(tmp_path / "flights"),
-        Versions(),
+        VersionOnly(Versions()),
         Freshness(0.0),
     )
     backend = Backend()
@@ -185,3 +187,119 @@ def test_no_answer_or_304_crosses_organizations(
         assert tags.setdefault(answer.etag, organization) == organization
         if answer.body is not None:
             assert answer.body.split(b"|")[0].decode() == organization
+
+
+class Tagged:
+    """An engine that tags each answer (as Druid's ETag does): the tag moves by hand; every check
+    and every tag handed out is counted."""
+
+    def __init__(self) -> None:
+        self.tag: str | None = "t1"
+        self.checks: list[tuple[Validator, ...]] = []
+
+    def version(self, plan: ResultPlan, scope: Scope) -> str:
+        return "tagged"
+
+    def check(self, validators: tuple[Validator, ...], scope: Scope) -> Check:
+        self.checks.append(validators)
+        current = all(tag == self.tag for _, tag in validators)
+        return Check(current, None if current else f"fresh under {self.tag}")
+
+    def recording(self, fresh: object, scope: Scope) -> Any:
+        return _Recorder(self, fresh)
+
+
+class _Recorder:
+    def __init__(self, engine: Tagged, fresh: object) -> None:
+        self.engine, self.fresh = engine, fresh
+
+    def __enter__(self) -> _Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def validators(self) -> tuple[Validator, ...] | None:
+        return None if self.engine.tag is None else (("the native query", self.engine.tag),)
+
+
+def _tagged(root: Path, engine: Tagged) -> ResultCache:
+    return ResultCache(
+        DiskStore(root / "results", 1024 * 1024), SingleFlight(root / "flights"), engine, Freshness(10.0)
+    )
+
+
+def test_a_stored_answer_is_served_only_after_the_engine_says_it_is_current(tmp_path: Path) -> None:
+    engine, backend = Tagged(), Backend()
+    cache = _tagged(tmp_path, engine)
+    first = _ask(cache, backend, ORG, _plan())
+    second = _ask(cache, backend, ORG, _plan())
+    assert (first.outcome, second.outcome, backend.queries) == ("miss", "hit", 1)
+    assert engine.checks == [(("the native query", "t1"),)]
+    engine.tag = "t2"
+    third = _ask(cache, backend, ORG, _plan(), first.etag)
+    assert (third.outcome, backend.queries, third.etag != first.etag) == ("miss", 2, True)
+    assert third.body == first.body  # the answer is the same, its tag is not: a new ETag all the same
+
+
+def test_a_failed_check_hands_its_fresh_answer_to_the_computation(tmp_path: Path) -> None:
+    engine, backend = Tagged(), Backend()
+    cache = _tagged(tmp_path, engine)
+    _ask(cache, backend, ORG, _plan())
+    engine.tag = "t2"
+    handed: list[object] = []
+    original = engine.recording
+
+    def recording(fresh: object, scope: Scope) -> Any:
+        handed.append(fresh)
+        return original(fresh, scope)
+
+    engine.recording = recording  # type: ignore[method-assign]
+    _ask(cache, backend, ORG, _plan())
+    assert handed == ["fresh under t2"]
+
+
+def test_an_answer_without_a_tag_is_not_kept(tmp_path: Path) -> None:
+    engine, backend = Tagged(), Backend()
+    engine.tag = None
+    cache = _tagged(tmp_path, engine)
+    outcomes = [_ask(cache, backend, ORG, _plan()) for _ in range(2)]
+    assert [(a.outcome, a.etag) for a in outcomes] == [("uncached", None)] * 2
+    assert backend.queries == 2
+
+
+def test_a_304_needs_the_engine_to_say_the_answer_is_current(tmp_path: Path) -> None:
+    engine, backend = Tagged(), Backend()
+    cache = _tagged(tmp_path, engine)
+    first = _ask(cache, backend, ORG, _plan())
+    assert _ask(cache, backend, ORG, _plan(), first.etag).outcome == "revalidated"
+    engine.tag = "t2"
+    changed = _ask(cache, backend, ORG, _plan(), first.etag)
+    assert (changed.outcome, changed.body is not None, len(engine.checks)) == ("miss", True, 2)
+
+
+def test_a_caller_holding_the_fresh_answer_gets_a_304_even_after_an_eviction(tmp_path: Path) -> None:
+    cache, backend = _cache(tmp_path), Backend()
+    first = _ask(cache, backend, ORG, _plan())
+    evicted = _cache(tmp_path / "other")  # the same answer computed where nothing is stored
+    again = _ask(evicted, backend, ORG, _plan(), first.etag)
+    assert (again.body, again.etag, again.outcome, backend.queries) == (None, first.etag, "miss", 2)
+
+
+def test_concurrent_requests_for_a_tagged_answer_run_one_query_and_check_what_they_take(
+    tmp_path: Path,
+) -> None:
+    engine, backend = Tagged(), Backend(delay_secs=0.3)
+    cache = _tagged(tmp_path, engine)
+    answers: list[Cached] = []
+    threads = [
+        threading.Thread(target=lambda: answers.append(_ask(cache, backend, ORG, _plan()))) for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert backend.queries == 1
+    assert sorted(answer.outcome for answer in answers) == ["hit"] * 7 + ["miss"]
+    # Those that waited checked the answer the first one stored: it may predate their arrival.
+    assert len(engine.checks) == 7

@@ -24,6 +24,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, ReadTimeoutError
 from urllib3.util import Url, parse_url
 
+from proxy.backends.druid.versions import Answered, recording_for
 from proxy.backends.druid.watch import QueryWatch, Reason
 from proxy.errors import (
     BackendError,
@@ -93,36 +94,60 @@ class DruidClient:
         """Run a native query within `budget_secs` (connect, wait and read all included).
 
         Past the deadline, or once `client_gone()` says the caller left, the query is cut
-        short and the broker told to cancel it (`DELETE /druid/v2/{queryId}`).
+        short and the broker told to cancel it (`DELETE /druid/v2/{queryId}`). While the result
+        cache records an answer (proxy/backends/druid/versions.py), the query is sent
+        conditionally and its ETag kept.
         """
+        recording = recording_for(str(native.get("context", {}).get("queryId", "")))
+        if recording is not None:
+            return recording.query(self, native, budget_secs, client_gone)
+        rows = self._query(native, budget_secs, client_gone, {}).rows
+        assert rows is not None  # only a conditional query is answered 304
+        return rows
+
+    def conditional_query(
+        self, native: dict[str, Any], budget_secs: float, client_gone: ClientGone, if_none_match: str
+    ) -> Answered:
+        """A native query sent with `If-None-Match`: 304 (rows None) while that ETag is current,
+        else the rows and the ETag Druid gives them (None when it gives none)."""
+        return self._query(native, budget_secs, client_gone, {"If-None-Match": if_none_match})
+
+    def _query(
+        self, native: dict[str, Any], budget_secs: float, client_gone: ClientGone, headers: dict[str, str]
+    ) -> Answered:
         context = native.get("context", {})
         query_id = str(context.get("queryId", ""))
         with QueryWatch(budget_secs, partial(self.cancel, query_id), client_gone) as watch:
             try:
                 druid_deadline = time.monotonic() + _druid_timeout_secs(context)
-                status, body = self._post(native, watch, druid_deadline)
+                status, etag, body = self._post(native, watch, druid_deadline, headers)
                 # Settle the race with the watch: once the body is in, only an earlier fire counts.
                 watch.finish()
                 _raise_if_fired(watch)
-                return _rows(status, body, query_id, past_druid_timeout=time.monotonic() >= druid_deadline)
+                if status == 304 and "If-None-Match" in headers:
+                    return Answered(None, headers["If-None-Match"])
+                past = time.monotonic() >= druid_deadline
+                return Answered(_rows(status, body, query_id, past_druid_timeout=past), etag)
             except BackendTimeout:
                 watch.expire()  # our clock or Druid's: either way Druid is told to stop
                 raise
 
-    def _post(self, native: dict[str, Any], watch: QueryWatch, druid_deadline: float) -> tuple[int, bytes]:
+    def _post(
+        self, native: dict[str, Any], watch: QueryWatch, druid_deadline: float, headers: dict[str, str]
+    ) -> tuple[int, str | None, bytes]:
         remaining = max(watch.remaining(), 0.001)
         try:
             response = self._pool().urlopen(
                 "POST",
                 f"{self._path}/druid/v2/",
                 body=orjson.dumps(native),
-                headers=_JSON_HEADERS,
+                headers={**_JSON_HEADERS, **headers},
                 timeout=Timeout(connect=min(self.connect_timeout_secs, remaining), read=remaining),
                 retries=False,
                 redirect=False,
                 preload_content=False,
             )
-            return response.status, _read(response, watch)
+            return response.status, response.headers.get("ETag"), _read(response, watch)
         except ConnectTimeoutError as exc:
             # Refused and unreachable (NewConnectionError) are connect timeouts to urllib3 too.
             raise BackendUnavailable(_MESSAGES[BackendUnavailable]) from exc
@@ -152,28 +177,6 @@ class DruidClient:
             return self._request("GET", "/druid/broker/v1/readiness").status == 200
         except HTTPError:
             return False
-
-    def get_json(self, path: str, budget_secs: float) -> Any:
-        """GET a broker endpoint answering JSON within `budget_secs`; failures map as a query's do."""
-        budget = max(budget_secs, 0.001)
-        try:
-            response = self._pool().urlopen(
-                "GET",
-                f"{self._path}{path}",
-                timeout=Timeout(connect=min(self.connect_timeout_secs, budget), read=budget),
-                retries=False,
-                redirect=False,
-            )
-        except ConnectTimeoutError as exc:
-            raise BackendUnavailable(_MESSAGES[BackendUnavailable]) from exc
-        except ReadTimeoutError as exc:
-            raise BackendTimeout(_MESSAGES[BackendTimeout]) from exc
-        except HTTPError as exc:
-            raise BackendUnavailable(_MESSAGES[BackendUnavailable]) from exc
-        payload = _decode(response.data)
-        if response.status != 200 or payload is None:
-            raise _error(response.status, payload, response.data, path)
-        return payload
 
     def _request(self, method: str, path: str) -> BaseHTTPResponse:
         return self._pool().urlopen(
