@@ -118,9 +118,11 @@ class _FileScreen:
         if self.copy is not None:
             self.copy.write(raw if raw.endswith(b"\n") else raw + b"\n")
 
-    def result(self, summary: FileSummary | None, rejects: Path) -> Screened:
+    def close(self) -> None:
         if self.copy is not None:
             self.copy.close()
+
+    def result(self, summary: FileSummary | None, rejects: Path) -> Screened:
         load_path = self.copy_path if self.rejected else self.source
         return Screened(self.source, load_path, summary, self.rejected, rejects)
 
@@ -150,7 +152,10 @@ def screen(sources: Sequence[Path], limit: int, rejects: Path | None, workdir: P
         for number, source in enumerate(sources):
             budget = limit - sum(item.rejected for item in screened)
             state = _FileScreen(source, sinks[source], workdir / f"{number}-{source.name}", budget)
-            summary = summary_of(state.rows())
+            try:
+                summary = summary_of(state.rows())
+            finally:
+                state.close()
             screened.append(state.result(summary, rejects or default_rejects(source)))
     total = sum(item.rejected for item in screened)
     if total > limit:
