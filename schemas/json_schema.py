@@ -14,6 +14,7 @@ from schemas.request import EARLIEST, LATEST, MAX_AGGREGATIONS, ZONES, QueryLimi
 from schemas.vocabulary import (
     AGGREGATIONS,
     BOUND_ORDERINGS,
+    COMPARE_PERIODS,
     DIMENSIONS,
     FILTER_TYPES,
     GRANULARITIES,
@@ -31,10 +32,15 @@ CROSS_FIELD_RULES: dict[str, str] = {
     "interval.start": "between 1000-01-01 and 9000-01-01 (UTC)",
     "interval.end": "after interval.start, between 1000-01-01 and 9000-01-01 (UTC)",
     "interval": "spans at most max_interval_days days",
-    "granularity": "at most max_buckets buckets over the interval",
+    "granularity": "at most max_buckets buckets over the interval (and over the compare interval)",
     "aggregations": "each output column (see /meta) produced once",
     "group_by": "not empty when limit or a non-empty order_by is given",
     "order_by": "names output columns of this query (group_by dimensions, aggregation outputs), each once",
+    "offset": "offset + limit at most max_result_rows",
+    "compare": "the interval it names (previous_period, previous_year, or given) obeys the interval "
+    "rules: within 1000-01-01 and 9000-01-01 (UTC), end after start, at most max_interval_days days",
+    "compare.start": "between 1000-01-01 and 9000-01-01 (UTC)",
+    "compare.end": "after compare.start, between 1000-01-01 and 9000-01-01 (UTC)",
     "filters": "at most max_filter_depth deep, max_filter_nodes nodes, max_filter_values values in all",
     "filters…value": "numeric dimensions take finite numbers, numeric text or null",
     "filters…values": "numeric dimensions take finite numbers, numeric text or null",
@@ -221,14 +227,28 @@ def output_columns() -> list[str]:
     return [*DIMENSIONS, *outputs]
 
 
+_INSTANT = {
+    "type": "string",
+    "format": "date-time",
+    "description": f"With an offset; between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC).",
+}
+
+
 def _interval() -> dict[str, Any]:
-    instant = {
-        "type": "string",
-        "format": "date-time",
-        "description": f"With an offset; between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC).",
-    }
     zone = {"enum": sorted(ZONES), "default": "UTC", "description": "An IANA time zone."}
-    return _object({"start": instant, "end": instant, "time_zone": zone}, ("start", "end"))
+    return _object({"start": _INSTANT, "end": _INSTANT, "time_zone": zone}, ("start", "end"))
+
+
+def _compare() -> dict[str, Any]:
+    given = _object(
+        {"start": _INSTANT, "end": _INSTANT}, ("start", "end"), description="In interval.time_zone."
+    )
+    return {
+        "anyOf": [{"enum": list(COMPARE_PERIODS)}, given],
+        "description": "Answer the same query over another interval too (`comparison` in the result): "
+        "the previous period of the same length (whole local days when both ends are local midnights), "
+        "the same wall-clock times a year earlier, or the interval given.",
+    }
 
 
 def _grouped(key: str, non_empty: bool) -> dict[str, Any]:
@@ -270,9 +290,25 @@ def query_component(limits: QueryLimits) -> dict[str, Any]:
             "filters": filters,
             "limit": {"type": "integer", "minimum": 1, "maximum": limits.max_result_rows},
             "order_by": {"type": "array", "items": order, "default": []},
+            "offset": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": limits.max_result_rows - 1,
+                "description": "Skip this many rows of the ordered result before `limit` (paging).",
+            },
+            "totals": {
+                "type": "boolean",
+                "default": False,
+                "description": "Add `totals`: each metric over every matching session of the interval.",
+            },
+            "compare": _compare(),
         },
         ("interval", "granularity", "aggregations"),
-        allOf=[_grouped("limit", non_empty=False), _grouped("order_by", non_empty=True)],
+        allOf=[
+            _grouped("limit", non_empty=False),
+            _grouped("order_by", non_empty=True),
+            {"if": {"required": ["offset"]}, "then": {"required": ["limit"]}},
+        ],
     )
 
 

@@ -111,6 +111,9 @@ class Query:
     filter: Filter | None
     limit: int | None
     order_by: tuple[OrderBy, ...]
+    offset: int = 0  # rows of the ordered result skipped before `limit` (grouped queries only)
+    totals: bool = False  # whether the answer carries each metric over the whole interval
+    compare: Interval | None = None  # the other interval the same query is answered for
 
     @property
     def metric_names(self) -> tuple[str, ...]:

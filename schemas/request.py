@@ -19,10 +19,12 @@ from marshmallow import (
     validates_schema,
 )
 
-from schemas.filters import FilterField, load_filter
+from schemas.filters import FilterField, StrictBoolean, load_filter
 from schemas.model import Aggregation, And, Filter, Interval, OrderBy, Query
+from schemas.periods import COMPARISONS
 from schemas.vocabulary import (
     AGGREGATIONS,
+    COMPARE_PERIODS,
     DIMENSIONS,
     GRANULARITIES,
     ORDER_DIRECTIONS,
@@ -82,6 +84,15 @@ def _load_zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
+def _check_ends(start: datetime, end: datetime) -> None:
+    """The rules both ends of any interval obey, each error under `start` or `end`."""
+    for side, instant in (("start", start), ("end", end)):
+        if not EARLIEST <= instant <= LATEST:
+            raise ValidationError("Must lie between 1000-01-01 and 9000-01-01 (UTC).", side)
+    if end <= start:
+        raise ValidationError("Must be after start.", "end")
+
+
 class IntervalSchema(_StrictSchema):
     start = fields.AwareDateTime(required=True, format="iso")
     end = fields.AwareDateTime(required=True, format="iso")
@@ -93,12 +104,36 @@ class IntervalSchema(_StrictSchema):
             zone = _load_zone(data["time_zone"])
         except ValidationError as exc:
             raise ValidationError(exc.messages, "time_zone") from exc
-        for side in ("start", "end"):
-            if not EARLIEST <= data[side] <= LATEST:
-                raise ValidationError("Must lie between 1000-01-01 and 9000-01-01 (UTC).", side)
-        if data["end"] <= data["start"]:
-            raise ValidationError("Must be after start.", "end")
+        _check_ends(data["start"], data["end"])
         return Interval(data["start"], data["end"], zone)
+
+
+class CompareIntervalSchema(_StrictSchema):
+    """`compare` as explicit ends; the zone is the query interval's."""
+
+    start = fields.AwareDateTime(required=True, format="iso")
+    end = fields.AwareDateTime(required=True, format="iso")
+
+    @post_load
+    def make(self, data: dict[str, Any], **kwargs: Any) -> tuple[datetime, datetime]:
+        _check_ends(data["start"], data["end"])
+        return data["start"], data["end"]
+
+
+# A named period, or the ends of an interval (resolved against the query's interval on load).
+CompareSpec = str | tuple[datetime, datetime]
+
+
+class CompareField(fields.Field):  # type: ignore[type-arg]
+    """`compare`: one of `COMPARE_PERIODS`, or an object with `start` and `end`."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> CompareSpec:
+        if isinstance(value, dict):
+            ends: tuple[datetime, datetime] = CompareIntervalSchema().load(value)
+            return ends
+        if isinstance(value, str) and value in COMPARE_PERIODS:
+            return value
+        raise ValidationError(f"One of {', '.join(COMPARE_PERIODS)}, or an object with start and end.")
 
 
 class AggregationSchema(_StrictSchema):
@@ -169,6 +204,9 @@ class QuerySchema(_StrictSchema):
     filters = FiltersField(load_default=None, allow_none=True)
     limit = JsonInteger(validate=validate.Range(min=1))
     order_by = fields.List(fields.Nested(OrderBySchema), load_default=list)
+    offset = JsonInteger(validate=validate.Range(min=0))
+    totals = StrictBoolean(load_default=False)
+    compare = CompareField()
 
     def __init__(self, limits: QueryLimits | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -197,12 +235,11 @@ class QuerySchema(_StrictSchema):
         aggregations = [agg for group in data["aggregations"] for agg in group]
         self._check_outputs(aggregations)
         self._check_top_n(data, aggregations)
+        self._check_offset(data)
 
-    def _check_interval_span(self, interval: Interval) -> None:
+    def _check_interval_span(self, interval: Interval, field: str = "interval") -> None:
         if interval.end - interval.start > timedelta(days=self.limits.max_interval_days):
-            raise ValidationError(
-                f"The interval spans at most {self.limits.max_interval_days} days.", "interval"
-            )
+            raise ValidationError(f"The interval spans at most {self.limits.max_interval_days} days.", field)
 
     def _check_group_by(self, group_by: list[str]) -> None:
         if len(set(group_by)) != len(group_by):
@@ -229,6 +266,31 @@ class QuerySchema(_StrictSchema):
         if len({order.field for order in order_by}) != len(order_by):
             raise ValidationError("Order by each column once.", "order_by")
 
+    def _check_offset(self, data: dict[str, Any]) -> None:
+        offset, limit = data.get("offset"), data.get("limit")
+        if offset is None:
+            return
+        if limit is None:
+            raise ValidationError("offset pages through a limited result: give a limit too.", "offset")
+        if offset + limit > self.limits.max_result_rows:
+            raise ValidationError(f"offset + limit is at most {self.limits.max_result_rows}.", "offset")
+
+    def _comparison(self, interval: Interval, spec: CompareSpec | None) -> Interval | None:
+        """The interval `compare` names, held to the rules of `interval`; errors under `compare`."""
+        if spec is None:
+            return None
+        if isinstance(spec, str):
+            compared = COMPARISONS[spec](interval)
+        else:
+            compared = Interval(spec[0], spec[1], interval.time_zone)
+        try:
+            _check_ends(compared.start, compared.end)
+        except ValidationError as exc:
+            messages = [f"The {spec} interval: {message}" for message in cast(list[str], exc.messages)]
+            raise ValidationError(messages, "compare") from exc
+        self._check_interval_span(compared, "compare")
+        return compared
+
     @post_load
     def make(self, data: dict[str, Any], **kwargs: Any) -> Query:
         return Query(
@@ -239,4 +301,7 @@ class QuerySchema(_StrictSchema):
             filter=data["filters"],
             limit=data.get("limit"),
             order_by=tuple(data["order_by"]),
+            offset=data.get("offset", 0),
+            totals=data["totals"],
+            compare=self._comparison(data["interval"], data.get("compare")),
         )

@@ -111,6 +111,9 @@ TEXT_KINDS: frozenset[DimensionKind] = frozenset({DimensionKind.STRING, Dimensio
 
 ORDER_DIRECTIONS: tuple[str, ...] = ("asc", "desc")
 
+# The intervals `compare` may name instead of giving one (see schemas.periods).
+COMPARE_PERIODS: tuple[str, ...] = ("previous_period", "previous_year")
+
 
 def aggregation_output(agg_type: str, field: str | None) -> str:
     """The output column name an aggregation produces."""

@@ -52,5 +52,12 @@ class Backend(Protocol):
     def explain(self, plan: ResultPlan, scope: Scope) -> Any:
         """The backend query that `execute` would run, as JSON-ready data."""
 
+    def totals(self, plan: ResultPlan, scope: Scope) -> Sequence[Sequence[Any] | None]:
+        """Per interval of `plan.totals_intervals`, each metric over all its matching sessions
+        (None: no sessions), from one backend query."""
+
+    def explain_totals(self, plan: ResultPlan, scope: Scope) -> Any:
+        """The backend query that `totals` would run, as JSON-ready data."""
+
     def ready(self) -> bool:
         """Whether the engine answers queries right now."""

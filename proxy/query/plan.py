@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
 from itertools import islice
@@ -28,6 +28,8 @@ class ResultPlan:
     query: Query
     bucket_starts_ms: tuple[int, ...]
     max_rows: int
+    # The same query over the `compare` interval, planned as a query of its own.
+    comparison: ResultPlan | None = None
 
     @property
     def zone(self) -> ZoneInfo:
@@ -60,6 +62,14 @@ class ResultPlan:
         """Rows to ask the backend for: the caller's limit, or one past the cap to detect overflow."""
         return self.query.limit if self.query.limit is not None else self.max_rows + 1
 
+    @property
+    def totals_intervals(self) -> tuple[Interval, ...]:
+        """The intervals whose totals the answer carries: this one, then the comparison's."""
+        if not self.query.totals:
+            return ()
+        compared = () if self.comparison is None else (self.comparison.query.interval,)
+        return (self.query.interval, *compared)
+
     def fields(self) -> list[dict[str, str]]:
         """The response's column descriptions, in order."""
         dims = [{"name": name, "type": "dimension"} for name in ("timestamp", *self.group_by)]
@@ -78,8 +88,7 @@ def _bucket_starts_ms(interval: Interval, granularity: str, limit: int) -> tuple
     return tuple(_epoch_ms(start) for start in islice(iter_buckets(interval, granularity), limit))
 
 
-def plan_result(query: Query, max_buckets: int, max_rows: int) -> ResultPlan:
-    """Fix the buckets of a query; too many buckets is the caller's error."""
+def _checked_starts(query: Query, max_buckets: int) -> tuple[int, ...]:
     starts = _bucket_starts_ms(query.interval, query.granularity, max_buckets + 1)
     if len(starts) > max_buckets:
         raise BadRequest(
@@ -87,4 +96,13 @@ def plan_result(query: Query, max_buckets: int, max_rows: int) -> ResultPlan:
             "use a coarser granularity or a shorter interval.",
             {"granularity": [f"At most {max_buckets} buckets."]},
         )
-    return ResultPlan(query, starts, max_rows)
+    return starts
+
+
+def plan_result(query: Query, max_buckets: int, max_rows: int) -> ResultPlan:
+    """Fix the buckets of a query (and of its comparison); too many buckets is the caller's error."""
+    comparison = None
+    if query.compare is not None:
+        compared = replace(query, interval=query.compare, compare=None, totals=False)
+        comparison = ResultPlan(compared, _checked_starts(compared, max_buckets), max_rows)
+    return ResultPlan(query, _checked_starts(query, max_buckets), max_rows, comparison)

@@ -133,6 +133,50 @@ def render(plan: ResultPlan, rows: Sequence[BackendRow]) -> dict[str, Any]:
     return {"fields": plan.fields(), "data": data}
 
 
+def render_totals(plan: ResultPlan, values: Sequence[Any] | None) -> list[Any]:
+    """One interval's totals (metric values in plan order; None: no sessions) → response values."""
+    given = values if values is not None else (None,) * len(plan.metrics)
+    return [
+        supported(METRIC_OUTPUTS, agg.type, "aggregation").convert(value)
+        for agg, value in zip(plan.metrics, given)
+    ]
+
+
+def printed_interval(plan: ResultPlan) -> dict[str, str]:
+    """A plan's interval as the answer shows it: both ends in the zone's offset, and the zone."""
+    interval = plan.query.interval
+    return {
+        "start": format_timestamp(interval.start, plan.zone),
+        "end": format_timestamp(interval.end, plan.zone),
+        "time_zone": plan.zone.key,
+    }
+
+
+class Answers(NamedTuple):
+    """What the backend answered for a plan: its rows, its comparison's, one totals row per interval."""
+
+    rows: Sequence[BackendRow]
+    comparison_rows: Sequence[BackendRow] = ()
+    totals: Sequence[Sequence[Any] | None] = ()
+
+
+def render_answer(plan: ResultPlan, answers: Answers) -> dict[str, Any]:
+    """The whole response: `render`'s, plus `totals` and `comparison` when the query asks."""
+    body = render(plan, answers.rows)
+    totals = [render_totals(plan, values) for values in answers.totals]
+    if totals:
+        body["totals"] = totals[0]
+    if plan.comparison is not None:
+        compared = {
+            "interval": printed_interval(plan.comparison),
+            **render(plan.comparison, answers.comparison_rows),
+        }
+        if totals:
+            compared["totals"] = totals[1]
+        body["comparison"] = compared
+    return body
+
+
 # Printed bucket starts by (epoch ms, zone name), shared by every request: dashboards print the
 # same days again and again. Emptied when it grows past the cap.
 _PRINTED: dict[tuple[int, str], str] = {}

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from functools import partial
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -15,8 +14,8 @@ from proxy.access.store import AccessStore
 from proxy.backends.base import Backend, Scope
 from proxy.cache.build import build_cache
 from proxy.errors import BadRequest, ServiceBusy
-from proxy.query.plan import BackendRow, ResultPlan, plan_result
-from proxy.query.render import render
+from proxy.query.plan import ResultPlan, plan_result
+from proxy.query.render import Answers, render_answer
 from proxy.runtime.data_dir import prepare_data_dir
 from proxy.runtime.gc_pause import gc_paused
 from proxy.runtime.limits import Limiter, Limits
@@ -24,6 +23,7 @@ from proxy.runtime.logs import log_audit
 from proxy.runtime.metrics import backend_query
 from proxy.service.bodies import QueryBodies
 from proxy.service.call import Answer, Call, Record
+from proxy.service.fanout import Fanout
 from proxy.settings import Settings
 
 
@@ -56,6 +56,7 @@ class ReportingService:
         self.bodies = QueryBodies(settings)
         self.backend = backend or build_backend(settings)
         self.cache = build_cache(settings, self.backend)
+        self.fanout = Fanout(self.backend)
         self.limiter = Limiter(settings.limits_path, Limits.from_settings(settings))
 
     def check_access(self, call: Call, record: Record) -> Access:
@@ -101,8 +102,12 @@ class ReportingService:
     def _explain(self, plan: ResultPlan, scope: Scope, access: Access, record: Record) -> Answer:
         # An explanation runs nothing on the backend, so it takes no concurrency slot.
         record.backend = self.backend.name
-        explained = self.backend.explain(plan, scope)
-        return Answer(orjson.dumps({"backend": self.backend.name, "query": explained}))
+        explained: dict[str, Any] = {"backend": self.backend.name, "query": self.backend.explain(plan, scope)}
+        if plan.comparison is not None:
+            explained["comparison_query"] = self.backend.explain(plan.comparison, scope)
+        if plan.totals_intervals:
+            explained["totals_query"] = self.backend.explain_totals(plan, scope)
+        return Answer(orjson.dumps(explained))
 
     def _answer(
         self, plan: ResultPlan, scope: Scope, access: Access, record: Record, if_none_match: str | None = None
@@ -118,12 +123,12 @@ class ReportingService:
         return Answer(cached.body or b"", cached.etag, cached.outcome, not_modified=cached.body is None)
 
     def _rendered(self, plan: ResultPlan, scope: Scope, record: Record) -> bytes:
-        return orjson.dumps(render(plan, self._execute(plan, scope, record)))
+        return orjson.dumps(render_answer(plan, self._execute(plan, scope, record)))
 
-    def _execute(self, plan: ResultPlan, scope: Scope, record: Record) -> Sequence[BackendRow]:
+    def _execute(self, plan: ResultPlan, scope: Scope, record: Record) -> Answers:
         started = time.perf_counter()
         try:
             with backend_query(self.backend.name):
-                return self.backend.execute(plan, scope)
+                return self.fanout.answers(plan, scope)
         finally:
             record.backend_ms = (time.perf_counter() - started) * 1000

@@ -12,6 +12,7 @@ from schemas.vocabulary import (
     AGGREGATION_VALUES,
     AGGREGATIONS,
     BOUND_ORDERINGS,
+    COMPARE_PERIODS,
     DIMENSIONS,
     FILTER_TYPES,
     GRANULARITIES,
@@ -61,6 +62,7 @@ def meta_document(settings: Settings) -> dict[str, Any]:
         "bound_orderings": {kind.value: list(names) for kind, names in BOUND_ORDERINGS.items()},
         "granularities": list(GRANULARITIES),
         "order_directions": list(ORDER_DIRECTIONS),
+        "compare_periods": list(COMPARE_PERIODS),
         "rules": dict(CROSS_FIELD_RULES),
         "limits": {
             "max_aggregations": MAX_AGGREGATIONS,
@@ -108,6 +110,7 @@ META_SCHEMA: dict[str, Any] = _object(
         "bound_orderings": {"type": "object", "additionalProperties": _NAMES},
         "granularities": _array({"enum": list(GRANULARITIES)}),
         "order_directions": _NAMES,
+        "compare_periods": _array({"enum": list(COMPARE_PERIODS)}),
         "rules": {
             "type": "object",
             "description": "Field path → a rule the request schema cannot state (checked by the server).",

@@ -311,6 +311,8 @@ def _response_components() -> dict[str, dict[str, Any]]:
             "properties": {
                 "backend": {"enum": ["druid", "embedded"]},
                 "query": {"description": "The native Druid query, or the SQL and its parameters."},
+                "comparison_query": {"description": "With `compare`: the query over the other interval."},
+                "totals_query": {"description": "With `totals`: the one query for every interval's totals."},
             },
             "additionalProperties": False,
         },
@@ -326,22 +328,52 @@ _CELL = {
         {"type": "null", "description": "A missing dimension value, or the avg of no sessions."},
     ]
 }
+_FIELDS = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["name", "type"],
+        "properties": {"name": {"type": "string"}, "type": {"enum": ["dimension", "metric"]}},
+        "additionalProperties": False,
+    },
+}
+_DATA = {"type": "array", "items": {"type": "array", "items": _CELL}}
+_TOTALS = {
+    "type": "array",
+    "items": _CELL,
+    "description": "With `totals`: each metric, in metric order, over every session matching the "
+    "interval and filters (limit and offset do not change them).",
+}
 _RESULT = {
     "type": "object",
     "required": ["fields", "data"],
     "description": "Columns: timestamp, the group_by dimensions, the aggregation outputs. Cells: "
     "`count` an integer, `hyperUnique` a number, `avg` a number or null.",
     "properties": {
-        "fields": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["name", "type"],
-                "properties": {"name": {"type": "string"}, "type": {"enum": ["dimension", "metric"]}},
-                "additionalProperties": False,
+        "fields": _FIELDS,
+        "data": _DATA,
+        "totals": _TOTALS,
+        "comparison": {
+            "type": "object",
+            "required": ["interval", "fields", "data"],
+            "description": "The same query over the `compare` interval.",
+            "properties": {
+                "interval": {
+                    "type": "object",
+                    "required": ["start", "end", "time_zone"],
+                    "properties": {
+                        "start": {"type": "string", "description": "In the zone's offset."},
+                        "end": {"type": "string", "description": "In the zone's offset."},
+                        "time_zone": {"type": "string"},
+                    },
+                    "additionalProperties": False,
+                },
+                "fields": _FIELDS,
+                "data": _DATA,
+                "totals": _TOTALS,
             },
+            "additionalProperties": False,
         },
-        "data": {"type": "array", "items": {"type": "array", "items": _CELL}},
     },
     "additionalProperties": False,
 }

@@ -52,18 +52,23 @@ def _parsed(value: Any) -> datetime | None:
         return None
 
 
-@schemathesis.hook
-def map_body(context: Any, body: Any) -> Any:
-    """Start before end, when both are instants: in order, an hour apart at least."""
-    interval = body.get("interval") if isinstance(body, dict) else None
+def _in_order(interval: Any) -> Any:
     if not isinstance(interval, dict):
-        return body
+        return interval
     start, end = _parsed(interval.get("start")), _parsed(interval.get("end"))
     if start is None or end is None or start.tzinfo is None or end.tzinfo is None or start < end:
-        return body
+        return interval
     later = max(start, end) + timedelta(hours=1)
-    ordered = {"start": min(start, end).isoformat(), "end": later.isoformat()}
-    return {**body, "interval": {**interval, **ordered}}
+    return {**interval, "start": min(start, end).isoformat(), "end": later.isoformat()}
+
+
+@schemathesis.hook
+def map_body(context: Any, body: Any) -> Any:
+    """Start before end, when both are instants (the interval's, and a compare interval's): in
+    order, an hour apart at least."""
+    if not isinstance(body, dict):
+        return body
+    return {**body, **{key: _in_order(body[key]) for key in ("interval", "compare") if key in body}}
 
 
 def _field_paths(response: Any) -> list[str]:

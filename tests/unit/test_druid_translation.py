@@ -10,12 +10,17 @@ from marshmallow import ValidationError
 from proxy.errors import BadRequest, field_paths
 from proxy.query.plan import plan_result
 from schemas.request import QuerySchema
-from tests.support.golden import GOLDEN, cases, druid_native
+from tests.support.golden import GOLDEN, cases, druid_extras, druid_native
 
 
 @pytest.mark.parametrize("case", cases("druid"))
 def test_translation(case: dict[str, Any]) -> None:
     assert druid_native(case["request"]) == case["expected"]
+
+
+@pytest.mark.parametrize("case", cases("druid"))
+def test_comparison_and_totals_queries(case: dict[str, Any]) -> None:
+    assert druid_extras(case["request"]) == case.get("expected_extras", {})
 
 
 @pytest.mark.parametrize("case", cases("invalid"))

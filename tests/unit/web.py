@@ -62,6 +62,13 @@ class StubBackend:
         self._keep(plan, scope)
         return {"sql": "SELECT 1", "parameters": []}
 
+    def totals(self, plan: ResultPlan, scope: Scope) -> list[Any]:
+        self._keep(plan, scope)
+        return [None for _ in plan.totals_intervals]
+
+    def explain_totals(self, plan: ResultPlan, scope: Scope) -> Any:
+        return {"sql": "SELECT 2", "parameters": []}
+
     def ready(self) -> bool:
         return self.is_ready
 

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import json
 
-from tests.support.golden import GOLDEN, druid_native
+from tests.support.golden import GOLDEN, druid_extras, druid_native
 
 
 def main() -> None:
     for path in sorted((GOLDEN / "druid").glob("*.json")):
         case = json.loads(path.read_text())
         case["expected"] = druid_native(case["request"])
+        if extras := druid_extras(case["request"]):
+            case["expected_extras"] = extras
         path.write_text(json.dumps(case, indent=2, ensure_ascii=False) + "\n")
 
 

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.support.golden import GOLDEN, embedded_sql
+from tests.support.golden import GOLDEN, embedded_extras, embedded_sql
 
 
 def _write(path: Path, case: dict[str, Any]) -> None:
@@ -18,6 +18,8 @@ def _write(path: Path, case: dict[str, Any]) -> None:
         "request": case["request"],
         "expected": embedded_sql(case["request"]),
     }
+    if extras := embedded_extras(case["request"]):
+        case["expected_extras"] = extras
     path.write_text(json.dumps(case, indent=2, ensure_ascii=False) + "\n")
 
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
 from proxy.backends.base import Scope
 from proxy.backends.druid.client import DruidClient
-from proxy.backends.druid.translator import DruidQuery, translate
+from proxy.backends.druid.translator import DruidQuery, translate, translate_totals
 from proxy.errors import BackendError, BackendTimeout
 from proxy.query.plan import BackendRow, ResultPlan
 from proxy.settings import Settings
+
+# A plan → the native query that answers it (the rows, or the totals).
+Translator = Callable[[ResultPlan, str, str, str, int, str | None], DruidQuery]
 
 
 class DruidBackend:
@@ -27,25 +30,39 @@ class DruidBackend:
         self.lane = settings.druid_lane
         self.client = DruidClient(settings.druid_broker_url, settings.connect_timeout_secs)
 
-    def _translate(self, plan: ResultPlan, scope: Scope) -> DruidQuery:
+    def _translate(self, plan: ResultPlan, scope: Scope, translator: Translator = translate) -> DruidQuery:
         # Druid gets slightly less than the request budget so it usually reports its own timeout;
         # a fixed share keeps the query a pure function of the request. What the request spent
         # before the call is enforced on our side (the client's watch), not by Druid.
         timeout_ms = int(self.deadline_secs * 1000 * 0.95)
-        return translate(plan, scope.organization_id, self.datasource, scope.query_id, timeout_ms, self.lane)
+        return translator(plan, scope.organization_id, self.datasource, scope.query_id, timeout_ms, self.lane)
 
     def explain(self, plan: ResultPlan, scope: Scope) -> Any:
         return self._translate(plan, scope).native
 
-    def execute(self, plan: ResultPlan, scope: Scope) -> list[BackendRow]:
+    def explain_totals(self, plan: ResultPlan, scope: Scope) -> Any:
+        return self._translate(plan, scope, translate_totals).native
+
+    def _run(self, druid_query: DruidQuery, scope: Scope) -> Any:
         budget = scope.remaining_secs()
         if budget <= 0:
             raise BackendTimeout("The request used its whole time budget before the query could start.")
+        return self.client.query(druid_query.native, budget, scope.client_gone)
+
+    def execute(self, plan: ResultPlan, scope: Scope) -> list[BackendRow]:
         druid_query = self._translate(plan, scope)
-        rows = self.client.query(druid_query.native, budget, scope.client_gone)
+        rows = self._run(druid_query, scope)
         try:
             return plan_rows(rows, druid_query, plan)
         except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise BackendError("The analytics backend answered in an unexpected shape.") from exc
+
+    def totals(self, plan: ResultPlan, scope: Scope) -> list[Sequence[Any] | None]:
+        druid_query = self._translate(plan, scope, translate_totals)
+        rows = self._run(druid_query, scope)
+        try:
+            return totals_rows(rows, druid_query, len(plan.totals_intervals))
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
             raise BackendError("The analytics backend answered in an unexpected shape.") from exc
 
     def ready(self) -> bool:
@@ -71,6 +88,16 @@ def backend_rows(rows: list[dict[str, Any]], keys: tuple[str, ...], grouped: boo
     body = "event" if grouped else "result"
     for row in rows:
         yield [_epoch_ms(row["timestamp"]), *map(row[body].get, keys)]
+
+
+def totals_rows(rows: list[Any], query: DruidQuery, intervals: int) -> list[Sequence[Any] | None]:
+    """The one `all` row of a totals timeseries → each interval's metric values (None: no row)."""
+    if not rows:
+        return [None] * intervals
+    [row] = rows
+    values = [row["result"].get(key) for key in query.value_keys]
+    width = len(values) // intervals
+    return [values[index * width : (index + 1) * width] for index in range(intervals)]
 
 
 def plan_rows(rows: list[Any], query: DruidQuery, plan: ResultPlan) -> list[BackendRow]:

@@ -26,6 +26,7 @@ from schemas.model import (
     Bound,
     Filter,
     In,
+    Interval,
     Leaf,
     Like,
     Not,
@@ -299,7 +300,10 @@ def _limit_spec(plan: ResultPlan) -> Json:
     # The bucket start is not a limitSpec column: Druid orders by it first, or last with
     # `sortByDimsFirst` (see `translate`).
     columns = [_order_column(column) for column in plan.sort_columns if column.position != 0]
-    return {"type": "default", "limit": plan.row_limit, "columns": columns}
+    spec: Json = {"type": "default", "limit": plan.row_limit, "columns": columns}
+    if plan.query.offset:
+        spec["offset"] = plan.query.offset
+    return spec
 
 
 # Dimension kind → the groupBy output type of its values.
@@ -333,6 +337,15 @@ def _priority(plan: ResultPlan) -> int | None:
     return LOW_PRIORITY if explodes or long else None
 
 
+def _context(plan: ResultPlan, query_id: str, timeout_ms: int, lane: str | None) -> Json:
+    context: Json = {"queryId": query_id, "timeout": timeout_ms}
+    if lane is not None:
+        context["lane"] = lane
+    if (priority := _priority(plan)) is not None:
+        context["priority"] = priority
+    return context
+
+
 def translate(
     plan: ResultPlan,
     organization_id: str,
@@ -344,11 +357,7 @@ def translate(
     """The native `timeseries` (no group_by) or `groupBy` query for a plan, scoped to one org."""
     query = plan.query
     aggregations, post_aggregations = _aggregators(query.aggregations)
-    context: Json = {"queryId": query_id, "timeout": timeout_ms}
-    if lane is not None:
-        context["lane"] = lane
-    if (priority := _priority(plan)) is not None:
-        context["priority"] = priority
+    context = _context(plan, query_id, timeout_ms, lane)
     native: Json = {
         "queryType": "groupBy" if plan.grouped else "timeseries",
         "dataSource": datasource,
@@ -385,3 +394,69 @@ def _array_positions(native: Json, keys: tuple[str, ...]) -> tuple[tuple[int, ..
     columns += [spec["name"] for spec in (*native["aggregations"], *native["postAggregations"])]
     offset = 1 if has_timestamp else 0
     return tuple(columns.index(key) + offset for key in keys), 0 if has_timestamp else None
+
+
+def _interval_text(interval: Interval) -> str:
+    return f"{_iso(interval.start)}/{_iso(interval.end)}"
+
+
+def _renamed_post(spec: Json, suffix: str) -> Json:
+    """A post-aggregator whose name and every aggregator it reads carry `suffix`."""
+    renamed = {**spec}
+    if "name" in spec:
+        renamed["name"] = f"{spec['name']}{suffix}"
+    if spec["type"] == "fieldAccess":
+        renamed["fieldName"] = f"{spec['fieldName']}{suffix}"
+    if "fields" in spec:
+        renamed["fields"] = [_renamed_post(field, suffix) for field in spec["fields"]]
+    return renamed
+
+
+def _over(
+    interval: Interval, index: int, aggregations: list[Json], post: list[Json]
+) -> tuple[list[Json], list[Json]]:
+    """One interval's aggregators, each counting only that interval's rows, named `<name>@<index>`."""
+    only: Json = {"type": "interval", "dimension": "__time", "intervals": [_interval_text(interval)]}
+    suffix = totals_key("", index)
+    # An aggregator's `fieldName` is a stored column: only its own name changes.
+    filtered = [
+        {"type": "filtered", "filter": only, "aggregator": {**spec, "name": f"{spec['name']}{suffix}"}}
+        for spec in aggregations
+    ]
+    return filtered, [_renamed_post(spec, suffix) for spec in post]
+
+
+def totals_key(output: str, index: int) -> str:
+    """The result key of one metric's total over the plan's `index`-th totals interval."""
+    return f"{output}@{index}"
+
+
+def translate_totals(
+    plan: ResultPlan,
+    organization_id: str,
+    datasource: str,
+    query_id: str,
+    timeout_ms: int,
+    lane: str | None = None,
+) -> DruidQuery:
+    """One `timeseries` over the whole of each totals interval, from the same sketches and sums as
+    the rows: filtered aggregators tell the intervals apart, so one round trip answers them all."""
+    aggregations, post_aggregations = _aggregators(plan.query.aggregations)
+    intervals = plan.totals_intervals
+    parts = [
+        _over(interval, index, aggregations, post_aggregations) for index, interval in enumerate(intervals)
+    ]
+    native: Json = {
+        "queryType": "timeseries",
+        "dataSource": datasource,
+        "intervals": [_interval_text(interval) for interval in sorted(intervals, key=lambda i: i.start)],
+        "granularity": "all",
+        "filter": _scoped_filter(plan, organization_id),
+        "aggregations": [spec for aggs, _ in parts for spec in aggs],
+        "postAggregations": [spec for _, post in parts for spec in post],
+        "context": _context(plan, query_id, timeout_ms, lane),
+    }
+    keys = tuple(
+        totals_key(name, index) for index in range(len(intervals)) for name in plan.query.metric_names
+    )
+    return DruidQuery(native, keys)

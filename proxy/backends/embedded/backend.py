@@ -21,7 +21,7 @@ import duckdb
 
 from proxy.backends.base import Scope
 from proxy.backends.embedded.reader import EngineLimits, Reader
-from proxy.backends.embedded.translator import SqlQuery, translate
+from proxy.backends.embedded.translator import SqlQuery, translate, translate_totals
 from proxy.backends.embedded.watch import QueryStop, Reason
 from proxy.errors import (
     BackendError,
@@ -67,8 +67,22 @@ class EmbeddedBackend:
     def explain(self, plan: ResultPlan, scope: Scope) -> Any:
         return translate(plan, scope.organization_id).explain()
 
+    def explain_totals(self, plan: ResultPlan, scope: Scope) -> Any:
+        return translate_totals(plan, scope.organization_id).explain()
+
     def execute(self, plan: ResultPlan, scope: Scope) -> Sequence[BackendRow]:
-        query = translate(plan, scope.organization_id)
+        # (bucket, groups..., metrics...) tuples are backend rows as they are
+        return self._answered(translate(plan, scope.organization_id), scope)
+
+    def totals(self, plan: ResultPlan, scope: Scope) -> list[Sequence[Any] | None]:
+        rows = self._answered(translate_totals(plan, scope.organization_id), scope)
+        # One row of every interval's metrics in turn; none at all before the first load.
+        intervals, width = len(plan.totals_intervals), len(plan.metrics)
+        if not rows:
+            return [None] * intervals
+        return [rows[0][index * width : (index + 1) * width] for index in range(intervals)]
+
+    def _answered(self, query: SqlQuery, scope: Scope) -> list[tuple[Any, ...]]:
         try:
             rows = self._run(query, scope)
         except duckdb.OutOfMemoryException as exc:
@@ -81,7 +95,7 @@ class EmbeddedBackend:
         except duckdb.Error as exc:
             log.exception("embedded query failed in request %s: %s", scope.request_id, query.sql)
             raise BackendError("The embedded engine failed to answer.") from exc
-        return rows  # (bucket, groups..., metrics...) tuples are backend rows as they are
+        return rows
 
     def _run(self, query: SqlQuery, scope: Scope) -> list[tuple[Any, ...]]:
         _check_still_wanted(scope)

@@ -30,6 +30,7 @@ from schemas.model import (
     Bound,
     Filter,
     In,
+    Interval,
     Like,
     Not,
     Or,
@@ -223,12 +224,23 @@ def _needed_columns(plan: ResultPlan) -> list[str]:
     return [quote(TIME_COLUMN), *(quote(column) for column in unique)]
 
 
-def _matched(plan: ResultPlan, organization_id: str) -> Fragment:
-    interval = plan.query.interval
+def _within(interval: Interval) -> Fragment:
     time = quote(TIME_COLUMN)
+    return f"{time} >= ? AND {time} < ?", (epoch_ms(interval.start), epoch_ms(interval.end))
+
+
+def _any_of(intervals: Sequence[Interval]) -> Fragment:
+    if len(intervals) == 1:
+        return _within(intervals[0])
+    sql, params = _join([_within(interval) for interval in intervals], ") OR (")
+    return f"(({sql}))", params
+
+
+def _matched(plan: ResultPlan, organization_id: str, intervals: Sequence[Interval] = ()) -> Fragment:
+    """The organization's rows in the plan's interval (or any of `intervals`) that the filters match."""
     where: list[Fragment] = [
         (f"{quote(ORGANIZATION_COLUMN)} = ?", (organization_id,)),
-        (f"{time} >= ? AND {time} < ?", (epoch_ms(interval.start), epoch_ms(interval.end))),
+        _any_of(intervals or (plan.query.interval,)),
     ]
     if plan.query.filter is not None:
         where.append(translate_filter(plan.query.filter))
@@ -237,20 +249,21 @@ def _matched(plan: ResultPlan, organization_id: str) -> Fragment:
     return f"matched AS (\n  SELECT {columns}\n  FROM {TABLE}\n  WHERE {condition}\n)", params
 
 
-# Aggregation type → its SQL over the (quoted) field column; count takes no field.
-METRICS: dict[str, Callable[[str], str]] = {
-    "count": lambda field: "COUNT(*)",
+# Aggregation type → its SQL over the (quoted) field column, each aggregate followed by `only`
+# (empty, or a FILTER clause); count takes no field.
+METRICS: dict[str, Callable[[str, str], str]] = {
+    "count": lambda field, only: f"COUNT(*){only}",
     # Rows here are the (exploded) rows of the group, as Druid's summed `count` metric.
-    "avg": lambda field: f"SUM({field})::DOUBLE / COUNT(*)",
+    "avg": lambda field, only: f"SUM({field}){only}::DOUBLE / COUNT(*){only}",
     # Exact on this engine; Druid's hyperUnique is an estimate.
-    "hyperUnique": lambda field: f"COUNT(DISTINCT {field})::DOUBLE",
+    "hyperUnique": lambda field, only: f"COUNT(DISTINCT {field}){only}::DOUBLE",
 }
 
 
-def _metric(agg: Aggregation) -> str:
+def _metric(agg: Aggregation, only: str = "", output: str | None = None) -> str:
     build = supported(METRICS, agg.type, "aggregation")
     field = "" if agg.field is None else _column(agg.field)
-    return f"{build(field)} AS {quote(agg.output)}"
+    return f"{build(field, only)} AS {quote(output or agg.output)}"
 
 
 def _explodes(plan: ResultPlan) -> list[str]:
@@ -342,4 +355,34 @@ def translate(plan: ResultPlan, organization_id: str) -> SqlQuery:
     if plan.grouped:
         lines.append("LIMIT ?")
         params = (*params, plan.row_limit)
+    if plan.query.offset:
+        lines.append("OFFSET ?")
+        params = (*params, plan.query.offset)
     return SqlQuery("\n".join(lines), params)
+
+
+def totals_column(output: str, index: int) -> str:
+    """The column of one metric's total over the plan's `index`-th totals interval."""
+    return f"{output}@{index}"
+
+
+def translate_totals(plan: ResultPlan, organization_id: str) -> SqlQuery:
+    """One row: every metric over all the sessions of each totals interval, unexploded; a
+    FILTER per interval tells them apart, so one statement answers them all."""
+    intervals = plan.totals_intervals
+    matched, params = _matched(plan, organization_id, intervals)
+    within = [_within(interval) for interval in intervals]
+    flags = ", ".join(f"({sql}) AS in_{index}" for index, (sql, _) in enumerate(within))
+    metrics = [
+        _metric(agg, f" FILTER (WHERE in_{index})", totals_column(agg.output, index))
+        for index in range(len(intervals))
+        for agg in plan.metrics
+    ]
+    lines = [
+        f"WITH {matched},",
+        f"flagged AS (\n  SELECT *, {flags}\n  FROM matched\n)",
+        f"SELECT {', '.join(metrics)}",
+        "FROM flagged",
+    ]
+    flag_params = tuple(value for _, values in within for value in values)
+    return SqlQuery("\n".join(lines), (*params, *flag_params))
