@@ -20,8 +20,8 @@ class Freshness:
     recent_secs: float
 
     def touches_present(self, plan: ResultPlan, now: float) -> bool:
-        """Whether the plan's interval ends after `now` (epoch seconds)."""
-        return plan.query.interval.end.timestamp() > now
+        """Whether any interval the plan reads (its comparison's too) ends after `now` (epoch seconds)."""
+        return plan.latest_end.timestamp() > now
 
     def window(self, plan: ResultPlan, now: float) -> str | None:
         """The time part of the version: empty for the past, the window for recent data, None

@@ -70,6 +70,14 @@ class ResultPlan:
         compared = () if self.comparison is None else (self.comparison.query.interval,)
         return (self.query.interval, *compared)
 
+    @property
+    def latest_end(self) -> datetime:
+        """Where the last interval the answer reads ends (this one's or the comparison's)."""
+        ends = [self.query.interval.end] + (
+            [] if self.comparison is None else [self.comparison.query.interval.end]
+        )
+        return max(ends)
+
     def fields(self) -> list[dict[str, str]]:
         """The response's column descriptions, in order."""
         dims = [{"name": name, "type": "dimension"} for name in ("timestamp", *self.group_by)]

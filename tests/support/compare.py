@@ -20,8 +20,35 @@ def _close(actual: Any, expected: Any, relative: float) -> bool:
     return math.isclose(actual, expected, rel_tol=relative, abs_tol=relative)
 
 
+def _assert_value(backend: str, where: str, name: str, a: Any, e: Any, errors: list[float]) -> None:
+    if name.endswith("_hyper_unique"):
+        error = abs(a - e) / max(e, 1.0)
+        errors.append(error)
+        assert error <= HLL_TOLERANCE[backend], f"{where} {name}: {a} vs exact {e}"
+    elif name == "count":
+        assert a == e and isinstance(a, int), f"{where} count: {a} vs {e}"
+    else:
+        assert _close(a, e, 1e-9), f"{where} {name}: {a} vs {e}"
+
+
 def assert_same(backend: str, actual: dict[str, Any], expected: dict[str, Any], errors: list[float]) -> None:
-    """Raise AssertionError on the first difference; append observed HLL errors to `errors`."""
+    """Raise AssertionError on the first difference (the rows, then `totals` and `comparison`
+    when expected); append observed HLL errors to `errors`."""
+    assert set(actual) == set(expected), f"keys {sorted(actual)} vs {sorted(expected)}"
+    _assert_rows(backend, actual, expected, errors)
+    if "totals" in expected:
+        metrics = [field["name"] for field in expected["fields"] if field["type"] == "metric"]
+        assert len(actual["totals"]) == len(metrics)
+        for name, a, e in zip(metrics, actual["totals"], expected["totals"]):
+            _assert_value(backend, "totals", name, a, e, errors)
+    if "comparison" in expected:
+        assert actual["comparison"]["interval"] == expected["comparison"]["interval"]
+        compared = {key: value for key, value in actual["comparison"].items() if key != "interval"}
+        wanted = {key: value for key, value in expected["comparison"].items() if key != "interval"}
+        assert_same(backend, compared, wanted, errors)
+
+
+def _assert_rows(backend: str, actual: dict[str, Any], expected: dict[str, Any], errors: list[float]) -> None:
     assert actual["fields"] == expected["fields"]
     names = [field["name"] for field in expected["fields"]]
     metric_start = next(i for i, f in enumerate(expected["fields"]) if f["type"] == "metric")
@@ -29,11 +56,4 @@ def assert_same(backend: str, actual: dict[str, Any], expected: dict[str, Any], 
     for number, (got, want) in enumerate(zip(actual["data"], expected["data"])):
         assert got[:metric_start] == want[:metric_start], f"row {number}: timestamp/groups differ"
         for name, a, e in zip(names[metric_start:], got[metric_start:], want[metric_start:]):
-            if name.endswith("_hyper_unique"):
-                error = abs(a - e) / max(e, 1.0)
-                errors.append(error)
-                assert error <= HLL_TOLERANCE[backend], f"row {number} {name}: {a} vs exact {e}"
-            elif name == "count":
-                assert a == e and isinstance(a, int), f"row {number} count: {a} vs {e}"
-            else:
-                assert _close(a, e, 1e-9), f"row {number} {name}: {a} vs {e}"
+            _assert_value(backend, f"row {number}", name, a, e, errors)

@@ -338,8 +338,70 @@ def _groups(rows: Iterable[Row], payload: dict[str, Any], zone: ZoneInfo, start:
     return groups
 
 
+# --- compare --------------------------------------------------------------------------------
+
+
+def earliest_at_or_after(wall: datetime, zone: ZoneInfo) -> datetime:
+    """The first instant (UTC, whole minutes) whose wall clock in `zone` reads `wall` or later:
+    found by walking minute by minute, unlike the service's arithmetic."""
+    instant = wall.replace(tzinfo=UTC) - timedelta(hours=15)
+    while instant.astimezone(zone).replace(tzinfo=None) < wall:
+        instant += timedelta(minutes=1)
+    return instant
+
+
+def _is_midnight(instant: datetime, zone: ZoneInfo) -> bool:
+    local = instant.astimezone(zone)
+    return (local.hour, local.minute, local.second, local.microsecond) == (0, 0, 0, 0)
+
+
+def _previous_period(start: datetime, end: datetime, zone: ZoneInfo) -> tuple[datetime, datetime]:
+    if _is_midnight(start, zone) and _is_midnight(end, zone):
+        days = (end.astimezone(zone).date() - start.astimezone(zone).date()).days
+        first = start.astimezone(zone).date() - timedelta(days=days)
+        return earliest_at_or_after(datetime(first.year, first.month, first.day), zone), start
+    return start - (end - start), start
+
+
+def _year_back(instant: datetime, zone: ZoneInfo) -> datetime:
+    local = instant.astimezone(zone).replace(tzinfo=None)
+    day = 28 if (local.month, local.day) == (2, 29) else local.day
+    return earliest_at_or_after(local.replace(year=local.year - 1, day=day), zone)
+
+
+def comparison_interval(payload: dict[str, Any]) -> tuple[datetime, datetime]:
+    """The interval a payload's `compare` names, in UTC."""
+    interval, compare = payload["interval"], payload["compare"]
+    zone = ZoneInfo(interval.get("time_zone") or "UTC")
+    start, end = parse_instant(interval["start"]), parse_instant(interval["end"])
+    if compare == "previous_period":
+        return _previous_period(start, end, zone)
+    if compare == "previous_year":
+        return _year_back(start, zone), _year_back(end, zone)
+    return parse_instant(compare["start"]), parse_instant(compare["end"])
+
+
 def evaluate(rows: list[Row], organization_id: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """The public response `{"fields", "data"}` to `payload`, from raw NDJSON rows."""
+    """The public response to `payload` from raw NDJSON rows: `{"fields", "data"}`, with
+    `totals` and `comparison` when asked."""
+    answer = _evaluate_one(rows, organization_id, payload)
+    if payload.get("compare") is not None:
+        start, end = comparison_interval(payload)
+        zone = ZoneInfo(payload["interval"].get("time_zone") or "UTC")
+        other = {
+            **payload,
+            "interval": {**payload["interval"], "start": start.isoformat(), "end": end.isoformat()},
+        }
+        printed = {
+            "start": format_timestamp(start, zone),
+            "end": format_timestamp(end, zone),
+            "time_zone": zone.key,
+        }
+        answer["comparison"] = {"interval": printed, **_evaluate_one(rows, organization_id, other)}
+    return answer
+
+
+def _evaluate_one(rows: list[Row], organization_id: str, payload: dict[str, Any]) -> dict[str, Any]:
     interval = payload["interval"]
     zone = ZoneInfo(interval.get("time_zone") or "UTC")
     start, end = parse_instant(interval["start"]), parse_instant(interval["end"])
@@ -362,8 +424,13 @@ def evaluate(rows: list[Row], organization_id: str, payload: dict[str, Any]) -> 
     names = [*group_by, *(name for name, _ in metrics)]
     order_records(records, names, group_by, payload.get("order_by") or [])
     if payload.get("limit") is not None:
-        records = records[: payload["limit"]]
+        offset = payload.get("offset") or 0
+        records = records[offset : offset + payload["limit"]]
     fields = [{"name": name, "type": "dimension"} for name in ("timestamp", *group_by)]
     fields += [{"name": name, "type": "metric"} for name, _ in metrics]
     data = [[format_timestamp(bucket, zone), *values] for bucket, values in records]
-    return {"fields": fields, "data": data}
+    answer: dict[str, Any] = {"fields": fields, "data": data}
+    if payload.get("totals"):
+        # Over the matching sessions themselves: no bucket, no explosion, no limit.
+        answer["totals"] = [metric(chosen) for _, metric in metrics]
+    return answer

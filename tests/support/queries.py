@@ -253,3 +253,151 @@ QUERIES: dict[str, dict[str, Any]] = {
         ],
     ),
 }
+
+
+def _week(start: str, end: str, zone: str) -> dict[str, str]:
+    return {"start": start, "end": end, "time_zone": zone}
+
+
+# Queries with the issue 15 keys (totals, compare, offset), each answered like the oracle.
+ADDITION_QUERIES: dict[str, dict[str, Any]] = {
+    "helsinki_week_after_spring_change_previous_period": _q(
+        _week("2019-04-01T00:00:00+03:00", "2019-04-08T00:00:00+03:00", "Europe/Helsinki"),
+        "day",
+        compare="previous_period",
+        totals=True,
+    ),
+    "helsinki_spring_change_week_hourly_previous_period": _q(
+        SPRING | {"end": "2019-04-01T00:00:00+03:00"}, "hour", aggregations=COUNT, compare="previous_period"
+    ),
+    "helsinki_week_after_autumn_change_previous_period": _q(
+        _week("2019-10-28T00:00:00+02:00", "2019-11-04T00:00:00+02:00", "Europe/Helsinki"),
+        "day",
+        compare="previous_period",
+        totals=True,
+    ),
+    "helsinki_autumn_day_previous_period": _q(
+        AUTUMN_DAY, "hour", aggregations=COUNT, compare="previous_period"
+    ),
+    "new_york_week_after_spring_change_previous_period": _q(
+        _week("2019-03-11T00:00:00-04:00", "2019-03-18T00:00:00-04:00", "America/New_York"),
+        "day",
+        compare="previous_period",
+        totals=True,
+    ),
+    "new_york_week_after_autumn_change_previous_period": _q(
+        _week("2019-11-04T00:00:00-05:00", "2019-11-11T00:00:00-05:00", "America/New_York"),
+        "day",
+        group_by=["device_type"],
+        aggregations=COUNT,
+        compare="previous_period",
+    ),
+    "los_angeles_short_day_previous_period": _q(
+        _week("2019-03-10T00:00:00-08:00", "2019-03-11T00:00:00-07:00", "America/Los_Angeles"),
+        "hour",
+        aggregations=COUNT,
+        compare="previous_period",
+        totals=True,
+    ),
+    "sao_paulo_week_after_last_dst_previous_period": _q(
+        _week("2019-02-18T00:00:00-03:00", "2019-02-25T00:00:00-03:00", "America/Sao_Paulo"),
+        "day",
+        compare="previous_period",
+    ),
+    "utc_hours_previous_period": _q(
+        {"start": "2019-06-10T10:30:00Z", "end": "2019-06-11T18:15:00Z"},
+        "fifteen_minute",
+        aggregations=COUNT,
+        compare="previous_period",
+        totals=True,
+    ),
+    "helsinki_feb29_previous_year": _q(
+        _week("2020-02-29T00:00:00+02:00", "2020-03-01T00:00:00+02:00", "Europe/Helsinki"),
+        "hour",
+        compare="previous_year",
+        totals=True,
+    ),
+    "utc_february_2020_previous_year": _q(
+        {"start": "2020-02-01T00:00:00Z", "end": "2020-03-01T00:00:00Z"},
+        "day",
+        aggregations=COUNT,
+        compare="previous_year",
+    ),
+    "helsinki_days_across_feb29_previous_year": _q(
+        _week("2020-02-27T12:00:00+02:00", "2020-03-02T12:00:00+02:00", "Europe/Helsinki"),
+        "day",
+        group_by=["country"],
+        compare="previous_year",
+        totals=True,
+    ),
+    "new_york_spring_gap_hours_previous_year": _q(
+        _week("2020-03-10T02:30:00-04:00", "2020-03-10T09:00:00-04:00", "America/New_York"),
+        "hour",
+        aggregations=COUNT,
+        compare="previous_year",
+    ),
+    "top_countries_given_interval_with_totals": _q(
+        JUNE_UTC,
+        "all",
+        group_by=["country"],
+        order_by=[{"field": "count", "direction": "desc"}],
+        limit=5,
+        compare={"start": "2019-05-01T00:00:00Z", "end": "2019-06-01T00:00:00Z"},
+        totals=True,
+    ),
+    "rooms_top_three_with_totals": _q(
+        JUNE_UTC,
+        "all",
+        group_by=["rooms"],
+        order_by=[{"field": "count", "direction": "desc"}],
+        limit=3,
+        totals=True,
+    ),
+    "two_arrays_by_week_with_totals": _q(
+        JUNE_UTC,
+        "week",
+        group_by=["distinct_landing_urls", "rooms"],
+        order_by=[{"field": "count", "direction": "desc"}],
+        limit=10,
+        totals=True,
+    ),
+    "monthly_filtered_with_totals": _q(
+        HELSINKI_YEAR,
+        "month",
+        filters=_leaf("in", "country", values=["FI", "SE"]),
+        totals=True,
+    ),
+    "empty_year_with_totals": _q(
+        {"start": "2018-01-01T00:00:00Z", "end": "2018-12-01T00:00:00Z"}, "month", totals=True
+    ),
+    "countries_second_page_with_totals_and_previous_period": _q(
+        JUNE_UTC,
+        "all",
+        group_by=["country"],
+        order_by=[{"field": "count", "direction": "desc"}],
+        limit=4,
+        offset=3,
+        compare="previous_period",
+        totals=True,
+    ),
+    "cities_by_day_page": _q(
+        JUNE_UTC,
+        "day",
+        group_by=["city"],
+        aggregations=COUNT,
+        order_by=[{"field": "count", "direction": "desc"}],
+        limit=10,
+        offset=20,
+    ),
+    "offset_past_the_end": _q(
+        JUNE_UTC, "all", group_by=["device_type"], aggregations=COUNT, limit=10, offset=50, totals=True
+    ),
+}
+# A top list paged through with `offset` until a page comes back short.
+PAGED_TOP_LIST: dict[str, Any] = _q(
+    JUNE_UTC,
+    "all",
+    group_by=["distinct_visited_urls"],
+    aggregations=COUNT,
+    order_by=[{"field": "count", "direction": "desc"}],
+)

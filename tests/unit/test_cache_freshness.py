@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from proxy.cache.freshness import Freshness
@@ -11,11 +13,12 @@ from schemas.request import QuerySchema
 END = 1_551_571_200.0  # 2019-03-03T00:00:00Z, the plan's end
 
 
-def _plan() -> ResultPlan:
+def _plan(**more: Any) -> ResultPlan:
     request = {
         "interval": {"start": "2019-03-01T00:00:00Z", "end": "2019-03-03T00:00:00Z"},
         "granularity": "day",
         "aggregations": [{"type": "count"}],
+        **more,
     }
     return plan_result(QuerySchema().load(request), max_buckets=100, max_rows=100)
 
@@ -42,3 +45,9 @@ def test_window_and_lifetime(
 def test_recent_window_moves_on() -> None:
     freshness = Freshness(10.0)
     assert freshness.window(_plan(), END - 100) != freshness.window(_plan(), END - 85)
+
+
+def test_a_comparison_interval_reaching_the_present_makes_the_answer_recent() -> None:
+    later = {"start": "2019-03-03T00:00:00Z", "end": "2019-03-05T00:00:00Z"}
+    assert Freshness(10.0).window(_plan(compare=later), END + 1) == f"recent/{int((END + 1) // 10)}"
+    assert Freshness(10.0).window(_plan(compare="previous_period"), END + 1) == ""

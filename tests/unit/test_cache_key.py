@@ -36,6 +36,9 @@ def _key(plan: ResultPlan, organization: str = ORG, version: str = "v1") -> str:
         ("group_by", {"group_by": ["country"]}),
         ("filter", {"filters": {"type": "selector", "dimension": "country", "value": "FI"}}),
         ("limit", {"group_by": ["country"], "limit": 5}),
+        ("totals", {"totals": True}),
+        ("compare", {"compare": "previous_period"}),
+        ("compare interval", {"compare": {"start": "2019-02-01T00:00:00Z", "end": "2019-02-03T00:00:00Z"}}),
     ],
 )
 def test_every_part_of_the_query_changes_the_key(name: str, changes: dict[str, Any]) -> None:
@@ -52,6 +55,11 @@ def test_every_part_of_the_query_changes_the_key(name: str, changes: dict[str, A
 )
 def test_organization_version_and_row_cap_change_the_key(name: str, other: Any) -> None:
     assert other() != _key(_plan()), name
+
+
+def test_each_offset_has_its_key() -> None:
+    page = {"group_by": ["country"], "limit": 5}
+    assert _key(_plan(**page, offset=5)) != _key(_plan(**page, offset=10))
 
 
 def test_equal_requests_share_the_key() -> None:
