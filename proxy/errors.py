@@ -10,6 +10,7 @@
     │   └── OriginNotAllowed          403 origin_not_allowed (a CORS preflight from an unlisted origin)
     ├── NotFound                      404 not_found
     │   └── OrganizationNotFound      404 organization_not_found
+    ├── NotAcceptable                 406 not_acceptable    (Vary: Accept; CSV asked for totals or compare)
     ├── UnsupportedMediaType          415 unsupported_media_type
     ├── TooManyRequests               429 too_many_requests (Retry-After)
     ├── ClientDisconnected            499 client_closed_request (nobody reads it)
@@ -18,6 +19,8 @@
     │   ├── BackendOverloaded         503 backend_overloaded  (Retry-After)
     │   └── NotReady                  503 not_ready           (Retry-After; GET /readyz)
     ├── ServiceBusy                   503 service_busy        (Retry-After; budget spent queueing)
+    ├── LimitsUnavailable             503 limits_unavailable  (Retry-After; shared limits store down, fail-closed)
+    ├── AccessStoreUnavailable        503 access_store_unavailable (Retry-After; API keys cannot be checked)
     └── BackendTimeout                504 backend_timeout
 
 Views never build error responses by hand: they raise one of these and the app's error
@@ -126,6 +129,17 @@ class OrganizationNotFound(NotFound):
     code = "organization_not_found"
 
 
+class NotAcceptable(ProxyError):
+    """The answer the query asks for has no form among those the `Accept` header takes."""
+
+    status = 406
+    code = "not_acceptable"
+
+    def headers(self) -> dict[str, str]:
+        # Another `Accept` would have been answered: a cache must not reuse this refusal for it.
+        return {"Vary": "Accept"}
+
+
 class UnsupportedMediaType(ProxyError):
     status = 415
     code = "unsupported_media_type"
@@ -174,6 +188,22 @@ class ServiceBusy(ProxyError):
 
     status = 503
     code = "service_busy"
+    retry_after = 2
+
+
+class LimitsUnavailable(ProxyError):
+    """The shared limits store failed and the settings say to refuse rather than admit unlimited."""
+
+    status = 503
+    code = "limits_unavailable"
+    retry_after = 2
+
+
+class AccessStoreUnavailable(ProxyError):
+    """The access store (its database) failed or timed out: an API key can be neither accepted nor refused."""
+
+    status = 503
+    code = "access_store_unavailable"
     retry_after = 2
 
 

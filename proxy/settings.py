@@ -12,6 +12,7 @@ from typing import Any, Literal
 from schemas.request import QueryLimits
 
 Backend = Literal["druid", "embedded"]
+LimitsOnError = Literal["open", "closed"]
 
 # A concurrency limit left unset: derived from the serving slots when the settings are built.
 DERIVED = -1
@@ -78,6 +79,16 @@ class Settings(QueryLimits):
     # pages may call the API, none by default; and the query console at /console, on or off.
     cors_origins: tuple[str, ...] = ()
     console: bool = True
+    # Limits shared by every host (docs/several-hosts.md): a PostgreSQL URL, none keeps them in
+    # this host's table; what a request gets while that database fails or is slow (open: admitted
+    # unlimited, closed: 503 limits_unavailable); and the bound on each call to it.
+    limits_database_url: str | None = field(default=None, repr=False)
+    limits_on_store_error: LimitsOnError = "open"
+    limits_store_timeout_secs: float = 0.3
+    # The access store shared by every host (docs/several-hosts.md): a PostgreSQL URL, none keeps
+    # organizations and keys in this host's SQLite file; and the bound on each call to it.
+    access_database_url: str | None = field(default=None, repr=False)
+    access_store_timeout_secs: float = 1.0
 
     def __post_init__(self) -> None:
         half = max(1, self.capacity // 2)
@@ -180,6 +191,18 @@ def _origins(raw: str) -> tuple[str, ...]:
     return origins
 
 
+def _postgres_url(raw: str) -> str:
+    if not raw.startswith(("postgresql://", "postgres://")):
+        raise ValueError("must be a postgresql:// URL")
+    return raw
+
+
+def _on_store_error(raw: str) -> LimitsOnError:
+    if raw not in ("open", "closed"):
+        raise ValueError("must be 'open' or 'closed'")
+    return raw  # type: ignore[return-value]
+
+
 def _switch(raw: str) -> bool:
     if raw.lower() not in _SWITCH:
         raise ValueError("must be on or off")
@@ -215,6 +238,11 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "max_concurrent_per_principal": _non_negative_int,
     "embedded_spill_limit_mb": _non_negative_int,
     "cors_origins": _origins,
+    "limits_database_url": _postgres_url,
+    "limits_on_store_error": _on_store_error,
+    "limits_store_timeout_secs": _positive_float,
+    "access_database_url": _postgres_url,
+    "access_store_timeout_secs": _positive_float,
     "console": _switch,
 }
 

@@ -12,13 +12,13 @@ def main() -> None:
 
 def _register_commands() -> None:
     # Each role module owns its click commands; this module only assembles them.
-    from proxyctl.access import orgs, tokens
+    from proxyctl.access import access, orgs, tokens
     from proxyctl.druid.commands import druid
     from proxyctl.ingest.commands import gen, load
     from proxyctl.postgres.commands import postgres
     from proxyctl.serve import serve
 
-    for command in (serve, orgs, tokens, druid, postgres, gen, load):
+    for command in (serve, orgs, tokens, access, druid, postgres, gen, load):
         main.add_command(command)
 
 

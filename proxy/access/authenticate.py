@@ -1,7 +1,8 @@
 """Who is calling (an API key or a JWT), and whether they may read an organization.
 
-`Authorization: Token rpk_...` is looked up in the access store on every request;
-`Authorization: Bearer <JWT>` is verified with the one configured algorithm and key.
+`Authorization: Token rpk_...` is looked up in the access store on every request (503
+`access_store_unavailable` while the store cannot answer); `Authorization: Bearer <JWT>` is
+verified with the one configured algorithm and key, and needs no store.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from proxy.access.principal import Principal, canonical_organization_id
 from proxy.access.store import AccessStore
-from proxy.errors import Forbidden, NotAuthenticated, OrganizationNotFound
+from proxy.errors import AccessStoreUnavailable, Forbidden, NotAuthenticated, OrganizationNotFound
 from proxy.settings import Settings, SettingsError
 
 # Clock skew tolerated between the token issuer and this host.
@@ -33,10 +34,27 @@ _KeyResolver = Callable[[str], Any]
 
 def authorize(principal: Principal, organization_id: str, store: AccessStore) -> None:
     """Raise unless the organization exists (404) and the principal is granted it (403)."""
-    if not store.organization_exists(organization_id):
+    if not _registered(organization_id, store):
         raise OrganizationNotFound("organization does not exist")
     if canonical_organization_id(organization_id) not in principal.organizations:
         raise Forbidden(f"{principal.name} is not granted this organization")
+
+
+def _registered(organization_id: str, store: AccessStore) -> bool:
+    try:
+        return store.organization_exists(organization_id)
+    except AccessStoreUnavailable:
+        # The store is down: the caller's own grants decide (a bearer token needs no store). A
+        # granted organization is served, unregistered or not (it has no data); any other is 403.
+        return _is_organization_id(organization_id)
+
+
+def _is_organization_id(organization_id: str) -> bool:
+    try:
+        canonical_organization_id(organization_id)
+    except ValueError:
+        return False
+    return True
 
 
 class Authenticator:

@@ -1,49 +1,37 @@
-"""Organizations and API keys in one SQLite file shared by every worker process and thread.
+"""Organizations and API keys: one store, in this host's SQLite file or in a PostgreSQL all hosts share.
 
-Keys look like `rpk_<key id>_<secret>`; only the key id and a hash of the whole key are stored.
-Nothing is cached: every lookup reads the file, so a revocation holds on the very next request.
+Keys look like `rpk_<key id>_<secret>`; only the key id and a hash of the whole key are stored,
+and a presented key's hash is compared in constant time. Nothing is cached: every lookup asks the
+database, so a revocation holds on the very next request, in every worker of every host.
+
+A call the database cannot answer (down, too slow, refusing) raises AccessStoreUnavailable
+(503 `access_store_unavailable`): an API key is then neither accepted nor refused.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
-import sqlite3
-from collections.abc import Iterable
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from proxy.access.database import Database, Dialect, PostgresDatabase, Session, SqliteDatabase
+from proxy.access.migrations import migrate
 from proxy.access.principal import Principal, canonical_organization_id
-from proxy.runtime.data_dir import private_sqlite_file
-from proxy.runtime.sqlite_connections import ThreadConnections
+from proxy.errors import AccessStoreUnavailable
+from proxy.runtime.metrics import observe_access_store
+from proxy.settings import Settings
 
-# Waiting this long for another worker's write lock beats failing with "database is locked".
-_BUSY_TIMEOUT_SECS = 10.0
+log = logging.getLogger(__name__)
+
 _KEY_PATTERN = re.compile(r"rpk_(?P<key_id>[0-9a-f]{16})_[A-Za-z0-9_-]{43}")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS organizations (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS api_keys (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    key_hash BLOB NOT NULL,
-    created_at TEXT NOT NULL,
-    revoked_at TEXT
-);
-CREATE TABLE IF NOT EXISTS key_grants (
-    key_id TEXT NOT NULL REFERENCES api_keys (id),
-    organization_id TEXT NOT NULL REFERENCES organizations (id),
-    PRIMARY KEY (key_id, organization_id)
-);
-"""
 
 
 class AccessStoreError(ValueError):
@@ -79,6 +67,11 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+def _timestamp(value: str | datetime) -> datetime:
+    # SQLite keeps ISO text; PostgreSQL's timestamptz comes back in the session's zone.
+    return (datetime.fromisoformat(value) if isinstance(value, str) else value).astimezone(UTC)
+
+
 def _key_hash(key: str) -> bytes:
     # The key carries 256 random bits (secrets.token_urlsafe), so no guessing attack can
     # work against a fast hash; a slow password hash would only slow down every request.
@@ -86,45 +79,89 @@ def _key_hash(key: str) -> bytes:
 
 
 class AccessStore:
-    """Organizations, hashed API keys and their grants, in the SQLite file at `path`."""
+    """Organizations, hashed API keys and their grants, in `database` (a path: that SQLite file),
+    its schema migrated on first use."""
 
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        private_sqlite_file(path)  # key hashes and grants: this user's alone, its log too
-        self._connections = ThreadConnections(path, _BUSY_TIMEOUT_SECS, ["PRAGMA foreign_keys = ON"])
-        with self._connect() as conn:
-            # WAL lets readers in other workers go on while one worker writes; the mode is
-            # stored in the file, so setting it once at start-up covers every connection.
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.executescript(_SCHEMA)
+    def __init__(self, database: Database | Path) -> None:
+        self._db = SqliteDatabase(database) if isinstance(database, Path) else database
+        self._migrated = False
 
-    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
-        # A connection per thread and process: nothing is shared across threads or inherited
-        # through gunicorn's fork. Autocommit, so every read sees the latest revocation.
-        return self._connections.connection()
+    @property
+    def kind(self) -> Dialect:
+        """Which database holds the store: `sqlite` or `postgres`."""
+        return self._db.dialect
 
-    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
-        return self._connections.write()
+    def migrate(self) -> list[int]:
+        """Apply the schema migrations the database lacks; the versions applied."""
+        with self._call("migrate"):
+            applied = migrate(self._db)
+        self._migrated = True
+        return applied
+
+    def readiness(self) -> str:
+        """`ok` when the database answers within the timeout, else `unavailable`."""
+        try:
+            with self._read("ready") as db:
+                db.run("SELECT 1")
+        except AccessStoreUnavailable:
+            return "unavailable"
+        return "ok"
+
+    def close(self) -> None:
+        """Close this process's connections."""
+        self._db.close()
+
+    @contextmanager
+    def _call(self, operation: str) -> Iterator[None]:
+        """Time the call, and map the driver's failures to AccessStoreUnavailable."""
+        started, failed = time.perf_counter(), False
+        try:
+            yield
+        except self._db.errors as exc:
+            failed = True
+            log.warning("access store (%s) %s failed: %s: %s", self.kind, operation, type(exc).__name__, exc)
+            raise AccessStoreUnavailable("The access store cannot be reached; try again shortly.") from exc
+        finally:
+            observe_access_store(self.kind, operation, time.perf_counter() - started, failed)
+
+    def _ensure_schema(self) -> None:
+        # On first use rather than at construction: a worker starts (and serves JWT callers)
+        # while the database is down, and migrates once it answers.
+        if not self._migrated:
+            migrate(self._db)
+            self._migrated = True
+
+    @contextmanager
+    def _read(self, operation: str) -> Iterator[Session]:
+        with self._call(operation):
+            self._ensure_schema()
+            with self._db.session() as session:
+                yield session
+
+    @contextmanager
+    def _write(self, operation: str) -> Iterator[Session]:
+        with self._call(operation):
+            self._ensure_schema()
+            with self._db.transaction() as session:
+                yield session
 
     def add_organization(self, organization_id: str, name: str) -> None:
         """Register an organization; its id must be a UUID not registered yet."""
         org_id = _checked_organization_id(organization_id)
-        try:
-            with self._write() as conn:
-                conn.execute(
-                    "INSERT INTO organizations (id, name, created_at) VALUES (?, ?, ?)",
-                    (org_id, name, _now()),
-                )
-        except sqlite3.IntegrityError as exc:
-            raise AccessStoreError(f"organization {org_id} already exists") from exc
+        with self._write("add_organization") as db:
+            added = db.run(
+                "INSERT INTO organizations (id, name, created_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (id) DO NOTHING RETURNING id",
+                (org_id, name, _now()),
+            )
+        if not added:
+            raise AccessStoreError(f"organization {org_id} already exists")
 
     def list_organizations(self) -> list[Organization]:
         """Every organization, oldest first."""
-        with self._connect() as conn:
-            rows = conn.execute(
-                "SELECT id, name, created_at FROM organizations ORDER BY created_at, id"
-            ).fetchall()
-        return [Organization(org_id, name, datetime.fromisoformat(created)) for org_id, name, created in rows]
+        with self._read("list_organizations") as db:
+            rows = db.run("SELECT id, name, created_at FROM organizations ORDER BY created_at, id")
+        return [Organization(org_id, name, _timestamp(created)) for org_id, name, created in rows]
 
     def organization_exists(self, organization_id: str) -> bool:
         """Whether the organization is registered; a malformed id is simply not."""
@@ -132,9 +169,8 @@ class AccessStore:
             org_id = canonical_organization_id(organization_id)
         except ValueError:
             return False
-        with self._connect() as conn:
-            row = conn.execute("SELECT 1 FROM organizations WHERE id = ?", (org_id,)).fetchone()
-        return row is not None
+        with self._read("organization_exists") as db:
+            return bool(db.run("SELECT 1 FROM organizations WHERE id = ?", (org_id,)))
 
     def create_key(self, organization_ids: Iterable[str], name: str) -> str:
         """Create a key granted to the organizations; the plaintext is returned only here."""
@@ -143,37 +179,36 @@ class AccessStore:
             raise AccessStoreError("a key must be granted to at least one organization")
         key_id = secrets.token_hex(8)
         key = f"rpk_{key_id}_{secrets.token_urlsafe(32)}"
-        with self._write() as conn:
-            _require_organizations(conn, org_ids)
-            conn.execute(
+        with self._write("create_key") as db:
+            _require_organizations(db, org_ids)
+            db.run(
                 "INSERT INTO api_keys (id, name, key_hash, created_at) VALUES (?, ?, ?, ?)",
                 (key_id, name, _key_hash(key), _now()),
             )
-            conn.executemany(
-                "INSERT INTO key_grants (key_id, organization_id) VALUES (?, ?)",
-                [(key_id, org_id) for org_id in org_ids],
-            )
+            for org_id in org_ids:
+                db.run("INSERT INTO key_grants (key_id, organization_id) VALUES (?, ?)", (key_id, org_id))
         return key
 
     def list_keys(self) -> list[KeyInfo]:
         """Every key with its grants, oldest first."""
-        with self._connect() as conn:
-            rows = conn.execute(
-                "SELECT k.id, k.name, group_concat(g.organization_id), k.created_at, k.revoked_at"
+        with self._read("list_keys") as db:
+            rows = db.run(
+                "SELECT k.id, k.name, k.created_at, k.revoked_at, g.organization_id"
                 " FROM api_keys k LEFT JOIN key_grants g ON g.key_id = k.id"
-                " GROUP BY k.id ORDER BY k.created_at, k.id"
-            ).fetchall()
-        return [_key_info(*row) for row in rows]
+                " ORDER BY k.created_at, k.id, g.organization_id"
+            )
+        keys: dict[str, KeyInfo] = {}
+        for key_id, name, created, revoked, org_id in rows:
+            key = keys.get(key_id) or _key_info(key_id, name, created, revoked)
+            keys[key_id] = replace(key, organizations=(*key.organizations, org_id)) if org_id else key
+        return list(keys.values())
 
     def revoke_key(self, key_id: str) -> None:
-        """Revoke a key for every worker at once; revoking it again changes nothing."""
-        with self._write() as conn:
-            if conn.execute("SELECT 1 FROM api_keys WHERE id = ?", (key_id,)).fetchone() is None:
+        """Revoke a key for every worker of every host at once; revoking it again changes nothing."""
+        with self._write("revoke_key") as db:
+            if not db.run("SELECT 1 FROM api_keys WHERE id = ?", (key_id,)):
                 raise AccessStoreError(f"no key with id {key_id!r}")
-            conn.execute(
-                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                (_now(), key_id),
-            )
+            db.run("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (_now(), key_id))
 
     def principal_for_key(self, key: str) -> Principal | None:
         """The principal a presented key stands for; None if malformed, unknown or revoked."""
@@ -181,18 +216,25 @@ class AccessStore:
         if match is None:
             return None
         key_id = match["key_id"]
-        with self._connect() as conn:
-            rows = conn.execute(
+        with self._read("principal_for_key") as db:
+            rows = db.run(
                 "SELECT k.key_hash, k.revoked_at, g.organization_id"
                 " FROM api_keys k LEFT JOIN key_grants g ON g.key_id = k.id WHERE k.id = ?",
                 (key_id,),
-            ).fetchall()
-        if not rows or not hmac.compare_digest(rows[0][0], _key_hash(key)):
+            )
+        if not rows or not hmac.compare_digest(bytes(rows[0][0]), _key_hash(key)):
             return None
         if rows[0][1] is not None:
             return None
         orgs = frozenset(org_id for _, _, org_id in rows if org_id is not None)
         return Principal(name=f"key:{key_id}", organizations=orgs)
+
+
+def open_access_store(settings: Settings) -> AccessStore:
+    """The store the settings name: PROXY_ACCESS_DATABASE_URL's PostgreSQL, else the data dir's SQLite file."""
+    if settings.access_database_url:
+        return AccessStore(PostgresDatabase(settings.access_database_url, settings.access_store_timeout_secs))
+    return AccessStore(SqliteDatabase(settings.access_db_path))
 
 
 def _checked_organization_id(organization_id: str) -> str:
@@ -202,19 +244,19 @@ def _checked_organization_id(organization_id: str) -> str:
         raise AccessStoreError(f"organization id {organization_id!r} is not a UUID") from exc
 
 
-def _require_organizations(conn: sqlite3.Connection, org_ids: list[str]) -> None:
+def _require_organizations(db: Session, org_ids: list[str]) -> None:
     marks = ", ".join("?" * len(org_ids))
-    rows = conn.execute(f"SELECT id FROM organizations WHERE id IN ({marks})", org_ids).fetchall()
+    rows = db.run(f"SELECT id FROM organizations WHERE id IN ({marks})", org_ids)
     missing = sorted(set(org_ids) - {org_id for (org_id,) in rows})
     if missing:
         raise AccessStoreError(f"unknown organization(s): {', '.join(missing)}")
 
 
-def _key_info(key_id: str, name: str, orgs: str | None, created: str, revoked: str | None) -> KeyInfo:
+def _key_info(key_id: str, name: str, created: str | datetime, revoked: str | datetime | None) -> KeyInfo:
     return KeyInfo(
         id=key_id,
         name=name,
-        organizations=tuple(sorted(orgs.split(","))) if orgs else (),
-        created_at=datetime.fromisoformat(created),
-        revoked_at=datetime.fromisoformat(revoked) if revoked else None,
+        organizations=(),
+        created_at=_timestamp(created),
+        revoked_at=_timestamp(revoked) if revoked else None,
     )

@@ -71,6 +71,30 @@ CACHE_BYTES = Gauge(
     multiprocess_mode="mostrecent",
 )
 CACHE_OUTCOMES = ("hit", "miss", "revalidated", "uncached")
+LIMITS_STORE_LATENCY = Histogram(
+    "reporting_proxy_limits_store_duration_seconds",
+    "Time a call to the shared limits store took, failures included, by operation.",
+    ["operation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)
+LIMITS_STORE_ERRORS = Counter(
+    "reporting_proxy_limits_store_errors_total",
+    "Calls to the shared limits store that failed or timed out (the request admitted unlimited, "
+    "or refused with limits_unavailable when PROXY_LIMITS_ON_STORE_ERROR=closed).",
+    ["operation"],
+)
+
+ACCESS_STORE_LATENCY = Histogram(
+    "reporting_proxy_access_store_duration_seconds",
+    "Time a call to the access store took, failures included, by store (sqlite, postgres) and operation.",
+    ["store", "operation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+ACCESS_STORE_ERRORS = Counter(
+    "reporting_proxy_access_store_errors_total",
+    "Calls to the access store that failed or timed out (answered 503 access_store_unavailable).",
+    ["store", "operation"],
+)
 
 
 def start_backend(backend: str) -> None:
@@ -94,6 +118,20 @@ def observe_cache_store(evicted: int, volume_bytes: int) -> None:
     if evicted:
         CACHE_EVICTIONS.inc(evicted)
     CACHE_BYTES.set(volume_bytes)
+
+
+def observe_limits_store(operation: str, seconds: float, failed: bool) -> None:
+    """Time one call to the shared limits store, and count it when it failed."""
+    LIMITS_STORE_LATENCY.labels(operation).observe(seconds)
+    if failed:
+        LIMITS_STORE_ERRORS.labels(operation).inc()
+
+
+def observe_access_store(store: str, operation: str, seconds: float, failed: bool) -> None:
+    """Time one call to the access store, and count it when it failed."""
+    ACCESS_STORE_LATENCY.labels(store, operation).observe(seconds)
+    if failed:
+        ACCESS_STORE_ERRORS.labels(store, operation).inc()
 
 
 def observe_request(route: str, method: str, status: int, code: str | None, seconds: float) -> None:

@@ -1,29 +1,84 @@
-"""The access store: organizations, hashed API keys, grants, revocation across workers; its CLI."""
+"""The access store: organizations, hashed API keys, grants, revocation across workers and hosts,
+schema migrations; its CLI. Every test runs against both stores: this host's SQLite file and the
+shared PostgreSQL (the local one `make test` starts, a fresh database per module, emptied per test).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import click
+import psycopg
 import pytest
 from click.testing import CliRunner
 
+from proxy.access.migrations import ADVISORY_LOCK
 from proxy.access.principal import Principal
-from proxy.access.store import AccessStore, AccessStoreError, KeyInfo
-from proxyctl.access import orgs, tokens
+from proxy.access.store import AccessStore, AccessStoreError, KeyInfo, open_access_store
+from proxy.settings import load_settings
+from proxyctl.access import access, orgs, tokens
+from tests.support.postgres import fresh_database
 
 ORG_A = "6f1e7c2a-0d55-4b8e-9f43-2b8c1d7a9e01"
 ORG_B = "a3c9e5d1-7b2f-4e6a-8c0d-5f4e3b2a1c9d"
 ORG_GONE = "00000000-0000-4000-8000-000000000000"
 KEY_FORMAT = re.compile(r"rpk_[0-9a-f]{16}_[A-Za-z0-9_-]{43}")
+CLI = [str(Path(sys.executable).with_name("reporting-proxy"))]
+
+
+@dataclasses.dataclass(frozen=True)
+class Backing:
+    """Where a store lives, as the `PROXY_*` variables that name it (for the CLI and other processes)."""
+
+    kind: str
+    env: dict[str, str]
+
+    def open(self) -> AccessStore:
+        """A new store on the same database: another worker, or another host."""
+        return open_access_store(load_settings(self.env))
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    with fresh_database("access") as url:
+        yield url
+
+
+def _empty_schema(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backing(request: pytest.FixtureRequest, tmp_path: Path) -> Backing:
+    # A data dir that does not exist yet: the store (or the CLI) must create it.
+    env = {"PROXY_DATA_DIR": str(tmp_path / "new" / "var")}
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+        _empty_schema(url)
+        env["PROXY_ACCESS_DATABASE_URL"] = url
+    return Backing(request.param, env)
+
+
+@pytest.fixture
+def store(backing: Backing) -> Iterator[AccessStore]:
+    if backing.kind == "sqlite":
+        Path(backing.env["PROXY_DATA_DIR"]).mkdir(parents=True)
+    opened = backing.open()
+    yield opened
+    opened.close()
 
 
 @pytest.fixture
@@ -151,82 +206,188 @@ def test_revoke_unknown_key_refused(orgs_store: AccessStore) -> None:
         orgs_store.revoke_key("0" * 16)
 
 
-def test_only_the_hash_is_stored(orgs_store: AccessStore, tmp_path: Path) -> None:
+def _stored(backing: Backing) -> bytes:
+    """Every byte the store keeps: the SQLite file and its log, or every table's rows."""
+    if backing.kind == "sqlite":
+        return b"".join(path.read_bytes() for path in Path(backing.env["PROXY_DATA_DIR"]).glob("access*"))
+    with psycopg.connect(backing.env["PROXY_ACCESS_DATABASE_URL"]) as conn:
+        tables = ("organizations", "api_keys", "key_grants", "schema_version")
+        return repr([conn.execute(f"SELECT * FROM {table}").fetchall() for table in tables]).encode()
+
+
+def test_only_the_hash_is_stored(orgs_store: AccessStore, backing: Backing) -> None:
     key = orgs_store.create_key([ORG_A], "ci")
     secret = key.split("_", 2)[2]
-    stored = b"".join(path.read_bytes() for path in tmp_path.glob("access.sqlite3*"))
-    assert (key.encode() in stored, secret.encode() in stored) == (False, False)
+    stored = _stored(backing)
+    assert (key.encode() in stored, secret.encode() in stored, _key_id(key).encode() in stored) == (
+        False,
+        False,
+        True,
+    )
 
 
-def test_schema_is_idempotent_and_in_wal_mode(orgs_store: AccessStore, tmp_path: Path) -> None:
+def test_migrations_apply_once_from_empty_and_again_change_nothing(store: AccessStore) -> None:
+    assert (store.migrate(), store.migrate(), store.list_organizations()) == ([1], [], [])
+
+
+def test_a_new_store_migrates_on_first_use(backing: Backing) -> None:
+    if backing.kind == "sqlite":
+        Path(backing.env["PROXY_DATA_DIR"]).mkdir(parents=True)
+    first, second = backing.open(), backing.open()
+    first.add_organization(ORG_A, "Acme")  # no explicit migrate: the first call does it
+    assert ([org.id for org in second.list_organizations()], second.migrate()) == ([ORG_A], [])
+    first.close()
+    second.close()
+
+
+@contextmanager
+def _migration_lock_held(backing: Backing) -> Iterator[Callable[[], bool]]:
+    """Hold the lock a migration takes, as a host migrating right now would; yields whether
+    two others are waiting for it (PostgreSQL tells; for SQLite, a second's wait is assumed)."""
+    if backing.kind == "sqlite":
+        path = Path(backing.env["PROXY_DATA_DIR"]) / "access.sqlite3"
+        path.parent.mkdir(parents=True)
+        with closing(sqlite3.connect(path, isolation_level=None)) as lite:
+            lite.execute("BEGIN IMMEDIATE")
+            yield lambda: time.sleep(1) is None
+            lite.execute("COMMIT")
+        return
+    waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+    with psycopg.connect(backing.env["PROXY_ACCESS_DATABASE_URL"]) as conn:
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK,))
+        with psycopg.connect(backing.env["PROXY_ACCESS_DATABASE_URL"], autocommit=True) as watcher:
+            yield lambda: _eventually(lambda: watcher.execute(waiting).fetchone() == (2,))
+        conn.commit()
+
+
+def _eventually(condition: Callable[[], bool], secs: float = 30) -> bool:
+    deadline = time.monotonic() + secs
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_migrate_from_two_processes_at_once_applies_each_version_once(backing: Backing) -> None:
+    env = {**os.environ, **backing.env}
+    with _migration_lock_held(backing) as both_waiting:
+        running = [
+            subprocess.Popen([*CLI, "access", "migrate"], env=env, stdout=subprocess.PIPE, text=True)
+            for _ in range(2)
+        ]
+        assert both_waiting()
+    outputs = sorted(process.communicate(timeout=60)[0] for process in running)
+    assert [process.returncode for process in running] == [0, 0]
+    assert outputs == [
+        f"{backing.kind} access store at schema version 1 (applied 1)\n",
+        f"{backing.kind} access store at schema version 1 (nothing to apply)\n",
+    ]
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> AccessStore:
+    store = AccessStore(tmp_path / "access.sqlite3")
+    store.add_organization(ORG_A, "Acme")
+    return store
+
+
+def test_sqlite_schema_is_idempotent_and_in_wal_mode(sqlite_store: AccessStore, tmp_path: Path) -> None:
     path = tmp_path / "access.sqlite3"
     reopened = AccessStore(path)
     with sqlite3.connect(path) as conn:
         mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-    assert (mode, len(reopened.list_organizations())) == ("wal", 2)
+        versions = conn.execute("SELECT version FROM schema_version").fetchall()
+    assert (mode, versions, len(reopened.list_organizations())) == ("wal", [(1,)], 1)
 
 
-def test_the_file_and_its_log_are_the_owner_s_alone(orgs_store: AccessStore, tmp_path: Path) -> None:
-    orgs_store.create_key([ORG_A], "ci")  # a write: the log and its index exist
+def test_a_sqlite_file_made_before_schema_version_is_adopted(tmp_path: Path) -> None:
+    path = tmp_path / "access.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE organizations (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at TEXT NOT NULL)"
+        )
+        conn.execute("INSERT INTO organizations VALUES (?, 'Acme', '2026-01-01T00:00:00+00:00')", (ORG_A,))
+    store = AccessStore(path)
+    assert ([org.id for org in store.list_organizations()], store.migrate()) == ([ORG_A], [])
+
+
+def test_the_sqlite_file_and_its_log_are_the_owner_s_alone(sqlite_store: AccessStore, tmp_path: Path) -> None:
+    sqlite_store.create_key([ORG_A], "ci")  # a write: the log and its index exist
     modes = {path.name: path.stat().st_mode & 0o777 for path in tmp_path.glob("access.sqlite3*")}
     assert modes == {"access.sqlite3": 0o600, "access.sqlite3-wal": 0o600, "access.sqlite3-shm": 0o600}
 
 
-_REVOKE_IN_PROCESS = """
+_IN_PROCESS = """
 import sys
-from pathlib import Path
-from proxy.access.store import AccessStore
-AccessStore(Path(sys.argv[1])).revoke_key(sys.argv[2])
+from proxy.access.store import open_access_store
+from proxy.settings import load_settings
+store = open_access_store(load_settings())
+{action}
+store.close()
 """
 
 
-def _revoke_in_thread(path: Path, key_id: str) -> None:
-    worker = threading.Thread(target=lambda: AccessStore(path).revoke_key(key_id))
+def _in_process(backing: Backing, action: str, *args: str) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-c", _IN_PROCESS.format(action=action), *args]
+    return subprocess.Popen(command, env={**os.environ, **backing.env})
+
+
+def _in_thread(backing: Backing, action: Callable[[AccessStore], object]) -> None:
+    def run() -> None:
+        store = backing.open()
+        action(store)
+        store.close()
+
+    worker = threading.Thread(target=run)
     worker.start()
     worker.join()
 
 
-def _revoke_in_process(path: Path, key_id: str) -> None:
-    command = [sys.executable, "-c", _REVOKE_IN_PROCESS, str(path), key_id]
-    subprocess.run(command, check=True, timeout=60)
+def _revoke_in_thread(backing: Backing, key_id: str) -> None:
+    _in_thread(backing, lambda store: store.revoke_key(key_id))
+
+
+def _revoke_in_process(backing: Backing, key_id: str) -> None:
+    assert _in_process(backing, "store.revoke_key(sys.argv[1])", key_id).wait(timeout=60) == 0
 
 
 @pytest.mark.parametrize(
     "revoke_elsewhere",
     [pytest.param(_revoke_in_thread, id="thread"), pytest.param(_revoke_in_process, id="process")],
 )
-def test_revocation_by_another_worker_holds_on_the_next_lookup(
-    orgs_store: AccessStore, tmp_path: Path, revoke_elsewhere: Callable[[Path, str], None]
+def test_revocation_by_another_worker_or_host_holds_on_the_next_lookup(
+    orgs_store: AccessStore, backing: Backing, revoke_elsewhere: Callable[[Backing, str], None]
 ) -> None:
     key = orgs_store.create_key([ORG_A], "ci")
     assert orgs_store.principal_for_key(key) is not None
-    revoke_elsewhere(tmp_path / "access.sqlite3", _key_id(key))
+    revoke_elsewhere(backing, _key_id(key))
     assert orgs_store.principal_for_key(key) is None
 
 
-_CREATE_KEYS_IN_PROCESS = """
-import sys
-from pathlib import Path
-from proxy.access.store import AccessStore
-store = AccessStore(Path(sys.argv[1]))
-for _ in range(10):
-    store.create_key([sys.argv[2]], "process")
-"""
+def test_a_key_created_through_one_store_is_accepted_by_another(
+    orgs_store: AccessStore, backing: Backing
+) -> None:
+    other = backing.open()
+    key = orgs_store.create_key([ORG_A, ORG_B], "ci")
+    assert other.principal_for_key(key) == Principal(f"key:{_key_id(key)}", frozenset({ORG_A, ORG_B}))
+    other.close()
 
 
-def _create_keys_in_threads(path: Path, workers: int) -> None:
+def _create_keys_in_threads(backing: Backing, workers: int) -> None:
     def create(_: int) -> None:
-        store = AccessStore(path)
+        store = backing.open()
         for _ in range(10):
             store.create_key([ORG_A], "thread")
+        store.close()
 
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(create, range(workers)))
 
 
-def _create_keys_in_processes(path: Path, workers: int) -> None:
-    command = [sys.executable, "-c", _CREATE_KEYS_IN_PROCESS, str(path), ORG_A]
-    running = [subprocess.Popen(command) for _ in range(workers)]
+def _create_keys_in_processes(backing: Backing, workers: int) -> None:
+    action = "for _ in range(10): store.create_key([sys.argv[1]], 'process')"
+    running = [_in_process(backing, action, ORG_A) for _ in range(workers)]
     assert [process.wait(timeout=60) for process in running] == [0] * workers
 
 
@@ -238,40 +399,38 @@ def _create_keys_in_processes(path: Path, workers: int) -> None:
     ],
 )
 def test_concurrent_writers_all_succeed(
-    orgs_store: AccessStore, tmp_path: Path, create_concurrently: Callable[[Path, int], None]
+    orgs_store: AccessStore, backing: Backing, create_concurrently: Callable[[Backing, int], None]
 ) -> None:
-    create_concurrently(tmp_path / "access.sqlite3", 6)
+    create_concurrently(backing, 6)
     assert len(orgs_store.list_keys()) == 60
 
 
-_CLI = click.Group(commands={"orgs": orgs, "tokens": tokens})
+_CLI = click.Group(commands={"orgs": orgs, "tokens": tokens, "access": access})
 
 
 @pytest.fixture
-def run(tmp_path: Path) -> Callable[..., click.testing.Result]:
-    # A data dir that does not exist yet: the commands must create it.
-    env = {"PROXY_DATA_DIR": str(tmp_path / "new" / "var")}
-
+def run(backing: Backing) -> Callable[..., click.testing.Result]:
     def invoke(*args: str) -> click.testing.Result:
-        return CliRunner().invoke(_CLI, list(args), env=env)
+        return CliRunner().invoke(_CLI, list(args), env=backing.env)
 
     return invoke
 
 
-def test_cli_administers_orgs_and_keys(run: Callable[..., click.testing.Result], tmp_path: Path) -> None:
+def test_cli_administers_orgs_and_keys(run: Callable[..., click.testing.Result], backing: Backing) -> None:
     run("orgs", "add", ORG_A, "--name", "Acme")
     created = run("tokens", "create", "--org", ORG_A, "--name", "ci")
     key = created.stdout.splitlines()[-1]
     key_id = _key_id(key)
     listed_before = run("tokens", "list").stdout
     revoked = run("tokens", "revoke", key_id)
-    store = AccessStore(tmp_path / "new" / "var" / "access.sqlite3")
+    store = backing.open()
     assert (created.exit_code, revoked.exit_code, KEY_FORMAT.fullmatch(key) is not None) == (0, 0, True)
     assert run("orgs", "list").stdout.startswith(f"{ORG_A}\tAcme\t")
     assert listed_before.startswith(f"{key_id}\tci\t{ORG_A}\t") and "active" in listed_before
     assert key.split("_", 2)[2] not in listed_before
     assert "\trevoked " in run("tokens", "list").stdout
     assert store.principal_for_key(key) is None
+    store.close()
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ _TREE = [
     (errors.OriginNotAllowed, 403, "origin_not_allowed", {}),
     (errors.NotFound, 404, "not_found", {}),
     (errors.OrganizationNotFound, 404, "organization_not_found", {}),
+    (errors.NotAcceptable, 406, "not_acceptable", {"Vary": "Accept"}),
     (errors.UnsupportedMediaType, 415, "unsupported_media_type", {}),
     (errors.ClientDisconnected, 499, "client_closed_request", {}),
     (errors.BackendError, 502, "backend_error", {}),
@@ -30,6 +31,8 @@ _TREE = [
     (errors.BackendOverloaded, 503, "backend_overloaded", {"Retry-After": "2"}),
     (errors.NotReady, 503, "not_ready", {"Retry-After": "5"}),
     (errors.ServiceBusy, 503, "service_busy", {"Retry-After": "2"}),
+    (errors.LimitsUnavailable, 503, "limits_unavailable", {"Retry-After": "2"}),
+    (errors.AccessStoreUnavailable, 503, "access_store_unavailable", {"Retry-After": "2"}),
     (errors.BackendTimeout, 504, "backend_timeout", {}),
 ]
 
