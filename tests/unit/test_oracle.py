@@ -330,3 +330,62 @@ def test_like(pattern: str, value: str, expected: bool) -> None:
 def test_total_counts_half_open_interval() -> None:
     rows = [_row("2019-06-01T00:00:00Z"), _row("2019-06-01T23:59:59.999Z"), _row("2019-06-02T00:00:00+00:00")]
     assert oracle_total(rows, ORG, "2019-06-01T03:00:00+03:00", "2019-06-02T00:00:00Z") == 2
+
+
+@pytest.mark.parametrize(
+    ("interval", "compare", "printed"),
+    [
+        (
+            ("2019-04-01T00:00:00+03:00", "2019-04-08T00:00:00+03:00", HELSINKI),
+            "previous_period",
+            ("2019-03-25T00:00:00.000+02:00", "2019-04-01T00:00:00.000+03:00"),
+        ),
+        (
+            ("2019-06-01T06:00:00Z", "2019-06-01T09:00:00Z", None),
+            "previous_period",
+            ("2019-06-01T03:00:00.000Z", "2019-06-01T06:00:00.000Z"),
+        ),
+        (
+            ("2020-02-29T00:00:00+02:00", "2020-03-01T00:00:00+02:00", HELSINKI),
+            "previous_year",
+            ("2019-02-28T00:00:00.000+02:00", "2019-03-01T00:00:00.000+02:00"),
+        ),
+        (
+            ("2020-03-31T03:30:00+03:00", "2020-10-27T03:30:00+02:00", HELSINKI),
+            "previous_year",
+            ("2019-03-31T04:00:00.000+03:00", "2019-10-27T03:30:00.000+03:00"),
+        ),
+    ],
+)
+def test_comparison_interval(
+    interval: tuple[str, str, str | None], compare: str, printed: tuple[str, str]
+) -> None:
+    answer = evaluate([], ORG, _query(*interval[:2], "all", interval[2], compare=compare))
+    assert (answer["comparison"]["interval"]["start"], answer["comparison"]["interval"]["end"]) == printed
+
+
+def test_totals_count_each_session_once_whatever_the_rows_shown() -> None:
+    payload = _query(
+        *DAY,
+        "all",
+        group_by=["rooms"],
+        aggregations=[{"type": "count"}, {"type": "avg", "fields": ["session_duration_secs"]}],
+        order_by=[{"field": "count", "direction": "desc"}],
+        limit=1,
+        offset=1,
+        totals=True,
+    )
+    answer = evaluate(PEOPLE, ORG, payload)
+    # By count, then nulls first: null 2 (Zürich's missing rooms, the empty list), support 2
+    # (Helsinki 5 s, Tampere 600 s), lobby 1; the page is the second row.
+    assert answer["data"] == [[ALL_T, "support", 2, 302.5]]
+    assert answer["totals"] == [4, (5 + 10 + 60 + 600) / 4]
+
+
+def test_totals_of_no_sessions() -> None:
+    answer = evaluate(
+        [],
+        ORG,
+        _query(*DAY, "day", totals=True, aggregations=[{"type": "avg", "fields": ["session_duration_secs"]}]),
+    )
+    assert answer["totals"] == [None]
