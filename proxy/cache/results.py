@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 from proxy.backends.base import Scope
 from proxy.cache.entry import Entry, Validator, decode, encode
-from proxy.cache.flight import SingleFlight
+from proxy.cache.flight import Held, SingleFlight
 from proxy.cache.freshness import Freshness
 from proxy.cache.key import cache_key, canonical_query, entity_tag, matches
 from proxy.cache.store import ResultStore
@@ -81,6 +84,37 @@ class VersionReader(Protocol):
         """A new value whenever the data under the plan changed."""
 
 
+class WriteBehind:
+    """Stores answers after the request has its answer, on one thread per process, in order."""
+
+    def __init__(self) -> None:
+        self._threads: dict[int, ThreadPoolExecutor] = {}
+
+    def submit(self, job: Callable[[], None]) -> None:
+        # By process id: threads do not survive a fork.
+        pid = os.getpid()
+        pool = self._threads.get(pid)
+        if pool is None:
+            pool = self._threads.setdefault(pid, ThreadPoolExecutor(1, thread_name_prefix="cache-writer"))
+        pool.submit(job)
+
+    def flush(self) -> None:
+        """Wait for every answer submitted so far to be stored."""
+        pool = self._threads.get(os.getpid())
+        if pool is not None:
+            pool.submit(lambda: None).result()
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """One request's lookup: its key (organization, canonical query, version), plan, scope, time."""
+
+    key: str
+    plan: ResultPlan
+    scope: Scope
+    now: float
+
+
 @dataclass(frozen=True)
 class Cached:
     """An answer as the cache gives it: the body (None: the caller's copy is current, 304),
@@ -101,6 +135,7 @@ class ResultCache:
         self.flight = flight
         self.versions = versions
         self.freshness = freshness
+        self.writer = WriteBehind()
 
     def answer(
         self, plan: ResultPlan, scope: Scope, if_none_match: str | None, compute: Callable[[], bytes]
@@ -120,31 +155,60 @@ class ResultCache:
             # No version, no cache: the query still runs, and fails by itself if the engine is down.
             log.warning("data version unavailable in request %s; answering uncached", scope.request_id)
             return self._uncached(compute)
-        query = canonical_query(plan)
-        key = cache_key(scope.organization_id, query, version)
-        entry = decode(self.store.get(key))
+        asked = _Asked(cache_key(scope.organization_id, canonical_query(plan), version), plan, scope, now)
+        entry = decode(self.store.get(asked.key))
         fresh = None
         if entry is not None:
             check = self._check(entry, scope)
             if check.current:
                 return self._serve(entry, if_none_match, "hit")
             fresh = check.fresh
-        with self.flight.lead(key, scope.deadline):
+        return self._lead(asked, entry, fresh, if_none_match, compute)
+
+    def _lead(
+        self,
+        asked: _Asked,
+        entry: Entry | None,
+        fresh: object,
+        if_none_match: str | None,
+        compute: Callable[[], bytes],
+    ) -> Cached:
+        held = self.flight.acquire(asked.key, asked.scope.deadline)
+        try:
             # Whoever held the lock before may have stored a newer answer; it is checked like any.
-            stored = decode(self.store.get(key))
-            if stored is not None and stored != entry and self._check(stored, scope).current:
-                return self._serve(stored, if_none_match, "hit", shared=True)
-            with self.versions.recording(fresh, scope) as recording:
+            stored = decode(self.store.get(asked.key)) if held.waited else None
+            if stored is not None and stored != entry:
+                check = self._check(stored, asked.scope)
+                if check.current:
+                    held.release()
+                    return self._serve(stored, if_none_match, "hit", shared=True)
+                fresh = check.fresh
+            with self.versions.recording(fresh, asked.scope) as recording:
                 body = compute()
-            validators = recording.validators()
-            if validators is None:
-                return self._computed(Cached(body, None, "uncached"), if_none_match)
-            tag = _tag(scope.organization_id, query, version, validators)
-            evicted = self.store.put(
-                key, encode(Entry(tag, validators, body)), self.freshness.lifetime_secs(plan, now)
-            )
-        observe_cache_store(evicted, self.store.volume())
+        except BaseException:
+            held.release()
+            raise
+        validators = recording.validators()
+        if validators is None:
+            held.release()
+            return self._computed(Cached(body, None, "uncached"), if_none_match)
+        # The key already names the organization, the query and the version; the engine's tags
+        # complete what the caller's ETag stands for.
+        tag = entity_tag(cache_key(asked.key, b"", "|".join(tag for _, tag in validators)))
+        lifetime = self.freshness.lifetime_secs(asked.plan, asked.now)
+        self.writer.submit(partial(self._store, held, asked.key, Entry(tag, validators, body), lifetime))
         return self._computed(Cached(body, tag, "miss"), if_none_match)
+
+    def _store(self, held: Held, key: str, entry: Entry, lifetime_secs: float | None) -> None:
+        # The lock is released only once the answer is stored: identical requests wait for it
+        # rather than run the query again.
+        try:
+            evicted = self.store.put(key, encode(entry), lifetime_secs)
+            observe_cache_store(evicted, self.store.volume())
+        except Exception:
+            log.exception("result cache write failed; the answer is not kept")
+        finally:
+            held.release()
 
     def _check(self, entry: Entry, scope: Scope) -> Check:
         return self.versions.check(entry.validators, scope) if entry.validators else Check(current=True)
@@ -171,9 +235,3 @@ class ResultCache:
         body = compute()
         observe_cache("uncached")
         return Cached(body, None, "uncached")
-
-
-def _tag(organization: str, query: bytes, version: str, validators: tuple[Validator, ...]) -> str:
-    """The ETag callers see: the organization, the query, the version and the engine's own tags."""
-    tags = "|".join(tag for _, tag in validators)
-    return entity_tag(cache_key(organization, query, f"{version}|{tags}"))
