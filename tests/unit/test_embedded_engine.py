@@ -297,6 +297,22 @@ def test_explain_shows_the_sql_and_its_parameters(loaded: tuple[FlaskClient, dic
     assert "x" in body["query"]["parameters"]
 
 
+def test_explain_shows_the_comparison_and_totals_statements(
+    loaded: tuple[FlaskClient, dict[str, str]],
+) -> None:
+    client, keys = loaded
+    query = {"interval": SPRING, "granularity": "day", "aggregations": COUNT}
+    response = client.post(
+        f"/api/reporting/v1/orgs/{ORG}/visitor_sessions?explain=true",
+        json={**query, "compare": "previous_year", "totals": True},
+        headers={"Authorization": f"Token {keys[ORG]}"},
+    )
+    body: Any = response.json
+    assert set(body) == {"backend", "query", "comparison_query", "totals_query"}
+    assert "FILTER (WHERE in_1)" in body["totals_query"]["sql"]
+    assert body["comparison_query"]["parameters"] != body["query"]["parameters"]
+
+
 def test_before_the_first_load_queries_are_empty_and_not_ready(tmp_path: Path) -> None:
     service = _service(tmp_path)
     body = _post(service, {"interval": SPRING, "granularity": "day", "aggregations": COUNT})

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from proxy.backends.druid.backend import plan_rows
-from proxy.backends.druid.translator import translate
+from proxy.backends.druid.backend import plan_rows, totals_rows
+from proxy.backends.druid.translator import translate, translate_totals
 from proxy.errors import ResultTooLarge
 from proxy.query.plan import ResultPlan, plan_result
-from proxy.query.render import is_ordered, render
+from proxy.query.render import Answers, is_ordered, render, render_answer
 from schemas.request import QuerySchema
 from tests.support.golden import cases
 
@@ -164,3 +164,74 @@ def test_metric_values_come_out_as_their_type(
     ]
     data = render(plan, rows)["data"][: len(values)]  # ungrouped: zero-filled buckets follow
     assert [(row[-1], type(row[-1])) for row in data] == [(value, type(value)) for value in expected]
+
+
+_WEEK = {
+    "interval": {
+        "start": "2019-04-01T00:00:00+03:00",
+        "end": "2019-04-03T00:00:00+03:00",
+        "time_zone": "Europe/Helsinki",
+    },
+    "granularity": "day",
+    "aggregations": [{"type": "count"}, {"type": "avg", "fields": ["session_duration_secs"]}],
+    "compare": "previous_period",
+    "totals": True,
+}
+
+
+@pytest.mark.parametrize(
+    ("druid_totals", "totals", "compared_totals"),
+    [
+        (
+            [
+                {
+                    "timestamp": "x",
+                    "result": {"count@0": 4, "session_duration_secs_avg@0": 2.5, "count@1": None},
+                }
+            ],
+            [4, 2.5],
+            [0, None],
+        ),
+        ([], [0, None], [0, None]),
+    ],
+    ids=["answered", "no_row"],
+)
+def test_totals_and_comparison_join_the_answer(
+    druid_totals: list[Any], totals: list[Any], compared_totals: list[Any]
+) -> None:
+    plan = plan_result(QuerySchema().load(_WEEK), max_buckets=100, max_rows=100)
+    query = translate_totals(plan, "org", "visitor_sessions", "q", 1000)
+    day = [
+        {
+            "timestamp": "2019-03-30T00:00:00.000+02:00",
+            "result": {"count": 3, "session_duration_secs_avg": 1.0},
+        }
+    ]
+    answers = Answers(
+        rows=[],
+        comparison_rows=plan_rows(
+            day, translate(plan.comparison, "org", "visitor_sessions", "q", 1000), plan.comparison
+        ),
+        totals=totals_rows(druid_totals, query, 2),
+    )
+    body = render_answer(plan, answers)
+    assert body["totals"] == totals
+    assert body["data"] == [
+        ["2019-04-01T00:00:00.000+03:00", 0, None],
+        ["2019-04-02T00:00:00.000+03:00", 0, None],
+    ]
+    assert body["comparison"] == {
+        "interval": {
+            "start": "2019-03-30T00:00:00.000+02:00",
+            "end": "2019-04-01T00:00:00.000+03:00",
+            "time_zone": "Europe/Helsinki",
+        },
+        "fields": body["fields"],
+        "data": [["2019-03-30T00:00:00.000+02:00", 3, 1.0], ["2019-03-31T00:00:00.000+02:00", 0, None]],
+        "totals": compared_totals,
+    }
+
+
+def test_without_the_new_keys_the_answer_is_fields_and_data() -> None:
+    plan = _plan()
+    assert list(render_answer(plan, Answers(rows=[]))) == ["fields", "data"]
