@@ -3,7 +3,8 @@
 Environment: BENCH_SEED (default 1), BENCH_FULL=1 adds the 10M-session data set to the
 scaling phase (generating and loading it into Druid takes a long time), BENCH_ROUNDS
 scales the number of interleaved rounds (default 1.0), BENCH_ONLY=overhead,cpu,... runs a
-subset (BENCH_ONLY=replay: the dashboard replay alone, without loading the shared data sets),
+subset (BENCH_ONLY=replay: the dashboard replay alone, without loading the shared data sets;
+BENCH_ONLY=additions: the cost of totals and compare),
 BENCH_REINGEST=1 reloads the data sets to measure ingestion again, BENCH_WORKERS=3x1
 serves the latency phases with another gunicorn model (processes x threads).
 """
@@ -22,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from bench import accuracy, cpu, large, overhead, replay, scaling, throughput
+from bench import accuracy, additions, cpu, large, overhead, replay, scaling, throughput
 from bench.datasets import BROKER, Dataset, cli_env, ensure_file, ensure_loaded
 from bench.reports import LARGE, ORGANIZATION, REPORTS
 from bench.service import Running, Workers, grant, gunicorn
@@ -34,7 +35,7 @@ FULL = os.environ.get("BENCH_FULL") == "1"
 SCALE = float(os.environ.get("BENCH_ROUNDS", "1"))
 ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
 # The phases that read the shared data sets, loaded into both backends before any of them runs.
-SHARED_DATA_PHASES = ("overhead", "cpu", "large", "throughput", "scaling", "accuracy")
+SHARED_DATA_PHASES = ("overhead", "cpu", "additions", "large", "throughput", "scaling", "accuracy")
 # The worker model `reporting-proxy serve` defaults to; chosen from goals 1 and 4's measurements.
 SERVICE_WORKERS = Workers(*map(int, os.environ.get("BENCH_WORKERS", "3x2").split("x")))
 # Each report's native query and the broker's answer to it, as the service sent and got them.
@@ -138,6 +139,9 @@ def _against_the_service(main_set: Dataset, results: dict[str, Any]) -> Recorded
         )
         if wanted("overhead"):
             results["overhead"] = _overhead(stack, tmp, service, main_set)
+        if wanted("additions"):
+            log("issue 15: reports alone, with totals, with compare, with both (interleaved, uncached)")
+            results["additions"] = additions.run(service, rounds(30), log)
         # Recorded Druid answers and native queries for the CPU and throughput phases.
         recorded = {name: overhead.record(service, payload) for name, payload in REPORTS.items()}
         if wanted("cpu"):
