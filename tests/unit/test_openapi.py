@@ -103,6 +103,25 @@ AGREEMENT: list[tuple[str, dict[str, Any], bool]] = [
     ),
     ("order_by_unknown_column", {"group_by": ["city"], "order_by": [{"field": "planet"}]}, False),
     ("unknown_key", {"colour": "blue"}, False),
+    ("totals", {"totals": True}, True),
+    ("totals_text", {"totals": "true"}, False),
+    ("totals_number", {"totals": 1}, False),
+    ("compare_previous_period", {"compare": "previous_period"}, True),
+    ("compare_previous_year", {"compare": "previous_year"}, True),
+    ("compare_unknown_period", {"compare": "previous_week"}, False),
+    ("compare_interval", {"compare": {"start": "2018-12-01T00:00:00Z", "end": "2018-12-02T00:00:00Z"}}, True),
+    (
+        "compare_interval_with_zone",
+        {"compare": {"start": "2018-12-01T00:00:00Z", "end": "2018-12-02T00:00:00Z", "time_zone": "UTC"}},
+        False,
+    ),
+    ("compare_interval_without_end", {"compare": {"start": "2018-12-01T00:00:00Z"}}, False),
+    ("compare_null", {"compare": None}, False),
+    ("offset", {"group_by": ["city"], "limit": 5, "offset": 10}, True),
+    ("offset_zero", {"group_by": ["city"], "limit": 5, "offset": 0}, True),
+    ("offset_negative", {"group_by": ["city"], "limit": 5, "offset": -1}, False),
+    ("offset_fraction", {"group_by": ["city"], "limit": 5, "offset": 1.5}, False),
+    ("offset_over_rows", {"group_by": ["city"], "limit": 1, "offset": 100_000}, False),
 ]
 FILTERS: list[tuple[str, Any, bool]] = [
     ("selector_null", {"type": "selector", "dimension": "city", "value": None}, True),
@@ -199,6 +218,7 @@ def _response_schema(spec: dict[str, Any], path: str, method: str, status: int, 
 _QUERY_RESPONSES: dict[str, tuple[int, dict[str, Any], BaseException | None]] = {
     "ok": (200, {}, None),
     "explain": (200, {}, None),
+    "totals_and_comparison": (200, {}, None),
     "invalid": (400, {}, None),
     "no_credentials": (401, {}, None),
     "other_org": (403, {}, None),
@@ -221,6 +241,9 @@ def _send(web: Web, kind: str) -> Any:
         client.post(url(), json=QUERY, headers=auth)
     requests = {
         "explain": lambda: client.post(url(suffix="?explain=true"), json=QUERY, headers=auth),
+        "totals_and_comparison": lambda: client.post(
+            url(), json={**QUERY, "totals": True, "compare": "previous_period"}, headers=auth
+        ),
         "invalid": lambda: client.post(url(), json={"granularity": "year"}, headers=auth),
         "no_credentials": lambda: client.post(url(), json=QUERY),
         "other_org": lambda: client.post(url(OTHER_ORG), json=QUERY, headers=auth),
