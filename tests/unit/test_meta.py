@@ -36,6 +36,7 @@ def test_meta_lists_the_vocabulary(meta: dict[str, Any]) -> None:
     }
     assert meta["filter_types"] == list(FILTER_TYPES)
     assert meta["granularities"] == list(GRANULARITIES)
+    assert meta["compare_periods"] == ["previous_period", "previous_year"]
     outputs = {(agg["type"], o["field"]): o["output"] for agg in meta["aggregations"] for o in agg["outputs"]}
     expected = {
         (agg_type, name): aggregation_output(agg_type, name)
