@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 import re
 import secrets
 import time
@@ -31,6 +32,7 @@ from proxy.settings import Settings
 
 log = logging.getLogger(__name__)
 
+_WARN_EVERY_SECS = 60.0
 _KEY_PATTERN = re.compile(r"rpk_(?P<key_id>[0-9a-f]{16})_[A-Za-z0-9_-]{43}")
 
 
@@ -85,6 +87,7 @@ class AccessStore:
     def __init__(self, database: Database | Path) -> None:
         self._db = SqliteDatabase(database) if isinstance(database, Path) else database
         self._migrated = False
+        self._warned_at = -math.inf
 
     @property
     def kind(self) -> Dialect:
@@ -119,10 +122,16 @@ class AccessStore:
             yield
         except self._db.errors as exc:
             failed = True
-            log.warning("access store (%s) %s failed: %s: %s", self.kind, operation, type(exc).__name__, exc)
+            self._warn(f"access store ({self.kind}) {operation} failed: {type(exc).__name__}: {exc}")
             raise AccessStoreUnavailable("The access store cannot be reached; try again shortly.") from exc
         finally:
             observe_access_store(self.kind, operation, time.perf_counter() - started, failed)
+
+    def _warn(self, message: str) -> None:
+        # Once a minute: a database that is down stays so for many requests.
+        if time.monotonic() - self._warned_at >= _WARN_EVERY_SECS:
+            self._warned_at = time.monotonic()
+            log.warning(message)
 
     def _ensure_schema(self) -> None:
         # On first use rather than at construction: a worker starts (and serves JWT callers)

@@ -12,7 +12,7 @@ from typing import Any
 import jwt
 from flask.testing import FlaskClient
 
-from proxy.access.store import AccessStore
+from proxy.access.store import open_access_store
 from proxy.backends.base import Scope
 from proxy.query.plan import BackendRow, ResultPlan
 from proxy.service.reporting import ReportingService
@@ -99,11 +99,13 @@ def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
 
 def grant_keys(settings: Settings) -> dict[str, str]:
     """Keys `a`, `b` (ORG), `both` (ORG and OTHER_ORG) and `other` (OTHER_ORG), by name."""
-    store = AccessStore(settings.access_db_path)
+    store = open_access_store(settings)
     store.add_organization(ORG, "Demo")
     store.add_organization(OTHER_ORG, "Other")
     grants = {"a": [ORG], "b": [ORG], "both": [ORG, OTHER_ORG], "other": [OTHER_ORG]}
-    return {name: store.create_key(orgs, name) for name, orgs in grants.items()}
+    keys = {name: store.create_key(orgs, name) for name, orgs in grants.items()}
+    store.close()
+    return keys
 
 
 def make_web(tmp_path: Path, backend: Any = None, **overrides: Any) -> Web:
