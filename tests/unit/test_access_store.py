@@ -447,3 +447,26 @@ def test_cli_refuses(
 ) -> None:
     result = run(*args)
     assert (result.exit_code, message in result.output, result.stdout) == (exit_code, True, "")
+
+
+def _cli(backing: Backing, *args: str) -> str:
+    done = subprocess.run(
+        [*CLI, *args], env={**os.environ, **backing.env}, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_installed_cli_end_to_end(backing: Backing) -> None:
+    """The `reporting-proxy` executable, as an operator runs it, against either store."""
+    _cli(backing, "orgs", "add", ORG_A, "--name", "Acme")
+    key = _cli(backing, "tokens", "create", "--org", ORG_A, "--name", "e2e").splitlines()[-1]
+    store = backing.open()
+    accepted = store.principal_for_key(key)
+    _cli(backing, "tokens", "revoke", _key_id(key))
+    assert (accepted, store.principal_for_key(key)) == (
+        Principal(f"key:{_key_id(key)}", frozenset({ORG_A})),
+        None,
+    )
+    assert _cli(backing, "tokens", "list").split("\t")[:3] == [_key_id(key), "e2e", ORG_A]
+    store.close()
