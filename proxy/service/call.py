@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from proxy.runtime.disconnect import ClientGone, never_gone
+from proxy.service.representation import JSON, Representation
 
 
 def no_body() -> bytes:
@@ -27,7 +28,8 @@ class Call:
     body: Callable[[], bytes] = no_body
     explain: bool = False
     client_gone: ClientGone = never_gone
-    if_none_match: str | None = None  # the `If-None-Match` header: ETags of answers the caller holds
+    if_none_match: str | None = None  # the `If-None-Match` header: the answer's ETags the caller holds
+    representation: Representation = JSON  # the form the answer is sent in
 
 
 @dataclass

@@ -13,7 +13,7 @@ from proxy.access.principal import canonical_organization_id
 from proxy.access.store import AccessStore
 from proxy.backends.base import Backend, Scope
 from proxy.cache.build import build_cache
-from proxy.errors import BadRequest, ServiceBusy
+from proxy.errors import BadRequest, NotAcceptable, ServiceBusy
 from proxy.query.plan import ResultPlan, plan_result
 from proxy.query.render import Answers, render_answer
 from proxy.runtime.data_dir import prepare_data_dir
@@ -24,6 +24,7 @@ from proxy.runtime.metrics import backend_query
 from proxy.service.bodies import QueryBodies
 from proxy.service.call import Answer, Call, Record
 from proxy.service.fanout import Fanout
+from proxy.service.representation import check_representable
 from proxy.settings import Settings
 
 
@@ -91,11 +92,13 @@ class ReportingService:
             return self._answer(plan, scope, access, record, call.if_none_match)
 
     def _plan(self, call: Call, access: Access) -> ResultPlan:
-        """The call's validated query, planned; an invalid one is charged to its caller."""
+        """The call's validated query, planned; an invalid one (or one its form cannot carry, a 406)
+        is charged to its caller."""
         try:
             query = self.bodies.load(call)
+            check_representable(query, call.representation)
             return plan_result(query, self.settings.max_buckets, self.settings.max_result_rows)
-        except BadRequest:
+        except (BadRequest, NotAcceptable):
             self.limiter.count_invalid(access.organization, access.principal)
             raise
 

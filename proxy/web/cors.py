@@ -17,7 +17,8 @@ from werkzeug.exceptions import MethodNotAllowed
 from proxy.errors import OriginNotAllowed
 
 API_PREFIX = "/api/"
-ALLOWED_HEADERS = ("Authorization", "Content-Type", "If-None-Match", "X-Request-Id")
+# `Accept` is safelisted only while short and plain: one choosing CSV among many ranges is not.
+ALLOWED_HEADERS = ("Accept", "Authorization", "Content-Type", "If-None-Match", "X-Request-Id")
 EXPOSED_HEADERS = ("X-Request-Id", "ETag", "Retry-After", "X-Cache")
 # How long a browser may reuse a preflight's answer before asking again.
 MAX_AGE_SECS = 600

@@ -13,6 +13,7 @@ from importlib.metadata import version
 from typing import Any
 
 from proxy.errors import ProxyError
+from proxy.service.representation import CSV
 from proxy.settings import Settings
 from proxy.web.meta import META_SCHEMA
 from schemas.json_schema import CROSS_FIELD_RULES, ref, request_components
@@ -146,9 +147,18 @@ _IF_NONE_MATCH = {
     "description": "The ETag of an answer the caller holds: a 304 while it is current (result cache on).",
 }
 _CACHE_HEADERS = {
-    "ETag": _header("The answer's version, with the result cache on."),
+    "ETag": _header("The answer's version in this form (JSON and CSV differ), with the result cache on."),
     "X-Cache": _header("What the result cache did: hit, miss, revalidated."),
     "Cache-Control": _header("`private, no-cache` on an answer with an ETag."),
+}
+_REPORT_HEADERS = {**_CACHE_HEADERS, "Vary": _header("`Accept, Origin`: the form follows `Accept`.")}
+_CSV = {
+    "schema": {
+        "type": "string",
+        "description": "With `Accept: text/csv` (UTF-8, RFC 4180): a line of the field names, then the "
+        "rows of `data`; null an empty field, numbers and timestamps as in JSON. A query with "
+        "`totals` or `compare` is a 406.",
+    }
 }
 
 
@@ -161,7 +171,10 @@ def _rules_description() -> str:
 
 
 def _query_operation() -> dict[str, Any]:
-    ok = _json_response("The result.", ref("Result"), **_CACHE_HEADERS)
+    ok = _json_response(
+        "The result: a `Result`, or as CSV when `Accept` prefers it.", ref("Result"), **_REPORT_HEADERS
+    )
+    ok["content"][CSV.media_type] = _CSV
     ok["content"][EXPLANATION_TYPE] = {"schema": ref("Explanation")}
     return {
         "summary": "Count, average and estimate unique visitor sessions of one organization.",
@@ -177,7 +190,7 @@ def _query_operation() -> dict[str, Any]:
             "200": ok,
             "304": {
                 "description": "The caller's copy (If-None-Match) is current.",
-                "headers": _CACHE_HEADERS,
+                "headers": _REPORT_HEADERS,
             },
             **_errors(error_codes()),
         },

@@ -19,10 +19,12 @@ from proxy.runtime.disconnect import client_probe
 from proxy.runtime.metrics import exposition
 from proxy.service.call import Answer, Call, Record
 from proxy.service.reporting import ReportingService
+from proxy.service.representation import JSON, Representation, answer_condition, representation_tag
 from proxy.settings import Settings
 from proxy.web.meta import meta_document
 from proxy.web.observe import current_record
 from proxy.web.openapi import EXPLANATION_TYPE, openapi_document
+from proxy.web.representations import negotiated, report_response
 from proxy.web.responses import encoded_json, json_response
 
 ROUTE = "/api/reporting/v1/orgs/<organization_id>/visitor_sessions"
@@ -82,16 +84,22 @@ def _call(organization_id: str, record: Record) -> Call:
     return Call(organization_id, authorization, record.request_id, record.arrived)
 
 
-def _report(answer: Answer, explain: bool) -> Response:
-    """The answer, or 304 when the caller's copy is current, with the result cache's headers."""
-    response = Response(status=304) if answer.not_modified else encoded_json(answer.body)
-    if explain:
-        # A media type of its own, so a client's `application/json` answer is always a Result.
-        response.mimetype = EXPLANATION_TYPE
+def _explanation(answer: Answer) -> Response:
+    """An explanation: a media type of its own, so an `application/json` answer is always a Result."""
+    response = encoded_json(answer.body)
+    response.mimetype = EXPLANATION_TYPE
+    return response
+
+
+def _report(answer: Answer, representation: Representation) -> Response:
+    """The answer in its form, or 304 when the caller's copy is current, with the cache's headers."""
+    response = Response(status=304) if answer.not_modified else report_response(answer.body, representation)
+    response.vary.add("Accept")
     if answer.cache:
         response.headers["X-Cache"] = answer.cache
-    if answer.etag:
-        response.headers["ETag"] = answer.etag
+    etag = representation_tag(answer.etag, representation)
+    if etag:
+        response.headers["ETag"] = etag
         # Any cache between caller and service must ask again each time: the data may change.
         response.headers["Cache-Control"] = "private, no-cache"
     return response
@@ -109,15 +117,20 @@ class Views:
     def visitor_sessions(self, organization_id: str) -> Response:
         """`POST .../visitor_sessions`: the report, or with `?explain=true` the backend query."""
         record = current_record()
+        explain = explain_flag(request.args.getlist("explain"))
+        # An explanation has one form whatever `Accept` says, as before CSV existed.
+        representation = JSON if explain else negotiated(request.accept_mimetypes)
         call = replace(
             _call(organization_id, record),
             is_json=request.is_json,
             body=partial(read_body, self.max_body_bytes),
-            explain=explain_flag(request.args.getlist("explain")),
+            explain=explain,
             client_gone=client_probe(request.environ),
-            if_none_match=request.headers.get("If-None-Match"),
+            if_none_match=answer_condition(request.headers.get("If-None-Match"), representation),
+            representation=representation,
         )
-        return _report(self.service.visitor_sessions(call, record), call.explain)
+        answer = self.service.visitor_sessions(call, record)
+        return _explanation(answer) if explain else _report(answer, representation)
 
     def visitor_sessions_meta(self, organization_id: str) -> Response:
         """`GET .../visitor_sessions/meta`: the vocabulary and limits, for a caller of the organization."""
