@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import copy
 import math
+import random
+import statistics
 import tempfile
 import time
 import uuid
@@ -56,7 +58,7 @@ QUARTER = ("2019-04", "2019-05", "2019-06")
 REPLACED_DAY = "2019-06-10"
 VIEWERS = 4
 # Reports asked once each after the trace: enough cold requests for a median of their own.
-FIRST_ASKS = 45
+FIRST_ASKS = 60
 CACHE_BYTES = 64 * 1024 * 1024
 PATHS = ("cached", "uncached", "druid")
 DRUID_CACHES = ("useCache", "populateCache", "useResultLevelCache", "populateResultLevelCache")
@@ -318,32 +320,51 @@ def replay(paths: Paths, truth: Truth, refreshes: int, load: Callable[[], None],
 
 
 def first_asks(count: int) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Reports no one asked before: 30 days by day and device type, from a different day each."""
+    """Reports no one asked before: by day and device type over 30 to 32 days, from a different
+    day each (three lengths per day, one per path, so no path warms Druid's cache for another)."""
     for offset in range(count):
         start = date(2019, 4, 1) + timedelta(days=offset)
-        interval = {"start": f"{start}T00:00:00Z", "end": f"{start + timedelta(days=30)}T00:00:00Z"}
-        yield (
-            f"first_ask_{offset}",
-            {
-                "interval": interval,
-                "granularity": "day",
-                "group_by": ["device_type"],
-                "aggregations": [{"type": "count"}],
-            },
-        )
+        for extra in range(len(PATHS)):
+            end = start + timedelta(days=30 + extra)
+            yield (
+                f"first_ask_{offset}_{extra}",
+                {
+                    "interval": {"start": f"{start}T00:00:00Z", "end": f"{end}T00:00:00Z"},
+                    "granularity": "day",
+                    "group_by": ["device_type"],
+                    "aggregations": [{"type": "count"}],
+                },
+            )
 
 
 def cold_requests(paths: Paths, count: int) -> dict[str, list[float]]:
-    """ms of reports asked for the first time, on every path in turn (who goes first rotates)."""
+    """ms of reports asked for the first time, each path its own report of a day's three, the
+    lengths and who goes first rotating."""
     asks = dict(first_asks(count))
     paths.natives.update({name: native_query(Client(), paths.uncached, body) for name, body in asks.items()})
     paths.bodies.update(asks)
     samples: dict[str, list[float]] = {path: [] for path in PATHS}
-    for index, name in enumerate(asks):
+    for index in range(count):
         shift = index % len(PATHS)
-        for path in PATHS[shift:] + PATHS[:shift]:
-            samples[path].append(_timed_ms(paths.request(path, 0, name)))
+        order = PATHS[shift:] + PATHS[:shift]
+        for extra, path in enumerate(order):
+            samples[path].append(_timed_ms(paths.request(path, 0, f"first_ask_{index}_{extra}")))
     return samples
+
+
+def paired_difference(sides: list[float], others: list[float], resamples: int = 2000) -> dict[str, float]:
+    """The median of round-by-round differences (ms) and its 95% bootstrap interval: what one side
+    adds to the other, with how sure the run is of it."""
+    differences = [side - other for side, other in zip(sides, others, strict=True)]
+    chooser = random.Random(12)
+    medians = sorted(
+        statistics.median(chooser.choices(differences, k=len(differences))) for _ in range(resamples)
+    )
+    return {
+        "median": statistics.median(differences),
+        "low": medians[int(resamples * 0.025)],
+        "high": medians[int(resamples * 0.975) - 1],
+    }
 
 
 def service_log_figures(log_path: Path, offset: int) -> dict[str, Any]:
@@ -422,8 +443,10 @@ def run(dataset: Dataset, workers: Workers, refreshes: int, log: Any) -> dict[st
         found = {path: figures(samples, path) for path in PATHS}
         for name in ("cached", "uncached"):
             found[name]["service"] = service_log_figures(tmp / f"{name}.log", offsets[name])
-        for path, cold in cold_requests(paths, FIRST_ASKS).items():
+        colds = cold_requests(paths, FIRST_ASKS)
+        for path, cold in colds.items():
             found[path]["first_asks"] = summary(cold)
+        found["cached"]["first_ask_extra_ms"] = paired_difference(colds["cached"], colds["uncached"])
     found["druid"]["backend_secs"] = found["druid"]["trace_secs"]
     result = {
         "paths": found,
@@ -449,6 +472,11 @@ def _load_half(env: dict[str, str], data: ReplayData) -> None:
 
 def _log_figures(result: dict[str, Any], log: Any) -> None:
     log(f"  empty request (GET /healthz) median {result['empty_request']['median']:.2f} ms")
+    extra = result["paths"]["cached"]["first_ask_extra_ms"]
+    log(
+        f"  a first ask with the cache minus without it, paired: median {extra['median']:+.2f} ms "
+        f"(95% interval {extra['low']:+.2f} to {extra['high']:+.2f})"
+    )
     for path, entry in result["paths"].items():
         log(
             f"  {path}: cold median {entry['cold']['median']:.1f} ms (n {entry['cold']['n']}; first asks "
