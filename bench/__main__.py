@@ -4,7 +4,8 @@ Environment: BENCH_SEED (default 1), BENCH_FULL=1 adds the 10M-session data set 
 scaling phase (generating and loading it into Druid takes a long time), BENCH_ROUNDS
 scales the number of interleaved rounds (default 1.0), BENCH_ONLY=overhead,cpu,... runs a
 subset (BENCH_ONLY=replay: the dashboard replay alone, without loading the shared data sets;
-BENCH_ONLY=additions: the cost of totals and compare),
+BENCH_ONLY=additions: the cost of totals and compare; BENCH_ONLY=limits: the shared limits
+store against the host's table, needing the local PostgreSQL),
 BENCH_REINGEST=1 reloads the data sets to measure ingestion again, BENCH_WORKERS=3x1
 serves the latency phases with another gunicorn model (processes x threads).
 """
@@ -23,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from bench import accuracy, additions, cpu, large, overhead, replay, scaling, throughput
+from bench import accuracy, additions, cpu, large, limits, overhead, replay, scaling, throughput
 from bench.datasets import BROKER, Dataset, cli_env, ensure_file, ensure_loaded
 from bench.reports import LARGE, ORGANIZATION, REPORTS
 from bench.service import Running, Workers, grant, gunicorn
@@ -91,6 +92,9 @@ def main() -> None:
         log(f"8. dashboard replay: service with its cache, without, and Druid's caches ({SERVICE_WORKERS})")
         ensure_file(main_set, log)
         results["replay"] = replay.run(main_set, SERVICE_WORKERS, rounds(8), log)
+    if wanted("limits"):
+        log(f"9. limits shared through PostgreSQL vs the host's table, per request ({SERVICE_WORKERS})")
+        results["limits"] = limits.run(SERVICE_WORKERS, rounds(2000), log)
     results["machine"]["load_average_end"] = os.getloadavg()
     results["elapsed_secs"] = round(time.monotonic() - started)
     _save(results)

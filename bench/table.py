@@ -179,6 +179,21 @@ def _replay_rows(replay: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _limits_rows(found: dict[str, Any]) -> list[str]:
+    rows = [
+        "| limits, ms per request | local median | local p99 | shared median | shared p99 | added median | added p99 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for part in ("in_process", "served"):
+        e = found[part]
+        rows.append(
+            f"| {part} ({found['rounds']} rounds) | {e['local']['median']:.3f} | {e['local']['p99']:.3f} "
+            f"| {e['shared']['median']:.3f} | {e['shared']['p99']:.3f} "
+            f"| {e['added_median_ms']:+.3f} | {e['added_p99_ms']:+.3f} |"
+        )
+    return rows
+
+
 def render_table(results: dict[str, Any]) -> str:
     """Markdown of everything measured; missing phases are left out."""
     m = results["machine"]
@@ -209,6 +224,8 @@ def render_table(results: dict[str, Any]) -> str:
         lines += ["", *_cpu_rows(results["cpu_us"])]
     if "replay" in results:
         lines += ["", *_replay_rows(results["replay"])]
+    if "limits" in results:
+        lines += ["", *_limits_rows(results["limits"])]
     if "throughput" in results:
         lines += [
             "",

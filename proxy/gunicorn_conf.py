@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from proxy.runtime.data_dir import prepare_data_dir
-from proxy.runtime.limits import Limiter, Limits, process_alive
+from proxy.runtime.limits import build_limiter, process_alive
 from proxy.runtime.run_dir import control_socket as _control_socket
 from proxy.runtime.run_dir import run_dir
 from proxy.settings import SettingsError, load_settings
@@ -92,7 +92,7 @@ def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
-    Limiter(_settings.limits_path, Limits.from_settings(_settings)).release_process(worker.pid)
+    build_limiter(_settings).release_process(worker.pid)
 
 
 def on_exit(server: Any) -> None:

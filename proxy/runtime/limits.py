@@ -1,7 +1,13 @@
-"""Rate and concurrency limits per organization and per (organization, principal), shared by
-every worker process on the host.
+"""Rate and concurrency limits per organization and per (organization, principal): one interface
+(`Limiter`) over two stores of the counters, chosen by `build_limiter` from the settings.
 
-Every request passes the limiter twice (admit, release), so its counters live in a file that
+- `TableLimiter`, the default: shared by every worker process on the host, not across hosts.
+- `proxy.runtime.shared_limits.SharedLimiter` (`PROXY_LIMITS_DATABASE_URL`): PostgreSQL, shared
+  by every host that names the same database.
+
+Both read one rule table (`rules`), so the limits, their refusals and Retry-After are the same.
+
+Every request passes the limiter twice (admit, release), so the table's counters live in a file that
 every worker maps into memory (`proxy.runtime.limit_table`): an admit and its release are a few
 memory reads and writes under one lock, where a database would cost two write transactions per
 request.
@@ -33,7 +39,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from proxy.errors import TooManyRequests
 from proxy.runtime.limit_table import (
@@ -51,11 +57,16 @@ from proxy.settings import Settings
 __all__ = [
     "Limiter",
     "Limits",
+    "Rule",
+    "TableLimiter",
+    "build_limiter",
     "invalid_digest",
+    "key_digests",
     "organization_digest",
     "principal_digest",
     "process_alive",
     "process_identity",
+    "rules",
 ]
 
 log = logging.getLogger(__name__)
@@ -120,7 +131,8 @@ def invalid_digest(organization: str, principal: str) -> bytes:
 
 
 @functools.lru_cache(maxsize=4096)
-def _digests(organization: str, principal: str) -> tuple[bytes, bytes, bytes]:
+def key_digests(organization: str, principal: str) -> tuple[bytes, bytes, bytes]:
+    """The digests of the keys of `rules`, in their order."""
     return (
         organization_digest(organization),
         principal_digest(organization, principal),
@@ -129,7 +141,7 @@ def _digests(organization: str, principal: str) -> tuple[bytes, bytes, bytes]:
 
 
 @dataclass(frozen=True)
-class _Rule:
+class Rule:
     """The limits on one key (0: off), and whose key it is, for the refusal message."""
 
     per_min: int
@@ -145,6 +157,110 @@ class _Rule:
             return rates and bool(self.per_min)
         return (rates and bool(self.per_min)) or hold_slot
 
+    def over_rate(self, wait_secs: int) -> TooManyRequests:
+        """The refusal of a request over this key's rate."""
+        return TooManyRequests(
+            f"More than {self.per_min} {self.what} a minute for this {self.whose}.", wait_secs
+        )
+
+    def full(self) -> TooManyRequests:
+        """The refusal of a request finding every slot of this key taken."""
+        return TooManyRequests(f"{self.concurrent} queries of this {self.whose} are already running.", 1)
+
+
+def rules(limits: Limits) -> tuple[Rule, Rule, Rule]:
+    """The keys a request counts on, in the order of `key_digests`: organization, credential,
+    and the credential's invalid requests."""
+    return (
+        Rule(limits.per_org_per_min, limits.concurrent_per_org, "organization"),
+        Rule(limits.per_principal_per_min, limits.concurrent_per_principal, "credential"),
+        Rule(limits.invalid_per_principal_per_min, 0, "credential", "invalid queries", checked_only=True),
+    )
+
+
+Release = Callable[[], None]
+
+
+class Limiter(Protocol):
+    """Admits a query or raises TooManyRequests; where the counters live is the store's affair."""
+
+    limits: Limits
+
+    def admit(
+        self, organization: str, principal: str, hold_slot: bool = True, *, rates: bool = True
+    ) -> AbstractContextManager[None]:
+        """Count one request against the rates and, with `hold_slot`, hold a concurrency slot."""
+        ...
+
+    def charge(self, organization: str, principal: str) -> None:
+        """Count one request against the rates, holding nothing."""
+        ...
+
+    def hold(self, organization: str, principal: str) -> AbstractContextManager[None]:
+        """Hold a concurrency slot, the rates already charged."""
+        ...
+
+    def count_invalid(self, organization: str, principal: str) -> None:
+        """Charge one invalid request to the principal's budget of them."""
+        ...
+
+    def release_process(self, pid: int) -> int:
+        """Drop every slot a (dead) process of this host holds; the number dropped."""
+        ...
+
+    def slots_held(self, organization: str) -> int:
+        """Running queries counted against an organization."""
+        ...
+
+    def readiness(self) -> str:
+        """The store's state for `/readyz`: `local`, `ok`, or `unavailable`."""
+        ...
+
+
+class Admission:
+    """`admit`, `charge` and `hold` of every store, from its `_acquire` and the release it returns."""
+
+    limits: Limits
+
+    @contextmanager
+    def admit(
+        self, organization: str, principal: str, hold_slot: bool = True, *, rates: bool = True
+    ) -> Iterator[None]:
+        """Count one request against the rates (unless not `rates`) and, with `hold_slot`, hold
+        a concurrency slot."""
+        release = self._acquire(organization, principal, rates, hold_slot)
+        try:
+            yield
+        finally:
+            if release is not None:
+                release()
+
+    def charge(self, organization: str, principal: str) -> None:
+        """Count one request against the rates, holding nothing (TooManyRequests if over one)."""
+        self._acquire(organization, principal, rates=True, hold_slot=False)
+
+    def hold(self, organization: str, principal: str) -> AbstractContextManager[None]:
+        """Hold a concurrency slot, the rates already charged (TooManyRequests if none is free)."""
+        return self.admit(organization, principal, rates=False)
+
+    def _acquire(self, organization: str, principal: str, rates: bool, hold_slot: bool) -> Release | None:
+        raise NotImplementedError
+
+
+def build_limiter(settings: Settings) -> Limiter:
+    """The limiter the settings ask for: shared through PostgreSQL, or this host's table."""
+    limits = Limits.from_settings(settings)
+    if settings.limits_database_url and not limits.off:
+        from proxy.runtime.shared_limits import SharedLimiter
+
+        return SharedLimiter(
+            settings.limits_database_url,
+            limits,
+            settings.limits_on_store_error,
+            settings.limits_store_timeout_secs,
+        )
+    return TableLimiter(settings.limits_path, limits)
+
 
 class _Slot(NamedTuple):
     positions: tuple[int, ...]
@@ -152,7 +268,7 @@ class _Slot(NamedTuple):
     generation: int
 
 
-class Limiter:
+class TableLimiter(Admission):
     """Admits a query or raises TooManyRequests; the state is shared through one mapped file."""
 
     def __init__(
@@ -167,13 +283,7 @@ class Limiter:
         self.limits = limits
         self._clock = clock
         self._shape = shape
-        self._rules = (
-            _Rule(limits.per_org_per_min, limits.concurrent_per_org, "organization"),
-            _Rule(limits.per_principal_per_min, limits.concurrent_per_principal, "credential"),
-            _Rule(
-                limits.invalid_per_principal_per_min, 0, "credential", "invalid queries", checked_only=True
-            ),
-        )
+        self._rules = rules(limits)
         self._counts_slots = bool(limits.concurrent_per_org or limits.concurrent_per_principal)
         self._table: Table | None = None
         self._warned_at = -math.inf
@@ -185,27 +295,6 @@ class Limiter:
             except OSError:
                 log.exception("rate limiter file unusable; requests are admitted unlimited until it is")
 
-    @contextmanager
-    def admit(
-        self, organization: str, principal: str, hold_slot: bool = True, *, rates: bool = True
-    ) -> Iterator[None]:
-        """Count one request against the rates (unless not `rates`) and, with `hold_slot`, hold
-        a concurrency slot."""
-        slot = self._acquire(organization, principal, rates, hold_slot)
-        try:
-            yield
-        finally:
-            if slot is not None:
-                self._release(slot)
-
-    def charge(self, organization: str, principal: str) -> None:
-        """Count one request against the rates, holding nothing (TooManyRequests if over one)."""
-        self._acquire(organization, principal, rates=True, hold_slot=False)
-
-    def hold(self, organization: str, principal: str) -> AbstractContextManager[None]:
-        """Hold a concurrency slot, the rates already charged (TooManyRequests if none is free)."""
-        return self.admit(organization, principal, rates=False)
-
     def count_invalid(self, organization: str, principal: str) -> None:
         """Charge one invalid request to the principal's budget of them."""
         per_min = self.limits.invalid_per_principal_per_min
@@ -215,7 +304,7 @@ class Limiter:
             table = self._local_table()
             with table.lock:
                 now = _nanoseconds(self._clock())
-                position = table.locate(_digests(organization, principal)[2], now)
+                position = table.locate(key_digests(organization, principal)[2], now)
                 if position is not None:
                     table.tats[position] = _next_arrival(table.tats[position], per_min, now)
         except OSError:
@@ -230,6 +319,10 @@ class Limiter:
         except OSError:
             log.exception("could not drop the limiter slots of process %d", pid)
             return 0
+
+    def readiness(self) -> str:
+        """A host's own table is always there (a limiter that cannot use it admits unlimited)."""
+        return "local"
 
     def slots_held(self, organization: str) -> int:
         """Running queries counted against an organization (for tests and operators)."""
@@ -247,13 +340,14 @@ class Limiter:
             table = self._table = Table.open(self._path, self._shape)
         return table
 
-    def _acquire(self, organization: str, principal: str, rates: bool, hold_slot: bool) -> _Slot | None:
+    def _acquire(self, organization: str, principal: str, rates: bool, hold_slot: bool) -> Release | None:
         if self.limits.off:
             return None
         try:
             table = self._local_table()
             with table.lock:
-                return self._charge(table, organization, principal, rates, hold_slot and self._counts_slots)
+                slot = self._charge(table, organization, principal, rates, hold_slot and self._counts_slots)
+            return None if slot is None else functools.partial(self._release, slot)
         except OSError as exc:
             # Once a minute: a full disk or a read-only data dir stays so for many requests.
             self._warn(f"rate limiter unavailable ({exc}); admitting requests unlimited")
@@ -284,10 +378,10 @@ class Limiter:
 
     def _locate(
         self, table: Table, organization: str, principal: str, rates: bool, hold_slot: bool, now: int
-    ) -> list[tuple[_Rule, int]] | None:
+    ) -> list[tuple[Rule, int]] | None:
         """The keys this request counts against, with their positions; None if one finds none."""
         located = []
-        for rule, digest in zip(self._rules, _digests(organization, principal)):
+        for rule, digest in zip(self._rules, key_digests(organization, principal)):
             if rule.applies(rates, hold_slot):
                 position = table.locate(digest, now)
                 if position is None:
@@ -295,27 +389,24 @@ class Limiter:
                 located.append((rule, position))
         return located
 
-    def _arrivals(self, table: Table, located: list[tuple[_Rule, int]], now: int) -> list[tuple[int, int]]:
+    def _arrivals(self, table: Table, located: list[tuple[Rule, int]], now: int) -> list[tuple[int, int]]:
         """Each rate-limited key's next arrival time, or TooManyRequests if one is over its rate."""
         arrivals = []
         for rule, position in located:
             if rule.per_min:
                 tat = _next_arrival(table.tats[position], rule.per_min, now)
                 if tat - now > WINDOW_NS:
-                    wait = math.ceil((tat - now - WINDOW_NS) / _NS_PER_SEC)
-                    raise TooManyRequests(
-                        f"More than {rule.per_min} {rule.what} a minute for this {rule.whose}.", wait
-                    )
+                    raise rule.over_rate(math.ceil((tat - now - WINDOW_NS) / _NS_PER_SEC))
                 if not rule.checked_only:
                     arrivals.append((position, tat))
         return arrivals
 
-    def _take_slot(self, table: Table, located: list[tuple[_Rule, int]], entry: int, now: int) -> _Slot:
+    def _take_slot(self, table: Table, located: list[tuple[Rule, int]], entry: int, now: int) -> _Slot:
         refusal = _refusal(table, located)
         if refusal and self._reclaim(table, now):
             refusal = _refusal(table, located)
         if refusal:
-            raise TooManyRequests(refusal, retry_after=1)
+            raise refusal.full()
         positions = tuple(position for rule, position in located if not rule.checked_only)
         return _Slot(positions, entry, table.take(positions, entry, now))
 
@@ -333,10 +424,11 @@ class Limiter:
             log.warning(message)
 
 
-def _refusal(table: Table, located: list[tuple[_Rule, int]]) -> str | None:
+def _refusal(table: Table, located: list[tuple[Rule, int]]) -> Rule | None:
+    """The first key whose slots are all taken."""
     for rule, position in located:
         if rule.concurrent and table.count(position) >= rule.concurrent:
-            return f"{rule.concurrent} queries of this {rule.whose} are already running."
+            return rule
     return None
 
 

@@ -120,9 +120,11 @@ def observe_cache_store(evicted: int, volume_bytes: int) -> None:
     CACHE_BYTES.set(volume_bytes)
 
 
-def observe_limits_store(operation: str, seconds: float, failed: bool) -> None:
-    """Time one call to the shared limits store, and count it when it failed."""
-    LIMITS_STORE_LATENCY.labels(operation).observe(seconds)
+def observe_limits_store(operation: str, seconds: float | None, failed: bool) -> None:
+    """Time one call to the shared limits store (None: not tried, as it failed a moment ago),
+    and count it when it failed."""
+    if seconds is not None:
+        LIMITS_STORE_LATENCY.labels(operation).observe(seconds)
     if failed:
         LIMITS_STORE_ERRORS.labels(operation).inc()
 

@@ -10,7 +10,7 @@ import orjson
 
 from proxy.access.authenticate import Authenticator, authorize
 from proxy.access.principal import canonical_organization_id
-from proxy.access.store import AccessStore
+from proxy.access.store import open_access_store
 from proxy.backends.base import Backend, Scope
 from proxy.cache.build import build_cache
 from proxy.errors import BadRequest, NotAcceptable, ServiceBusy
@@ -18,7 +18,7 @@ from proxy.query.plan import ResultPlan, plan_result
 from proxy.query.render import Answers, render_answer
 from proxy.runtime.data_dir import prepare_data_dir
 from proxy.runtime.gc_pause import gc_paused
-from proxy.runtime.limits import Limiter, Limits
+from proxy.runtime.limits import build_limiter
 from proxy.runtime.logs import log_audit
 from proxy.runtime.metrics import backend_query
 from proxy.service.bodies import QueryBodies
@@ -52,13 +52,13 @@ class ReportingService:
     def __init__(self, settings: Settings, backend: Backend | None = None) -> None:
         self.settings = settings
         prepare_data_dir(settings)
-        self.store = AccessStore(settings.access_db_path)
+        self.store = open_access_store(settings)
         self.authenticator = Authenticator(settings, self.store)
         self.bodies = QueryBodies(settings)
         self.backend = backend or build_backend(settings)
         self.cache = build_cache(settings, self.backend)
         self.fanout = Fanout(self.backend)
-        self.limiter = Limiter(settings.limits_path, Limits.from_settings(settings))
+        self.limiter = build_limiter(settings)
 
     def check_access(self, call: Call, record: Record) -> Access:
         """Authenticate the caller (401) and check it may read the URL's organization (404, 403)."""

@@ -45,7 +45,14 @@ FRONT_ERRORS: dict[int, tuple[str, ...]] = {
 _NOT_FROM_QUERIES = frozenset({"not_ready", "origin_not_allowed", "client_closed_request"})
 # What `.../meta` answers beyond the front's refusals: the access checks, and a bug.
 _META_CODES = frozenset(
-    {"not_authenticated", "forbidden", "not_found", "organization_not_found", "internal_error"}
+    {
+        "not_authenticated",
+        "forbidden",
+        "not_found",
+        "organization_not_found",
+        "access_store_unavailable",
+        "internal_error",
+    }
 )
 
 

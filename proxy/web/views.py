@@ -143,10 +143,17 @@ class Views:
         return json_response({"status": "ok"})
 
     def readyz(self) -> Response:
-        """The backend answers queries (503 `not_ready` while it does not)."""
+        """The backend answers queries (503 `not_ready` while it does not), and where the limits
+        are counted: `local`, or the shared store `ok` or `unavailable` (503 if it fails closed);
+        and whether the access store answers (`ok`, `unavailable`: still 200, see several-hosts.md)."""
         if not self.service.backend.ready():
             raise NotReady("The backend is not ready.")
-        return json_response({"status": "ready", "backend": self.service.backend.name})
+        limits = self.service.limiter.readiness()
+        if limits == "unavailable" and self.service.settings.limits_on_store_error == "closed":
+            raise NotReady("The shared limits store does not answer.")
+        access = self.service.store.readiness()
+        body = {"status": "ready", "backend": self.service.backend.name, "limits": limits, "access": access}
+        return json_response(body)
 
     def openapi(self) -> Response:
         """`GET /openapi.json`: the contract."""

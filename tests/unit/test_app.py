@@ -434,7 +434,7 @@ def test_query_body_is_exactly_the_translation(
 @pytest.mark.parametrize(
     ("ready", "status", "body", "retry_after"),
     [
-        (True, 200, {"status": "ready", "backend": "stub"}, None),
+        (True, 200, {"status": "ready", "backend": "stub", "limits": "local", "access": "ok"}, None),
         (False, 503, {"detail": "The backend is not ready.", "code": "not_ready"}, "5"),
     ],
 )

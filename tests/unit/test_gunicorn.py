@@ -23,7 +23,7 @@ import requests
 
 from proxy.access.store import AccessStore
 from proxy.runtime.limit_table import Shape, Table
-from proxy.runtime.limits import Limiter, Limits, organization_digest, process_identity
+from proxy.runtime.limits import Limits, TableLimiter, organization_digest, process_identity
 from tests.support.ids import ORG
 from tests.support.net import free_port
 from tests.unit.web import QUERY, ROUTE, url
@@ -146,7 +146,7 @@ def test_a_killed_worker_leaves_no_gauge_and_no_slot(served: Served) -> None:
     victim = served.workers()[0]
     identity = process_identity(victim)
     assert identity is not None
-    limiter = Limiter(served.data_dir / "limits.shm", Limits(600, 300, 8, 6))
+    limiter = TableLimiter(served.data_dir / "limits.shm", Limits(600, 300, 8, 6))
     _hold_slot_as(served.data_dir / "limits.shm", victim, identity[1])
     assert limiter.slots_held(ORG) == 1
     _until((served.metrics_dir / f"gauge_livesum_{victim}.db").exists)

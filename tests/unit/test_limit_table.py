@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from proxy.runtime.limit_table import Shape, prepare, release_process_unmapped
-from proxy.runtime.limits import Limiter, Limits
+from proxy.runtime.limits import Limits, TableLimiter
 from tests.support.ids import ORG
 
 SHAPE = Shape()
@@ -45,7 +45,7 @@ def _sparse_file_of_this_layout(path: Path) -> None:
 
 def test_a_new_file_has_every_block_reserved(tmp_path: Path) -> None:
     path = tmp_path / "limits.shm"
-    Limiter(path, RATE_AND_SLOTS)
+    TableLimiter(path, RATE_AND_SLOTS)
     assert _allocated(path) >= SHAPE.file_size
 
 
@@ -67,7 +67,7 @@ def test_no_room_for_the_file_admits_unlimited_logs_once_and_leaves_nothing_behi
     monkeypatch.setattr(os, "posix_fallocate", _no_space)
     monkeypatch.setattr(mmap, "mmap", _no_mapping)
     with caplog.at_level(logging.WARNING, logger="proxy.runtime.limits"):
-        limiter = Limiter(path, RATE_AND_SLOTS)
+        limiter = TableLimiter(path, RATE_AND_SLOTS)
         admitted = 0
         for _ in range(5):  # one a minute allowed: all five pass the limiter that cannot count
             with limiter.admit(ORG, "key:a"):
@@ -81,14 +81,14 @@ def test_dropping_a_process_s_slots_reads_and_writes_the_file_without_mapping_it
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "limits.shm"
-    worker = Limiter(path, SLOTS)
+    worker = TableLimiter(path, SLOTS)
     held = [worker.admit(ORG, f"key:{n}") for n in range(3)]
     for holder in held:
         holder.__enter__()
     with monkeypatch.context() as patched:
         patched.setattr(mmap, "mmap", _no_mapping)
         # What gunicorn's master does in child_exit, for a worker that died holding three slots.
-        dropped = Limiter(path, SLOTS).release_process(os.getpid())
+        dropped = TableLimiter(path, SLOTS).release_process(os.getpid())
     assert (dropped, worker.slots_held(ORG)) == (3, 0)
     assert release_process_unmapped(path, SHAPE, os.getpid()) == 0
     for holder in held:
@@ -112,18 +112,18 @@ _ON_A_SMALL_DISK = """
 import os, sys
 from pathlib import Path
 from proxy.runtime.limit_table import Shape
-from proxy.runtime.limits import Limiter, Limits
+from proxy.runtime.limits import TableLimiter, Limits
 
 path = Path(sys.argv[1]) / "limits.shm"
 if sys.argv[2] == "sparse":  # a file of this layout left sparse, as an older version made it
     with path.open("wb") as file:
         file.write(Shape().header)
         file.truncate(Shape().file_size)
-limiter = Limiter(path, Limits(600, 300, 8, 6))
+limiter = TableLimiter(path, Limits(600, 300, 8, 6))
 for n in range(200):
     with limiter.admit(f"org-{n}", "key:a"):
         pass
-print("admitted", n + 1, "dropped", Limiter(path, Limits(600, 300, 8, 6)).release_process(os.getpid()))
+print("admitted", n + 1, "dropped", TableLimiter(path, Limits(600, 300, 8, 6)).release_process(os.getpid()))
 """
 
 

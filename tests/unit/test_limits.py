@@ -18,7 +18,7 @@ import pytest
 
 from proxy.errors import BackendError, BackendTimeout, TooManyRequests
 from proxy.runtime.limit_table import Shape
-from proxy.runtime.limits import Limiter, Limits, process_alive, process_identity
+from proxy.runtime.limits import Limits, TableLimiter, process_alive, process_identity
 from proxy.settings import SettingsError, load_settings
 from tests.support.forking import passes_in_forked_child
 from tests.support.ids import ORG, OTHER_ORG
@@ -35,7 +35,7 @@ class Clock:
         return self.now
 
 
-def _outcome(limiter: Limiter, org: str = ORG, principal: str = "key:a") -> int:
+def _outcome(limiter: TableLimiter, org: str = ORG, principal: str = "key:a") -> int:
     """0 when admitted (holding no slot afterwards), else the Retry-After of the refusal."""
     try:
         with limiter.admit(org, principal):
@@ -71,7 +71,7 @@ def test_org_rate_is_a_token_bucket(
     tmp_path: Path, per_min: int, steps: list[tuple[float, int]], expected: list[int]
 ) -> None:
     clock = Clock()
-    limiter = Limiter(tmp_path / "limits.shm", Limits(per_min, 0, 0, 0), clock)
+    limiter = TableLimiter(tmp_path / "limits.shm", Limits(per_min, 0, 0, 0), clock)
     start = clock.now
     outcomes = []
     for offset, count in steps:
@@ -100,13 +100,13 @@ def test_org_rate_is_a_token_bucket(
 def test_rate_keys(
     tmp_path: Path, limits: Limits, first: tuple[str, str], then: tuple[str, str], expected: int
 ) -> None:
-    limiter = Limiter(tmp_path / "limits.shm", limits, Clock())
+    limiter = TableLimiter(tmp_path / "limits.shm", limits, Clock())
     assert _outcome(limiter, *first) == 0
     assert _outcome(limiter, *then) == expected
 
 
 def test_a_refused_request_charges_no_rate(tmp_path: Path) -> None:
-    limiter = Limiter(tmp_path / "limits.shm", Limits(2, 0, 1, 0), Clock())
+    limiter = TableLimiter(tmp_path / "limits.shm", Limits(2, 0, 1, 0), Clock())
     with limiter.admit(ORG, "key:a"):
         assert _outcome(limiter) == 1  # concurrency refused: must not spend the last token
     assert _outcome(limiter) == 0
@@ -115,7 +115,7 @@ def test_a_refused_request_charges_no_rate(tmp_path: Path) -> None:
 
 def test_a_clock_that_jumped_back_resets_the_bucket(tmp_path: Path) -> None:
     clock = Clock()
-    limiter = Limiter(tmp_path / "limits.shm", Limits(1, 0, 0, 0), clock)
+    limiter = TableLimiter(tmp_path / "limits.shm", Limits(1, 0, 0, 0), clock)
     assert _outcome(limiter) == 0
     clock.now -= 3600
     assert _outcome(limiter) == 0
@@ -141,7 +141,7 @@ def test_a_clock_that_jumped_back_resets_the_bucket(tmp_path: Path) -> None:
 def test_concurrency_keys(
     tmp_path: Path, limits: Limits, held: list[tuple[str, str]], then: tuple[str, str], expected: int
 ) -> None:
-    limiter = Limiter(tmp_path / "limits.shm", limits)
+    limiter = TableLimiter(tmp_path / "limits.shm", limits)
     holders = [limiter.admit(*key) for key in held]
     for holder in holders:
         holder.__enter__()
@@ -152,7 +152,7 @@ def test_concurrency_keys(
 
 
 def test_slots_are_released_when_the_block_raises(tmp_path: Path) -> None:
-    limiter = Limiter(tmp_path / "limits.shm", Limits(0, 0, 1, 1))
+    limiter = TableLimiter(tmp_path / "limits.shm", Limits(0, 0, 1, 1))
     with pytest.raises(ZeroDivisionError), limiter.admit(ORG, "key:a"):
         assert limiter.slots_held(ORG) == 1
         1 / 0  # noqa: B018
@@ -161,7 +161,7 @@ def test_slots_are_released_when_the_block_raises(tmp_path: Path) -> None:
 
 def test_a_stale_slot_is_reclaimed(tmp_path: Path) -> None:
     clock = Clock()
-    limiter = Limiter(tmp_path / "limits.shm", Limits(0, 0, 1, 0, stale_slot_secs=120), clock)
+    limiter = TableLimiter(tmp_path / "limits.shm", Limits(0, 0, 1, 0, stale_slot_secs=120), clock)
     leaked = limiter.admit(ORG, "key:a")  # entered, never left: a leaked slot of a live process
     leaked.__enter__()
     clock.now += 119
@@ -171,13 +171,13 @@ def test_a_stale_slot_is_reclaimed(tmp_path: Path) -> None:
 
 
 def test_without_limits_no_file_is_touched(tmp_path: Path) -> None:
-    limiter = Limiter(tmp_path / "limits.shm", OFF)
+    limiter = TableLimiter(tmp_path / "limits.shm", OFF)
     assert [_outcome(limiter) for _ in range(1000)] == [0] * 1000
     assert not (tmp_path / "limits.shm").exists()
 
 
 def test_release_process_drops_its_slots(tmp_path: Path) -> None:
-    limiter = Limiter(tmp_path / "limits.shm", Limits(0, 0, 5, 0))
+    limiter = TableLimiter(tmp_path / "limits.shm", Limits(0, 0, 5, 0))
     held = [limiter.admit(ORG, "key:a") for _ in range(3)]
     for holder in held:
         holder.__enter__()
@@ -188,7 +188,7 @@ def test_release_process_drops_its_slots(tmp_path: Path) -> None:
 @pytest.mark.parametrize("drop", ["release_process", "stale"])
 def test_a_release_after_its_slot_was_dropped_keeps_later_slots(tmp_path: Path, drop: str) -> None:
     clock = Clock()
-    limiter = Limiter(tmp_path / "limits.shm", Limits(0, 0, 1, 0, stale_slot_secs=120), clock)
+    limiter = TableLimiter(tmp_path / "limits.shm", Limits(0, 0, 1, 0, stale_slot_secs=120), clock)
     dropped = limiter.admit(ORG, "key:a")
     dropped.__enter__()
     if drop == "release_process":
@@ -222,7 +222,7 @@ def test_a_file_of_another_layout_is_replaced(tmp_path: Path, old: bytes) -> Non
     path = tmp_path / "limits.shm"
     path.write_bytes(old)
     before = path.stat().st_ino
-    limiter = Limiter(path, Limits(1, 0, 0, 0), Clock())
+    limiter = TableLimiter(path, Limits(1, 0, 0, 0), Clock())
     assert path.stat().st_ino != before
     assert (path.stat().st_size, path.read_bytes()[: len(_SHAPE.header)]) == (_SHAPE.file_size, _SHAPE.header)
     assert [_outcome(limiter), _outcome(limiter)] == [0, 60]
@@ -231,15 +231,15 @@ def test_a_file_of_another_layout_is_replaced(tmp_path: Path, old: bytes) -> Non
 
 def test_a_file_of_this_layout_is_kept(tmp_path: Path) -> None:
     path = tmp_path / "limits.shm"
-    assert _outcome(Limiter(path, Limits(1, 0, 0, 0), Clock())) == 0
+    assert _outcome(TableLimiter(path, Limits(1, 0, 0, 0), Clock())) == 0
     before = path.stat().st_ino
-    assert _outcome(Limiter(path, Limits(1, 0, 0, 0), Clock())) == 60
+    assert _outcome(TableLimiter(path, Limits(1, 0, 0, 0), Clock())) == 60
     assert path.stat().st_ino == before
 
 
 def test_a_full_probe_window_admits_and_warns_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     # Four positions, every key's window all four: four organizations with a token spent fill it.
-    limiter = Limiter(
+    limiter = TableLimiter(
         tmp_path / "limits.shm", Limits(1, 0, 0, 0), Clock(), shape=Shape(processes=2, keys=4, probe=4)
     )
     assert [_outcome(limiter, f"org-{n}") for n in range(4)] == [0] * 4
@@ -253,7 +253,7 @@ def test_a_full_probe_window_admits_and_warns_once(tmp_path: Path, caplog: pytes
 
 def test_unlimited_when_no_file_can_be_used(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="proxy.runtime.limits"):
-        limiter = Limiter(tmp_path / "missing" / "limits.shm", Limits(1, 0, 1, 0), Clock())
+        limiter = TableLimiter(tmp_path / "missing" / "limits.shm", Limits(1, 0, 1, 0), Clock())
         assert [_outcome(limiter), _outcome(limiter)] == [0, 0]
     assert len(caplog.records) == 2  # at start, then once a minute
 
@@ -267,7 +267,7 @@ def test_a_lock_held_too_long_admits_and_logs(
 
     monkeypatch.setattr(proxy.runtime.limit_table, "LOCK_WAIT_SECS", 0.05)
     path = tmp_path / "limits.shm"
-    limiter = Limiter(path, Limits(1, 0, 0, 0), Clock())
+    limiter = TableLimiter(path, Limits(1, 0, 0, 0), Clock())
     assert _outcome(limiter) == 0
     # A holder that never lets go: another open file description, as a stopped worker's would be.
     with path.open("rb") as stuck:
@@ -303,8 +303,8 @@ def test_process_alive(pid: str, started: str, alive: bool) -> None:
 _HOLDER = """
 import sys, time
 from pathlib import Path
-from proxy.runtime.limits import Limiter, Limits
-limiter = Limiter(Path(sys.argv[1]), Limits(0, 0, 1, 0))
+from proxy.runtime.limits import TableLimiter, Limits
+limiter = TableLimiter(Path(sys.argv[1]), Limits(0, 0, 1, 0))
 held = limiter.admit(sys.argv[2], "key:a")
 held.__enter__()
 print("holding", flush=True)
@@ -315,8 +315,8 @@ _SPENDER = """
 import sys
 from pathlib import Path
 from proxy.errors import TooManyRequests
-from proxy.runtime.limits import Limiter, Limits
-limiter = Limiter(Path(sys.argv[1]), Limits(10, 0, 0, 0))
+from proxy.runtime.limits import TableLimiter, Limits
+limiter = TableLimiter(Path(sys.argv[1]), Limits(10, 0, 0, 0))
 admitted = 0
 for _ in range(20):
     try:
@@ -334,7 +334,7 @@ def _python(script: str, *args: str) -> subprocess.Popen[str]:
 
 def test_rate_holds_across_processes(tmp_path: Path) -> None:
     path = str(tmp_path / "limits.shm")
-    Limiter(Path(path), Limits(10, 0, 0, 0))  # create the file before the race
+    TableLimiter(Path(path), Limits(10, 0, 0, 0))  # create the file before the race
     spenders = [_python(_SPENDER, path, ORG) for _ in range(2)]
     counts = [int(spender.communicate(timeout=60)[0]) for spender in spenders]
     assert sum(counts) == 10
@@ -343,7 +343,7 @@ def test_rate_holds_across_processes(tmp_path: Path) -> None:
 @pytest.mark.parametrize("reaped", [True, False], ids=["reaped", "zombie"])
 def test_slots_of_a_killed_process_are_reclaimed(tmp_path: Path, reaped: bool) -> None:
     path = tmp_path / "limits.shm"
-    limiter = Limiter(path, Limits(0, 0, 1, 0))
+    limiter = TableLimiter(path, Limits(0, 0, 1, 0))
     holder = _python(_HOLDER, str(path), ORG)
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "holding\n"
@@ -391,11 +391,11 @@ def _in_parallel_children(count: int, work: Callable[[], int]) -> list[int]:
     return results
 
 
-def _admitted(limiter: Limiter, attempts: int) -> int:
+def _admitted(limiter: TableLimiter, attempts: int) -> int:
     return sum(_outcome(limiter) == 0 for _ in range(attempts))
 
 
-def _peak_while_holding(limiter: Limiter, attempts: int) -> int:
+def _peak_while_holding(limiter: TableLimiter, attempts: int) -> int:
     """The most slots of the organization seen while holding one, over `attempts` admits."""
     peak = 0
     for _ in range(attempts):
@@ -408,19 +408,19 @@ def _peak_while_holding(limiter: Limiter, attempts: int) -> int:
 
 
 def test_rate_is_exact_across_parallel_forked_processes(tmp_path: Path) -> None:
-    limiter = Limiter(tmp_path / "limits.shm", Limits(1000, 0, 0, 0), Clock())
+    limiter = TableLimiter(tmp_path / "limits.shm", Limits(1000, 0, 0, 0), Clock())
     assert sum(_in_parallel_children(4, lambda: _admitted(limiter, 500))) == 1000
 
 
 def test_processes_racing_to_replace_a_file_end_up_sharing_one(tmp_path: Path) -> None:
     path = tmp_path / "limits.shm"
     path.write_bytes(b"SQLite format 3\0")
-    admitted = _in_parallel_children(4, lambda: _admitted(Limiter(path, Limits(2, 0, 0, 0), Clock()), 2))
+    admitted = _in_parallel_children(4, lambda: _admitted(TableLimiter(path, Limits(2, 0, 0, 0), Clock()), 2))
     assert sum(admitted) == 2
 
 
 def test_slots_stay_exact_across_parallel_forked_processes(tmp_path: Path) -> None:
-    limiter = Limiter(tmp_path / "limits.shm", Limits(0, 0, 2, 0))
+    limiter = TableLimiter(tmp_path / "limits.shm", Limits(0, 0, 2, 0))
     peaks = _in_parallel_children(4, lambda: _peak_while_holding(limiter, 1000))
     assert all(1 <= peak <= 2 for peak in peaks), peaks
     assert limiter.slots_held(ORG) == 0
@@ -443,25 +443,27 @@ def _in_threads(count: int, work: Callable[[], int]) -> list[int]:
 
 
 def test_rate_is_exact_across_threads(tmp_path: Path) -> None:
-    limiter = Limiter(tmp_path / "limits.shm", Limits(300, 0, 0, 0), Clock())
+    limiter = TableLimiter(tmp_path / "limits.shm", Limits(300, 0, 0, 0), Clock())
     assert sum(_in_threads(8, lambda: _admitted(limiter, 100))) == 300
 
 
 def test_slots_stay_exact_across_threads(tmp_path: Path) -> None:
-    limiter = Limiter(tmp_path / "limits.shm", Limits(0, 0, 3, 0))
+    limiter = TableLimiter(tmp_path / "limits.shm", Limits(0, 0, 3, 0))
     peaks = _in_threads(8, lambda: _peak_while_holding(limiter, 500))
     assert len(peaks) == 8 and all(1 <= peak <= 3 for peak in peaks), peaks
     assert limiter.slots_held(ORG) == 0
 
 
-def _leak_a_slot(limiter: Limiter) -> bool:
+def _leak_a_slot(limiter: TableLimiter) -> bool:
     held = limiter.admit(ORG, "key:a")
     held.__enter__()
     os._exit(0)  # dies holding it
 
 
 def test_a_full_process_table_frees_the_entries_of_dead_processes(tmp_path: Path) -> None:
-    limiter = Limiter(tmp_path / "limits.shm", Limits(0, 0, 5, 0), shape=Shape(processes=2, keys=64, probe=4))
+    limiter = TableLimiter(
+        tmp_path / "limits.shm", Limits(0, 0, 5, 0), shape=Shape(processes=2, keys=64, probe=4)
+    )
     assert passes_in_forked_child(lambda: _leak_a_slot(limiter))
     assert passes_in_forked_child(lambda: _leak_a_slot(limiter))
     assert limiter.slots_held(ORG) == 2
@@ -470,7 +472,9 @@ def test_a_full_process_table_frees_the_entries_of_dead_processes(tmp_path: Path
 
 
 def test_a_process_table_full_of_live_processes_admits_unlimited(tmp_path: Path) -> None:
-    limiter = Limiter(tmp_path / "limits.shm", Limits(0, 0, 1, 0), shape=Shape(processes=1, keys=64, probe=4))
+    limiter = TableLimiter(
+        tmp_path / "limits.shm", Limits(0, 0, 1, 0), shape=Shape(processes=1, keys=64, probe=4)
+    )
     with limiter.admit(ORG, "key:a"):  # this process takes the only entry, and the only slot
         assert passes_in_forked_child(lambda: _outcome(limiter) == 0 and limiter.slots_held(ORG) == 1)
     assert _outcome(limiter) == 0

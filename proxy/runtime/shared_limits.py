@@ -1,0 +1,315 @@
+"""Rate and concurrency limits shared by every host, in PostgreSQL (`PROXY_LIMITS_DATABASE_URL`).
+
+The same rules as the host's table (`proxy.runtime.limits.rules`), counted in two tables:
+
+    proxy_limit_keys    key digest → theoretical arrival time (GCRA), one row per key
+    proxy_limit_leases  (key, lease) → expiry: a running query's slot on each limited key
+
+- One round trip per admission: `proxy_limits_admit(...)` locks the request's key rows (in key
+  order, so two admissions never deadlock), checks every rate and every key's live leases, and
+  only if all pass advances the arrival times and writes the leases. One more per release: the
+  lease's rows deleted. Row locks serialize the admissions of one key across every host.
+- Time is the database's (`clock_timestamp()`): the hosts' clocks never meet, so a host whose
+  clock is off by minutes counts the same as the others.
+- A slot is a lease that expires once no query could still be running (`stale_slot_secs`): a host that dies
+  holding slots (or loses the database during a release) leaves rows that stop counting by
+  themselves, and are deleted by the next admission of their key.
+- The tables are UNLOGGED: counters worth a minute need no WAL; a database crash empties them,
+  which admits at most one more burst.
+- Every call is bounded (`PROXY_LIMITS_STORE_TIMEOUT_SECS`: the wait for a pooled connection
+  and the statement_timeout; TCP's user timeout for a peer that vanished). A call that fails
+  admits the request unlimited and logs, or with `PROXY_LIMITS_ON_STORE_ERROR=closed` refuses
+  it with 503 `limits_unavailable`; the pool reconnects by itself once the database is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from proxy.errors import LimitsUnavailable
+from proxy.runtime.limits import Admission, Limits, Release, Rule, key_digests, organization_digest, rules
+from proxy.runtime.metrics import observe_limits_store
+from proxy.settings import LimitsOnError
+
+log = logging.getLogger(__name__)
+
+_WARN_EVERY_SECS = 60.0
+_WINDOW_US = 60 * 10**6
+# How long the pool keeps retrying a connection before it gives up until the next request.
+_RECONNECT_SECS = 5.0
+# After a failed call, the calls of the next second fail at once instead of each waiting its
+# timeout: an outage costs the requests of that second nothing, and recovery is seen within it.
+_PAUSE_AFTER_FAILURE_SECS = 1.0
+
+# Created at the first connection, under an advisory lock so that workers starting together do
+# not race on the catalog. Bump `_SCHEMA` with any change below.
+_SCHEMA = 1
+_SCHEMA_LOCK = 0x5250_4C49_4D00 + _SCHEMA
+_CREATE = f"""
+CREATE UNLOGGED TABLE IF NOT EXISTS proxy_limit_keys (
+    key bytea PRIMARY KEY,
+    tat timestamptz NOT NULL DEFAULT '-infinity'
+);
+CREATE UNLOGGED TABLE IF NOT EXISTS proxy_limit_leases (
+    key bytea NOT NULL,
+    lease uuid NOT NULL,
+    expires timestamptz NOT NULL,
+    PRIMARY KEY (key, lease)
+);
+CREATE INDEX IF NOT EXISTS proxy_limit_leases_lease ON proxy_limit_leases (lease);
+
+-- Per key: per_mins 0 (no rate), advances false (a rate only checked), concurrents -1 (no lease),
+-- 0 (a lease, no limit). refused: the 1-based index of the key that refused (0: admitted); full:
+-- by its slots, else by its rate, retry_after seconds from now.
+CREATE OR REPLACE FUNCTION proxy_limits_admit_v{_SCHEMA}(
+    keys bytea[], per_mins int[], advances boolean[], concurrents int[], lease uuid, lease_secs float8
+) RETURNS TABLE (refused int, full_ boolean, retry_after int)
+LANGUAGE plpgsql AS $$
+DECLARE
+    now_ timestamptz;
+    tats timestamptz[] := '{{}}';
+    stored timestamptz;
+    held bigint;
+BEGIN
+    INSERT INTO proxy_limit_keys (key) SELECT k FROM unnest(keys) AS k ORDER BY k ON CONFLICT DO NOTHING;
+    PERFORM 1 FROM proxy_limit_keys WHERE key = ANY(keys) ORDER BY key FOR UPDATE;
+    now_ := clock_timestamp();  -- after the wait for the locks
+    FOR i IN 1 .. cardinality(keys) LOOP
+        IF per_mins[i] > 0 THEN
+            SELECT tat INTO stored FROM proxy_limit_keys WHERE key = keys[i];
+            -- Whole microseconds, rounded down: per_min intervals never sum past the window.
+            tats[i] := greatest(stored, now_) + ({_WINDOW_US} / per_mins[i]) * interval '1 microsecond';
+            IF tats[i] - now_ > interval '60 seconds' THEN
+                RETURN QUERY SELECT i, false,
+                    ceil(extract(epoch FROM tats[i] - now_ - interval '60 seconds'))::int;
+                RETURN;
+            END IF;
+        END IF;
+    END LOOP;
+    FOR i IN 1 .. cardinality(keys) LOOP
+        IF lease IS NOT NULL AND concurrents[i] >= 0 THEN
+            DELETE FROM proxy_limit_leases AS l WHERE l.key = keys[i] AND l.expires <= now_;
+            IF concurrents[i] > 0 THEN
+                SELECT count(*) INTO held FROM proxy_limit_leases AS l WHERE l.key = keys[i];
+                IF held >= concurrents[i] THEN
+                    RETURN QUERY SELECT i, true, 1;
+                    RETURN;
+                END IF;
+            END IF;
+        END IF;
+    END LOOP;
+    FOR i IN 1 .. cardinality(keys) LOOP
+        IF per_mins[i] > 0 AND advances[i] THEN
+            UPDATE proxy_limit_keys SET tat = tats[i] WHERE key = keys[i];
+        END IF;
+        IF lease IS NOT NULL AND concurrents[i] >= 0 THEN
+            INSERT INTO proxy_limit_leases VALUES (keys[i], lease, now_ + make_interval(secs => lease_secs));
+        END IF;
+    END LOOP;
+    RETURN QUERY SELECT 0, false, 0;
+END
+$$;
+"""
+_EXISTS = (
+    f"SELECT to_regprocedure('proxy_limits_admit_v{_SCHEMA}(bytea[],int[],boolean[],int[],uuid,float8)')"
+)
+_ADMIT = f"SELECT * FROM proxy_limits_admit_v{_SCHEMA}(%s, %s, %s, %s, %s, %s)"
+_RELEASE = "DELETE FROM proxy_limit_leases WHERE lease = %s"
+_COUNT_INVALID = """
+INSERT INTO proxy_limit_keys AS k (key, tat) VALUES (%(key)s, clock_timestamp() + %(step)s)
+ON CONFLICT (key) DO UPDATE SET tat = greatest(k.tat, clock_timestamp()) + %(step)s
+"""
+_HELD = "SELECT count(*) FROM proxy_limit_leases WHERE key = %s AND expires > clock_timestamp()"
+
+_STORE_ERRORS = (psycopg.Error, PoolTimeout)
+
+
+class _Paused(Exception):
+    """The store failed a moment ago; this call is not tried."""
+
+
+def create_schema(connection: psycopg.Connection[Any]) -> None:
+    """The tables and the admission function, unless this schema version has them already."""
+    with connection.transaction():
+        row = connection.execute(_EXISTS).fetchone()
+        if row is not None and row[0] is not None:
+            return
+        connection.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+        connection.execute(_CREATE)
+
+
+class SharedLimiter(Admission):
+    """Admits a query or raises TooManyRequests; the state is shared through PostgreSQL."""
+
+    def __init__(
+        self, url: str, limits: Limits, on_error: LimitsOnError = "open", timeout_secs: float = 0.3
+    ) -> None:
+        self.limits = limits
+        self._url = url
+        self._on_error = on_error
+        self._timeout_secs = timeout_secs
+        self._rules = rules(limits)
+        self._counts_slots = bool(limits.concurrent_per_org or limits.concurrent_per_principal)
+        # No query lives that long (twice the request budget and a minute, `Limits`).
+        self._lease_secs = limits.stale_slot_secs
+        self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
+        self._pool_pid = 0
+        self._opening = threading.Lock()
+        self._warned_at = -math.inf
+        self._failed_at = -math.inf
+
+    def count_invalid(self, organization: str, principal: str) -> None:
+        """Charge one invalid request to the principal's budget of them."""
+        per_min = self.limits.invalid_per_principal_per_min
+        if per_min:
+            step = timedelta(microseconds=_WINDOW_US // per_min)
+            key = key_digests(organization, principal)[2]
+            self._call("count_invalid", _COUNT_INVALID, {"key": key, "step": step})
+
+    def release_process(self, pid: int) -> int:
+        """Nothing to drop: a dead worker's leases expire by themselves."""
+        return 0
+
+    def slots_held(self, organization: str) -> int:
+        """Running queries counted against an organization on every host (for tests and operators)."""
+        row = self._call("held", _HELD, (organization_digest(organization),))
+        return int(row[0]) if row else 0
+
+    def readiness(self) -> str:
+        """`ok` when the database answers within the timeout, else `unavailable`."""
+        try:
+            self._query("ready", "SELECT 1", ())
+        except _STORE_ERRORS:
+            self._failed_at = time.monotonic()
+            return "unavailable"
+        return "ok"
+
+    @property
+    def fails_closed(self) -> bool:
+        """Whether a request is refused while the store fails (else admitted unlimited)."""
+        return self._on_error == "closed"
+
+    def close(self) -> None:
+        """Close this process's connections."""
+        if self._pool is not None and self._pool_pid == os.getpid():
+            self._pool.close()
+        self._pool = None
+
+    def _acquire(self, organization: str, principal: str, rates: bool, hold_slot: bool) -> Release | None:
+        hold_slot = hold_slot and self._counts_slots
+        applied: list[tuple[Rule, bytes]] = [
+            (rule, digest)
+            for rule, digest in zip(self._rules, key_digests(organization, principal))
+            if rule.applies(rates, hold_slot)
+        ]
+        if not applied:
+            return None
+        lease = uuid.uuid4() if hold_slot else None
+        row = self._call("admit", _ADMIT, _admit_arguments(applied, rates, lease, self._lease_secs))
+        if row is None:  # the store failed, and the request is admitted unlimited
+            return None
+        refused, full, retry_after = row
+        if refused:
+            rule = applied[refused - 1][0]
+            raise rule.full() if full else rule.over_rate(retry_after)
+        return None if lease is None else partial(self._release, lease)
+
+    def _release(self, lease: uuid.UUID) -> None:
+        self._call("release", _RELEASE, (lease,), fail_closed=False)
+
+    def _call(
+        self, operation: str, sql: str, params: Sequence[Any] | dict[str, Any], *, fail_closed: bool = True
+    ) -> tuple[Any, ...] | None:
+        """One statement's first row; on a store error None (fail-open) or LimitsUnavailable."""
+        try:
+            if time.monotonic() - self._failed_at < _PAUSE_AFTER_FAILURE_SECS:
+                observe_limits_store(operation, None, failed=True)
+                raise _Paused("a call failed less than a second ago")
+            return self._query(operation, sql, params)
+        except (*_STORE_ERRORS, _Paused) as exc:
+            if not isinstance(exc, _Paused):
+                self._failed_at = time.monotonic()
+            self._warn(f"limits store unavailable ({type(exc).__name__}: {exc}); failing {self._on_error}")
+            if fail_closed and self.fails_closed:
+                raise LimitsUnavailable("The rate limits cannot be checked now.") from exc
+            return None
+
+    def _query(
+        self, operation: str, sql: str, params: Sequence[Any] | dict[str, Any]
+    ) -> tuple[Any, ...] | None:
+        started = time.perf_counter()
+        failed = True
+        try:
+            with self._connections().connection(timeout=self._timeout_secs) as connection:
+                cursor = connection.execute(sql, params)
+                row = cursor.fetchone() if cursor.description else None
+            failed = False
+            return row
+        finally:
+            observe_limits_store(operation, time.perf_counter() - started, failed)
+
+    def _connections(self) -> ConnectionPool[psycopg.Connection[Any]]:
+        # Opened in the process that uses it: a pool's threads and sockets do not survive a fork.
+        pool = self._pool
+        if pool is None or self._pool_pid != os.getpid():
+            with self._opening:  # the first requests of a worker's threads arrive together
+                if self._pool is None or self._pool_pid != os.getpid():
+                    self._pool = _pool(self._url, self._timeout_secs)
+                    self._pool_pid = os.getpid()
+                pool = self._pool
+        return pool
+
+    def _warn(self, message: str) -> None:
+        # Once a minute: a store that is down stays so for many requests.
+        if time.monotonic() - self._warned_at >= _WARN_EVERY_SECS:
+            self._warned_at = time.monotonic()
+            log.warning(message)
+
+
+def _pool(url: str, timeout_secs: float) -> ConnectionPool[psycopg.Connection[Any]]:
+    timeout_ms = max(1, round(timeout_secs * 1000))
+    return ConnectionPool(
+        url,
+        min_size=1,
+        max_size=8,
+        timeout=timeout_secs,
+        reconnect_timeout=_RECONNECT_SECS,
+        configure=create_schema,
+        kwargs={
+            "autocommit": True,
+            # libpq's floor is 2 s; the request never waits for it, the pool's timeout is shorter.
+            "connect_timeout": 2,
+            "options": f"-c statement_timeout={timeout_ms} -c lock_timeout={timeout_ms}",
+            # A server that vanished without closing the socket fails the call, never hangs it.
+            "tcp_user_timeout": timeout_ms,
+            "application_name": "reporting-proxy limits",
+        },
+        name="limits",
+        open=True,
+    )
+
+
+def _admit_arguments(
+    applied: list[tuple[Rule, bytes]], rates: bool, lease: uuid.UUID | None, lease_secs: float
+) -> tuple[Any, ...]:
+    """The arguments of the admission function, one array element per key."""
+    return (
+        [digest for _, digest in applied],
+        [rule.per_min if rates else 0 for rule, _ in applied],
+        [not rule.checked_only for rule, _ in applied],
+        [-1 if rule.checked_only else rule.concurrent for rule, _ in applied],
+        lease,
+        lease_secs,
+    )

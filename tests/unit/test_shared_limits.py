@@ -1,0 +1,248 @@
+"""The limits shared through PostgreSQL, against a real database of their own on the local server
+(`reporting-proxy postgres up`, which `make test` runs): the same rules as the host's table,
+counted once across limiters that stand for hosts, leases that expire, and a store that fails."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import psycopg
+import pytest
+from prometheus_client import REGISTRY
+
+from proxy.errors import LimitsUnavailable, TooManyRequests
+from proxy.runtime.limits import Limiter, Limits, TableLimiter, build_limiter
+from proxy.runtime.shared_limits import SharedLimiter
+from proxy.settings import LimitsOnError, SettingsError, load_settings
+from tests.support.ids import ORG, OTHER_ORG
+from tests.support.net import free_port
+from tests.support.postgres import fresh_database
+
+MakeLimiter = Callable[[Limits], Limiter]
+
+
+@pytest.fixture(scope="module")
+def database() -> Iterator[str]:
+    with fresh_database("limits") as url:
+        yield url
+
+
+@pytest.fixture
+def shared(database: str) -> Iterator[Callable[[Limits], SharedLimiter]]:
+    """Limiters on one emptied database, each with its own pool: hosts sharing the store."""
+    first = SharedLimiter(database, Limits(1, 0, 0, 0))
+    first.readiness()  # its first connection creates the tables
+    first.close()
+    with psycopg.connect(database, autocommit=True) as connection:
+        connection.execute("TRUNCATE proxy_limit_keys, proxy_limit_leases")
+    made: list[SharedLimiter] = []
+
+    def make(limits: Limits) -> SharedLimiter:
+        made.append(SharedLimiter(database, limits))
+        return made[-1]
+
+    yield make
+    for limiter in made:
+        limiter.close()
+
+
+@pytest.fixture(params=["table", "shared"])
+def make_limiter(request: pytest.FixtureRequest, tmp_path: Path) -> MakeLimiter:
+    """Either store: the rules must come out the same."""
+    if request.param == "table":
+        return lambda limits: TableLimiter(tmp_path / "limits.shm", limits)
+    shared: Callable[[Limits], SharedLimiter] = request.getfixturevalue("shared")
+    return shared
+
+
+def _outcome(limiter: Limiter, org: str = ORG, principal: str = "key:a") -> int:
+    """0 when admitted (holding no slot afterwards), else the Retry-After of the refusal."""
+    try:
+        with limiter.admit(org, principal):
+            return 0
+    except TooManyRequests as exc:
+        assert exc.retry_after is not None
+        return exc.retry_after
+
+
+def _entered(holder: AbstractContextManager[None]) -> AbstractContextManager[None]:
+    holder.__enter__()
+    return holder
+
+
+@pytest.mark.parametrize(
+    ("limits", "calls", "expected"),
+    [
+        # A burst of per_min, then refused for about one interval (the clock is real here).
+        (Limits(3, 0, 0, 0), [(ORG, "key:a")] * 4, [0, 0, 0, 20]),
+        (Limits(7, 0, 0, 0), [(ORG, "key:a")] * 8, [0] * 7 + [9]),
+        (Limits(0, 2, 0, 0), [(ORG, "key:a")] * 3 + [(ORG, "key:b")], [0, 0, 30, 0]),
+        (
+            Limits(2, 0, 0, 0),
+            [(ORG, "key:a"), (ORG, "key:b"), (ORG, "key:c"), (OTHER_ORG, "key:a")],
+            [0, 0, 30, 0],
+        ),
+        (Limits(2, 5, 0, 0), [(ORG, "key:a")] * 3, [0, 0, 30]),
+    ],
+    ids=["org_burst", "interval_not_whole", "per_principal", "org_across_principals", "org_before_principal"],
+)
+def test_rates_are_the_same_on_both_stores(
+    make_limiter: MakeLimiter, limits: Limits, calls: list[tuple[str, str]], expected: list[int]
+) -> None:
+    limiter = make_limiter(limits)
+    assert [_outcome(limiter, *call) for call in calls] == expected
+
+
+@pytest.mark.parametrize(
+    ("limits", "held", "then", "message"),
+    [
+        (
+            Limits(0, 0, 2, 0),
+            [(ORG, "key:a"), (ORG, "key:b")],
+            (ORG, "key:c"),
+            "2 queries of this organization",
+        ),
+        (Limits(0, 0, 0, 1), [(ORG, "key:a")], (ORG, "key:a"), "1 queries of this credential"),
+        (Limits(0, 0, 3, 1), [(ORG, "key:a")], (ORG, "key:a"), "1 queries of this credential"),
+    ],
+    ids=["per_org", "per_principal", "principal_under_org"],
+)
+def test_slots_are_the_same_on_both_stores(
+    make_limiter: MakeLimiter,
+    limits: Limits,
+    held: list[tuple[str, str]],
+    then: tuple[str, str],
+    message: str,
+) -> None:
+    limiter = make_limiter(limits)
+    holders = [_entered(limiter.admit(*key)) for key in held]
+    with pytest.raises(TooManyRequests, match=message) as refused:
+        _entered(limiter.admit(*then))
+    assert (refused.value.retry_after, limiter.slots_held(ORG)) == (1, len(held))
+    for holder in holders:
+        holder.__exit__(None, None, None)
+    assert (_outcome(limiter, *then), limiter.slots_held(ORG)) == (0, 0)
+
+
+def test_a_refused_request_charges_no_rate(make_limiter: MakeLimiter) -> None:
+    limiter = make_limiter(Limits(2, 0, 1, 0))
+    with limiter.admit(ORG, "key:a"):
+        assert _outcome(limiter) == 1  # concurrency refused: must not spend the last token
+    assert [_outcome(limiter), _outcome(limiter)] == [0, 30]
+
+
+def test_invalid_requests_have_a_budget_of_their_own(make_limiter: MakeLimiter) -> None:
+    limiter = make_limiter(Limits(100, 100, 0, 0, invalid_per_principal_per_min=2))
+    limiter.charge(ORG, "key:a")
+    limiter.count_invalid(ORG, "key:a")
+    limiter.count_invalid(ORG, "key:a")
+    with pytest.raises(TooManyRequests, match="More than 2 invalid queries") as refused:
+        limiter.charge(ORG, "key:a")
+    assert refused.value.retry_after == 30
+    limiter.charge(ORG, "key:b")  # another credential's budget is its own
+
+
+def test_a_rate_is_counted_once_across_hosts(shared: Callable[[Limits], SharedLimiter]) -> None:
+    hosts = [shared(Limits(10, 0, 0, 0)) for _ in range(2)]
+    outcomes = [_outcome(hosts[n % 2]) for n in range(20)]
+    assert outcomes.count(0) == 10
+    assert outcomes[:10] == [0] * 10
+
+
+def test_slots_are_counted_once_across_hosts_under_contention(
+    shared: Callable[[Limits], SharedLimiter],
+) -> None:
+    """Sixteen threads on two hosts take and give back slots of one organization at once: the
+    database's row locks must keep the running count at or under the limit."""
+    hosts = [shared(Limits(0, 0, 3, 0)) for _ in range(2)]
+    running, most, admitted, lock = [0], [0], [0], threading.Lock()
+
+    def worker(host: SharedLimiter, principal: str) -> None:
+        for _ in range(15):
+            try:
+                with host.admit(ORG, principal):
+                    with lock:
+                        running[0] += 1
+                        most[0] = max(most[0], running[0])
+                        admitted[0] += 1
+                    time.sleep(0.002)
+                    with lock:
+                        running[0] -= 1
+            except TooManyRequests:
+                pass
+
+    threads = [threading.Thread(target=worker, args=(hosts[n % 2], f"key:{n}")) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    print(f"16 threads x 15 tries on 2 hosts, 3 slots: {admitted[0]} admitted, at most {most[0]} at once")
+    assert most[0] == 3
+    assert hosts[0].slots_held(ORG) == 0
+
+
+def test_a_lease_that_is_never_given_back_expires(shared: Callable[[Limits], SharedLimiter]) -> None:
+    dead_host = shared(Limits(0, 0, 1, 0, stale_slot_secs=0.5))
+    leaked = _entered(dead_host.admit(ORG, "key:a"))  # never left: its host died holding the slot
+    survivor = shared(Limits(0, 0, 1, 0, stale_slot_secs=0.5))
+    assert _outcome(survivor) == 1
+    time.sleep(0.6)
+    assert _outcome(survivor) == 0
+    assert leaked is not None  # held until here: a collected generator would give the slot back
+
+
+def _samples(name: str, operation: str) -> float:
+    return REGISTRY.get_sample_value(name, {"operation": operation}) or 0.0
+
+
+@pytest.mark.parametrize("on_error", ["open", "closed"])
+def test_a_store_that_is_down_admits_or_refuses_without_waiting(
+    on_error: LimitsOnError, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/none"
+    down = SharedLimiter(url, Limits(1, 0, 1, 0), on_error)
+    errors = _samples("reporting_proxy_limits_store_errors_total", "admit")
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="proxy.runtime.shared_limits"):
+        outcomes = []
+        for _ in range(3):
+            try:
+                outcomes.append(_outcome(down))
+            except LimitsUnavailable as exc:
+                outcomes.append(exc.status)
+    elapsed = time.monotonic() - started
+    down.close()
+    assert outcomes == ([0, 0, 0] if on_error == "open" else [503, 503, 503])
+    assert _samples("reporting_proxy_limits_store_errors_total", "admit") == errors + 3
+    assert len([r for r in caplog.records if "limits store unavailable" in r.getMessage()]) == 1
+    assert down.readiness() == "unavailable"
+    # The first call waits the pool's timeout (0.3 s), never libpq's connect timeout; the next
+    # ones, within a second of its failure, are not tried at all.
+    assert elapsed < 0.3 + 0.5, elapsed
+
+
+def test_the_settings_choose_the_store(database: str, tmp_path: Path) -> None:
+    table = build_limiter(load_settings({}, data_dir=tmp_path))
+    shared = build_limiter(load_settings({"PROXY_LIMITS_DATABASE_URL": database}, data_dir=tmp_path))
+    assert (type(table), table.readiness()) == (TableLimiter, "local")
+    assert isinstance(shared, SharedLimiter)
+    assert shared.readiness() == "ok"
+    shared.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("PROXY_LIMITS_DATABASE_URL", "mysql://x/y"),
+        ("PROXY_LIMITS_ON_STORE_ERROR", "maybe"),
+        ("PROXY_LIMITS_STORE_TIMEOUT_SECS", "0"),
+    ],
+)
+def test_bad_limits_store_settings_name_the_variable(name: str, raw: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        load_settings({name: raw})
