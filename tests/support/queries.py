@@ -389,6 +389,13 @@ ADDITION_QUERIES: dict[str, dict[str, Any]] = {
         limit=10,
         offset=20,
     ),
+    "overlapping_compare_interval_with_totals": _q(
+        {"start": "2019-06-01T00:00:00Z", "end": "2019-06-20T00:00:00Z"},
+        "week",
+        aggregations=[{"type": "count"}, {"type": "hyperUnique", "fields": ["visitor_id"]}],
+        compare={"start": "2019-06-10T00:00:00Z", "end": "2019-06-30T00:00:00Z"},
+        totals=True,
+    ),
     "offset_past_the_end": _q(
         JUNE_UTC, "all", group_by=["device_type"], aggregations=COUNT, limit=10, offset=50, totals=True
     ),
