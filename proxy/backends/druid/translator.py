@@ -361,7 +361,7 @@ def translate(
     native: Json = {
         "queryType": "groupBy" if plan.grouped else "timeseries",
         "dataSource": datasource,
-        "intervals": [f"{_iso(query.interval.start)}/{_iso(query.interval.end)}"],
+        "intervals": [_interval_text(query.interval)],
         "granularity": _granularity(plan),
         "filter": _scoped_filter(plan, organization_id),
         "aggregations": aggregations,
