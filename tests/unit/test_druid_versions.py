@@ -11,7 +11,8 @@ import pytest
 
 from proxy.backends.base import Scope
 from proxy.backends.druid.client import DruidClient
-from proxy.backends.druid.versions import NO_TAG, Answered, DruidVersions, canonical_native
+from proxy.backends.druid.conditional import NO_TAG, Answered, canonical_native
+from proxy.backends.druid.versions import DruidVersions
 from tests.support.stub_broker import Answer, StubBroker, stub_broker
 
 ROWS = [{"timestamp": "2019-01-01T00:00:00.000Z", "result": {"count": 1}}]
@@ -76,6 +77,13 @@ def test_an_answer_whose_query_carried_no_etag_cannot_be_kept(broker: StubBroker
     scope = _scope()
     with DruidVersions(client, "ds").recording(None, scope) as recording:
         client.query(_native(scope.query_id), 1.0)
+    assert recording.validators() is None
+
+
+def test_an_answer_whose_queries_went_unrecorded_is_not_kept(broker: StubBroker) -> None:
+    client = DruidClient(broker.url, 1.0)
+    with DruidVersions(client, "ds").recording(None, _scope()) as recording:
+        client.query(_native("a-part-sent-under-another-id"), 1.0)
     assert recording.validators() is None
 
 

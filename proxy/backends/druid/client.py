@@ -24,7 +24,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, ReadTimeoutError
 from urllib3.util import Url, parse_url
 
-from proxy.backends.druid.versions import Answered, recording_for
+from proxy.backends.druid.conditional import Answered, recording_for
 from proxy.backends.druid.watch import QueryWatch, Reason
 from proxy.errors import (
     BackendError,
@@ -95,7 +95,7 @@ class DruidClient:
 
         Past the deadline, or once `client_gone()` says the caller left, the query is cut
         short and the broker told to cancel it (`DELETE /druid/v2/{queryId}`). While the result
-        cache records an answer (proxy/backends/druid/versions.py), the query is sent
+        cache records an answer (proxy/backends/druid/conditional.py), the query is sent
         conditionally and its ETag kept.
         """
         recording = recording_for(str(native.get("context", {}).get("queryId", "")))
