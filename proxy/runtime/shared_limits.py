@@ -5,29 +5,27 @@ The same rules as the host's table (`proxy.runtime.limits.rules`), counted in tw
     proxy_limit_keys    key digest → theoretical arrival time (GCRA), one row per key
     proxy_limit_leases  (key, lease) → expiry: a running query's slot on each limited key
 
-- One round trip per admission: `proxy_limits_admit(...)` locks the request's key rows (in key
+- One round trip per admission: `proxy_limits_admit_v1(...)` locks the request's key rows (in key
   order, so two admissions never deadlock), checks every rate and every key's live leases, and
   only if all pass advances the arrival times and writes the leases. One more per release: the
   lease's rows deleted. Row locks serialize the admissions of one key across every host.
 - Time is the database's (`clock_timestamp()`): the hosts' clocks never meet, so a host whose
   clock is off by minutes counts the same as the others.
-- A slot is a lease that expires once no query could still be running (`stale_slot_secs`): a host that dies
-  holding slots (or loses the database during a release) leaves rows that stop counting by
-  themselves, and are deleted by the next admission of their key.
+- A slot is a lease that expires once no query could still be running (`stale_slot_secs`): a
+  host that dies holding slots (or loses the database during a release) leaves rows that stop
+  counting by themselves, and are deleted by the next admission of their key.
 - The tables are UNLOGGED: counters worth a minute need no WAL; a database crash empties them,
   which admits at most one more burst.
-- Every call is bounded (`PROXY_LIMITS_STORE_TIMEOUT_SECS`: the wait for a pooled connection
-  and the statement_timeout; TCP's user timeout for a peer that vanished). A call that fails
-  admits the request unlimited and logs, or with `PROXY_LIMITS_ON_STORE_ERROR=closed` refuses
-  it with 503 `limits_unavailable`; the pool reconnects by itself once the database is back.
+- Every call is bounded by `PROXY_LIMITS_STORE_TIMEOUT_SECS`, and skipped for a second after
+  one failed (`proxy.runtime.postgres_pool`). A call that fails admits the request unlimited and
+  logs, or with `PROXY_LIMITS_ON_STORE_ERROR=closed` refuses it with 503 `limits_unavailable`;
+  the pool reconnects by itself once the database is back.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
-import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -36,22 +34,19 @@ from functools import partial
 from typing import Any
 
 import psycopg
-from psycopg_pool import ConnectionPool, PoolTimeout
 
 from proxy.errors import LimitsUnavailable
 from proxy.runtime.limits import Admission, Limits, Release, Rule, key_digests, organization_digest, rules
 from proxy.runtime.metrics import observe_limits_store
+from proxy.runtime.postgres_pool import STORE_ERRORS, ProcessPool, StoreDown, connection_pool
 from proxy.settings import LimitsOnError
 
 log = logging.getLogger(__name__)
 
 _WARN_EVERY_SECS = 60.0
 _WINDOW_US = 60 * 10**6
-# How long the pool keeps retrying a connection before it gives up until the next request.
-_RECONNECT_SECS = 5.0
-# After a failed call, the calls of the next second fail at once instead of each waiting its
-# timeout: an outage costs the requests of that second nothing, and recovery is seen within it.
-_PAUSE_AFTER_FAILURE_SECS = 1.0
+# Connections per worker process: one per serving thread is the most it can use at once.
+_POOL_SIZE = 8
 
 # Created at the first connection, under an advisory lock so that workers starting together do
 # not race on the catalog. Bump `_SCHEMA` with any change below.
@@ -133,12 +128,6 @@ ON CONFLICT (key) DO UPDATE SET tat = greatest(k.tat, clock_timestamp()) + %(ste
 """
 _HELD = "SELECT count(*) FROM proxy_limit_leases WHERE key = %s AND expires > clock_timestamp()"
 
-_STORE_ERRORS = (psycopg.Error, PoolTimeout)
-
-
-class _Paused(Exception):
-    """The store failed a moment ago; this call is not tried."""
-
 
 def create_schema(connection: psycopg.Connection[Any]) -> None:
     """The tables and the admission function, unless this schema version has them already."""
@@ -157,18 +146,16 @@ class SharedLimiter(Admission):
         self, url: str, limits: Limits, on_error: LimitsOnError = "open", timeout_secs: float = 0.3
     ) -> None:
         self.limits = limits
-        self._url = url
         self._on_error = on_error
         self._timeout_secs = timeout_secs
         self._rules = rules(limits)
         self._counts_slots = bool(limits.concurrent_per_org or limits.concurrent_per_principal)
         # No query lives that long (twice the request budget and a minute, `Limits`).
         self._lease_secs = limits.stale_slot_secs
-        self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
-        self._pool_pid = 0
-        self._opening = threading.Lock()
+        self._pool = ProcessPool(
+            partial(connection_pool, url, timeout_secs, "limits", _POOL_SIZE, create_schema)
+        )
         self._warned_at = -math.inf
-        self._failed_at = -math.inf
 
     def count_invalid(self, organization: str, principal: str) -> None:
         """Charge one invalid request to the principal's budget of them."""
@@ -191,8 +178,7 @@ class SharedLimiter(Admission):
         """`ok` when the database answers within the timeout, else `unavailable`."""
         try:
             self._query("ready", "SELECT 1", ())
-        except _STORE_ERRORS:
-            self._failed_at = time.monotonic()
+        except STORE_ERRORS:
             return "unavailable"
         return "ok"
 
@@ -203,9 +189,7 @@ class SharedLimiter(Admission):
 
     def close(self) -> None:
         """Close this process's connections."""
-        if self._pool is not None and self._pool_pid == os.getpid():
-            self._pool.close()
-        self._pool = None
+        self._pool.close()
 
     def _acquire(self, organization: str, principal: str, rates: bool, hold_slot: bool) -> Release | None:
         hold_slot = hold_slot and self._counts_slots
@@ -234,13 +218,8 @@ class SharedLimiter(Admission):
     ) -> tuple[Any, ...] | None:
         """One statement's first row; on a store error None (fail-open) or LimitsUnavailable."""
         try:
-            if time.monotonic() - self._failed_at < _PAUSE_AFTER_FAILURE_SECS:
-                observe_limits_store(operation, None, failed=True)
-                raise _Paused("a call failed less than a second ago")
             return self._query(operation, sql, params)
-        except (*_STORE_ERRORS, _Paused) as exc:
-            if not isinstance(exc, _Paused):
-                self._failed_at = time.monotonic()
+        except STORE_ERRORS as exc:
             self._warn(f"limits store unavailable ({type(exc).__name__}: {exc}); failing {self._on_error}")
             if fail_closed and self.fails_closed:
                 raise LimitsUnavailable("The rate limits cannot be checked now.") from exc
@@ -250,55 +229,24 @@ class SharedLimiter(Admission):
         self, operation: str, sql: str, params: Sequence[Any] | dict[str, Any]
     ) -> tuple[Any, ...] | None:
         started = time.perf_counter()
-        failed = True
         try:
-            with self._connections().connection(timeout=self._timeout_secs) as connection:
+            with self._pool.connection(self._timeout_secs) as connection:
                 cursor = connection.execute(sql, params)
                 row = cursor.fetchone() if cursor.description else None
-            failed = False
-            return row
-        finally:
-            observe_limits_store(operation, time.perf_counter() - started, failed)
-
-    def _connections(self) -> ConnectionPool[psycopg.Connection[Any]]:
-        # Opened in the process that uses it: a pool's threads and sockets do not survive a fork.
-        pool = self._pool
-        if pool is None or self._pool_pid != os.getpid():
-            with self._opening:  # the first requests of a worker's threads arrive together
-                if self._pool is None or self._pool_pid != os.getpid():
-                    self._pool = _pool(self._url, self._timeout_secs)
-                    self._pool_pid = os.getpid()
-                pool = self._pool
-        return pool
+        except StoreDown:
+            observe_limits_store(operation, None, failed=True)  # not tried: no latency to note
+            raise
+        except STORE_ERRORS:
+            observe_limits_store(operation, time.perf_counter() - started, failed=True)
+            raise
+        observe_limits_store(operation, time.perf_counter() - started, failed=False)
+        return row
 
     def _warn(self, message: str) -> None:
         # Once a minute: a store that is down stays so for many requests.
         if time.monotonic() - self._warned_at >= _WARN_EVERY_SECS:
             self._warned_at = time.monotonic()
             log.warning(message)
-
-
-def _pool(url: str, timeout_secs: float) -> ConnectionPool[psycopg.Connection[Any]]:
-    timeout_ms = max(1, round(timeout_secs * 1000))
-    return ConnectionPool(
-        url,
-        min_size=1,
-        max_size=8,
-        timeout=timeout_secs,
-        reconnect_timeout=_RECONNECT_SECS,
-        configure=create_schema,
-        kwargs={
-            "autocommit": True,
-            # libpq's floor is 2 s; the request never waits for it, the pool's timeout is shorter.
-            "connect_timeout": 2,
-            "options": f"-c statement_timeout={timeout_ms} -c lock_timeout={timeout_ms}",
-            # A server that vanished without closing the socket fails the call, never hangs it.
-            "tcp_user_timeout": timeout_ms,
-            "application_name": "reporting-proxy limits",
-        },
-        name="limits",
-        open=True,
-    )
 
 
 def _admit_arguments(
