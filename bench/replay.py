@@ -44,7 +44,7 @@ from bench.datasets import BROKER, WORK, Dataset, cli, cli_env, druid_count
 from bench.overhead import native_query
 from bench.reports import JUNE, ORGANIZATION, REPORTS
 from bench.service import Client, Running, Workers, grant, gunicorn
-from bench.stats import summary
+from bench.stats import interleaved, summary
 from proxy.backends.druid.backend import plan_rows
 from proxy.backends.druid.translator import translate
 from proxy.query.plan import plan_result
@@ -352,6 +352,36 @@ def cold_requests(paths: Paths, count: int) -> dict[str, list[float]]:
     return samples
 
 
+# One repeated panel, its hit taken apart: rounds of the interleaved comparison.
+HIT_PARTS_ROUNDS = 200
+HIT_PANEL = "by_country"
+
+
+def _conditional(client: Client, native: dict[str, Any], tag: str) -> Callable[[], int]:
+    """The native query with `If-None-Match`, as the service's cache revalidates: the status."""
+    headers, body, url = _PYDRUID._prepare_url_headers_and_body(Query(native, native["queryType"]))
+    headers = {**headers, "If-None-Match": tag}
+    return lambda: client.session.post(url, data=body, headers=headers, timeout=30).status_code
+
+
+def hit_parts(paths: Paths, rounds: int) -> dict[str, dict[str, float]]:
+    """ms of what a hit is made of, interleaved on one panel: the broker's HTTP floor, Druid's
+    304 and its cached answer, the service's empty request, and the hit itself."""
+    client, native = Client(), paths.natives[HIT_PANEL]
+    headers, body, url = _PYDRUID._prepare_url_headers_and_body(Query(native, native["queryType"]))
+    tagged = client.session.post(url, data=body, headers={**headers, "If-None-Match": "-"}, timeout=30)
+    calls = {
+        "broker_health": lambda: client.session.get(f"{BROKER}/status/health", timeout=30),
+        "druid_304": _conditional(client, native, tagged.headers["ETag"]),
+        "druid_cached": _direct(client, native, cached=True),
+        "service_empty": paths.empty_request,
+        "service_hit": paths.request("cached", 0, HIT_PANEL),
+    }
+    return {
+        name: summary([secs * 1000 for secs in taken]) for name, taken in interleaved(calls, rounds).items()
+    }
+
+
 def paired_difference(sides: list[float], others: list[float], resamples: int = 2000) -> dict[str, float]:
     """The median of round-by-round differences (ms) and its 95% bootstrap interval: what one side
     adds to the other, with how sure the run is of it."""
@@ -447,12 +477,14 @@ def run(dataset: Dataset, workers: Workers, refreshes: int, log: Any) -> dict[st
         for path, cold in colds.items():
             found[path]["first_asks"] = summary(cold)
         found["cached"]["first_ask_extra_ms"] = paired_difference(colds["cached"], colds["uncached"])
+        parts = hit_parts(paths, HIT_PARTS_ROUNDS)
     found["druid"]["backend_secs"] = found["druid"]["trace_secs"]
     result = {
         "paths": found,
         "panels": len(PANELS),
         "panels_changed_by_load": paths.changed,
         "empty_request": summary(paths.floor),
+        "hit_parts": parts,
         "dashboards": len(DASHBOARDS),
         "viewers": VIEWERS,
         "refreshes": refreshes,
@@ -472,6 +504,8 @@ def _load_half(env: dict[str, str], data: ReplayData) -> None:
 
 def _log_figures(result: dict[str, Any], log: Any) -> None:
     log(f"  empty request (GET /healthz) median {result['empty_request']['median']:.2f} ms")
+    parts = ", ".join(f"{name} {entry['median']:.2f}" for name, entry in result["hit_parts"].items())
+    log(f"  a hit's parts, medians ms ({HIT_PANEL}, interleaved): {parts}")
     extra = result["paths"]["cached"]["first_ask_extra_ms"]
     log(
         f"  a first ask with the cache minus without it, paired: median {extra['median']:+.2f} ms "
