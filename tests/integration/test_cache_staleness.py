@@ -1,5 +1,6 @@
 """Staleness: with the result cache on, a `load` that replaces a day inside a cached interval is
-seen by the very next answer, on each engine (the real Druid included, in a datasource of its own)."""
+seen by the very next answer, on each engine (the real Druid included, in a datasource of its own),
+whichever of a report's backend queries (rows, comparison, totals) it changes."""
 
 from __future__ import annotations
 
@@ -33,6 +34,22 @@ QUERIES: dict[str, dict[str, Any]] = {
         "granularity": "all",
         "group_by": ["country"],
         "aggregations": [{"type": "count"}, {"type": "avg", "fields": ["session_duration_secs"]}],
+    },
+    # Three backend queries (rows, comparison, totals), the extra ones on other threads: the load
+    # changes the rows and the totals, not the comparison (May).
+    "june_by_day_with_totals_against_may": {
+        "interval": {"start": f"{JUNE[0]}T00:00:00Z", "end": f"{JUNE[1]}T00:00:00Z"},
+        "granularity": "day",
+        "aggregations": [{"type": "count"}],
+        "totals": True,
+        "compare": "previous_period",
+    },
+    # Only the comparison (June) changes: an extra part alone must make the answer new.
+    "july_against_june": {
+        "interval": {"start": "2019-07-01T00:00:00Z", "end": "2019-07-31T00:00:00Z"},
+        "granularity": "all",
+        "aggregations": [{"type": "count"}],
+        "compare": {"start": f"{JUNE[0]}T00:00:00Z", "end": f"{JUNE[1]}T00:00:00Z"},
     },
 }
 ROUNDS = 10
