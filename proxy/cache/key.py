@@ -46,7 +46,7 @@ def cache_key(organization: str, query: bytes, data_version: str) -> str:
 
 
 def entity_tag(key: str) -> str:
-    """The strong ETag a caller sees for an answer: its key, quoted."""
+    """The strong ETag a caller sees for an answer: a digest of its key and the engine's tags, quoted."""
     return f'"{key}"'
 
 

@@ -60,7 +60,7 @@ def settings(tmp_path: Path, broker: StubBroker) -> Settings:
         request_timeout_secs=3.0,
         jwt_algorithm="HS256",
         jwt_secret=SECRET,
-        # The result cache asks the broker for its segments first: its own tests cover that.
+        # The result cache sends every query conditionally and counts on ETags: its own tests cover that.
         cache_max_bytes=0,
     )
 
