@@ -75,6 +75,8 @@ class Settings(QueryLimits):
     # whose interval reaches the present may be served, 0: never from the cache.
     cache_max_bytes: int = 0
     cache_recent_secs: float = 10.0
+    # The cache's answers in a PostgreSQL every host shares (docs/several-hosts.md); none: on disk.
+    cache_database_url: str | None = field(default=None, repr=False)
     # Browser frontends (docs/console.md): the exact origins (`https://app.example.com`) whose
     # pages may call the API, none by default; and the query console at /console, on or off.
     cors_origins: tuple[str, ...] = ()
@@ -239,6 +241,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "embedded_spill_limit_mb": _non_negative_int,
     "cors_origins": _origins,
     "limits_database_url": _postgres_url,
+    "cache_database_url": _postgres_url,
     "limits_on_store_error": _on_store_error,
     "limits_store_timeout_secs": _positive_float,
     "access_database_url": _postgres_url,

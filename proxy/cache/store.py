@@ -2,8 +2,8 @@
 
 The local store is `diskcache` (SQLite in WAL mode under the data directory): safe for many
 processes and threads at once, bounded in bytes with least-recently-used eviction, each
-entry's expiry kept with it. A deployment of several hosts implements `ResultStore` over a
-shared server (memcached, Redis) and passes it to `ResultCache`; see docs/cache.md.
+entry's expiry kept with it. Several hosts share one PostgreSQL store instead
+(`proxy.cache.shared_store`); see docs/cache.md.
 """
 
 from __future__ import annotations
