@@ -96,13 +96,10 @@ class WriteBehind:
         pool = self._threads.get(pid)
         if pool is None:
             pool = self._threads.setdefault(pid, ThreadPoolExecutor(1, thread_name_prefix="cache-writer"))
-        pool.submit(job)
-
-    def flush(self) -> None:
-        """Wait for every answer submitted so far to be stored."""
-        pool = self._threads.get(os.getpid())
-        if pool is not None:
-            pool.submit(lambda: None).result()
+        try:
+            pool.submit(job)
+        except RuntimeError:
+            job()  # the interpreter is shutting down: store (and release the key's lock) here
 
 
 @dataclass(frozen=True)
