@@ -22,6 +22,7 @@ from proxy.settings import LimitsOnError, SettingsError, load_settings
 from tests.support.ids import ORG, OTHER_ORG
 from tests.support.net import free_port
 from tests.support.postgres import fresh_database
+from tests.unit.web import QUERY, make_web, url
 
 MakeLimiter = Callable[[Limits], Limiter]
 
@@ -246,3 +247,52 @@ def test_the_settings_choose_the_store(database: str, tmp_path: Path) -> None:
 def test_bad_limits_store_settings_name_the_variable(name: str, raw: str) -> None:
     with pytest.raises(SettingsError, match=name):
         load_settings({name: raw})
+
+
+def test_the_service_refuses_over_the_shared_rate_with_retry_after(
+    shared: Callable[[Limits], SharedLimiter], database: str, tmp_path: Path
+) -> None:
+    # `shared` empties the tables.
+    web = make_web(tmp_path, limits_database_url=database, rate_limit_per_org_per_min=2)
+    statuses = [web.client.post(url(), json=QUERY, headers=web.auth("a")).status_code for _ in range(2)]
+    refused = web.client.post(url(), json=QUERY, headers=web.auth("b"))
+    _close(web.service.limiter)
+    assert statuses == [200, 200]
+    assert (refused.status_code, refused.json, refused.headers["Retry-After"]) == (
+        429,
+        {"detail": "More than 2 queries a minute for this organization.", "code": "too_many_requests"},
+        "30",
+    )
+
+
+@pytest.mark.parametrize(
+    ("on_error", "query", "ready"),
+    [
+        (
+            "open",
+            (200, None),
+            (200, {"status": "ready", "backend": "stub", "limits": "unavailable", "access": "ok"}),
+        ),
+        (
+            "closed",
+            (503, {"detail": "The rate limits cannot be checked now.", "code": "limits_unavailable"}),
+            (503, {"detail": "The shared limits store does not answer.", "code": "not_ready"}),
+        ),
+    ],
+)
+def test_the_service_while_the_limits_store_is_down(
+    tmp_path: Path, on_error: str, query: tuple[int, object], ready: tuple[int, object]
+) -> None:
+    down = f"postgresql://postgres@127.0.0.1:{free_port()}/none"
+    web = make_web(tmp_path, limits_database_url=down, limits_on_store_error=on_error)
+    answers = [web.client.post(url(), json=QUERY, headers=web.auth("a")) for _ in range(3)]
+    readiness = web.client.get("/readyz")
+    _close(web.service.limiter)
+    assert [(a.status_code, a.json if a.status_code != 200 else None) for a in answers] == [query] * 3
+    assert {a.headers.get("Retry-After") for a in answers} == ({None} if on_error == "open" else {"2"})
+    assert (readiness.status_code, readiness.json) == ready
+
+
+def _close(limiter: Limiter) -> None:
+    assert isinstance(limiter, SharedLimiter)  # the settings chose the shared store
+    limiter.close()
