@@ -24,8 +24,9 @@ import psycopg
 from bench.reports import ORGANIZATION, REPORTS
 from bench.service import Client, Running, Workers, free_port, grant, gunicorn
 from bench.stats import interleaved, summary
-from proxy.runtime.limits import Limiter, Limits, TableLimiter
+from proxy.runtime.limits import Limiter, Limits
 from proxy.runtime.shared_limits import SharedLimiter
+from proxy.runtime.table_limits import TableLimiter
 from proxyctl.postgres import cluster
 
 DATABASE = "bench_limits"

@@ -92,9 +92,12 @@ LIMITS = {
 }
 
 
+LIMITER_LOGGERS = ("proxy.runtime.limits", "proxy.runtime.table_limits")
+
+
 def _limiter_complaints(log_text: str) -> list[str]:
     lines = (line for line in log_text.splitlines() if line.startswith("{"))
-    return [line for line in lines if orjson.loads(line).get("logger") == "proxy.runtime.limits"]
+    return [line for line in lines if orjson.loads(line).get("logger") in LIMITER_LOGGERS]
 
 
 def test_fifty_clients_for_a_minute(soak_data: SoakData) -> None:

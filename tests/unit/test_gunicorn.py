@@ -23,7 +23,8 @@ import requests
 
 from proxy.access.store import AccessStore
 from proxy.runtime.limit_table import Shape, Table
-from proxy.runtime.limits import Limits, TableLimiter, organization_digest, process_identity
+from proxy.runtime.limits import Limits, organization_digest, process_identity
+from proxy.runtime.table_limits import TableLimiter
 from tests.support.ids import ORG
 from tests.support.net import free_port
 from tests.unit.web import QUERY, ROUTE, url

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from proxy.runtime.limit_table import Shape, prepare, release_process_unmapped
-from proxy.runtime.limits import Limits, TableLimiter
+from proxy.runtime.limits import Limits
+from proxy.runtime.table_limits import TableLimiter
 from tests.support.ids import ORG
 
 SHAPE = Shape()
@@ -66,7 +67,7 @@ def test_no_room_for_the_file_admits_unlimited_logs_once_and_leaves_nothing_behi
         _sparse_file_of_this_layout(path)
     monkeypatch.setattr(os, "posix_fallocate", _no_space)
     monkeypatch.setattr(mmap, "mmap", _no_mapping)
-    with caplog.at_level(logging.WARNING, logger="proxy.runtime.limits"):
+    with caplog.at_level(logging.WARNING, logger="proxy.runtime.table_limits"):
         limiter = TableLimiter(path, RATE_AND_SLOTS)
         admitted = 0
         for _ in range(5):  # one a minute allowed: all five pass the limiter that cannot count
@@ -112,7 +113,8 @@ _ON_A_SMALL_DISK = """
 import os, sys
 from pathlib import Path
 from proxy.runtime.limit_table import Shape
-from proxy.runtime.limits import TableLimiter, Limits
+from proxy.runtime.limits import Limits
+from proxy.runtime.table_limits import TableLimiter
 
 path = Path(sys.argv[1]) / "limits.shm"
 if sys.argv[2] == "sparse":  # a file of this layout left sparse, as an older version made it

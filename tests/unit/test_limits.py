@@ -18,7 +18,8 @@ import pytest
 
 from proxy.errors import BackendError, BackendTimeout, TooManyRequests
 from proxy.runtime.limit_table import Shape
-from proxy.runtime.limits import Limits, TableLimiter, process_alive, process_identity
+from proxy.runtime.limits import Limits, process_alive, process_identity
+from proxy.runtime.table_limits import TableLimiter
 from proxy.settings import SettingsError, load_settings
 from tests.support.forking import passes_in_forked_child
 from tests.support.ids import ORG, OTHER_ORG
@@ -243,7 +244,7 @@ def test_a_full_probe_window_admits_and_warns_once(tmp_path: Path, caplog: pytes
         tmp_path / "limits.shm", Limits(1, 0, 0, 0), Clock(), shape=Shape(processes=2, keys=4, probe=4)
     )
     assert [_outcome(limiter, f"org-{n}") for n in range(4)] == [0] * 4
-    with caplog.at_level(logging.WARNING, logger="proxy.runtime.limits"):
+    with caplog.at_level(logging.WARNING, logger="proxy.runtime.table_limits"):
         assert [_outcome(limiter, "org-4") for _ in range(3)] == [0, 0, 0]
     assert [r.getMessage() for r in caplog.records] == [
         "no room in the limiter's tables; admitting the request unlimited"
@@ -252,7 +253,7 @@ def test_a_full_probe_window_admits_and_warns_once(tmp_path: Path, caplog: pytes
 
 
 def test_unlimited_when_no_file_can_be_used(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="proxy.runtime.limits"):
+    with caplog.at_level(logging.WARNING, logger="proxy.runtime.table_limits"):
         limiter = TableLimiter(tmp_path / "missing" / "limits.shm", Limits(1, 0, 1, 0), Clock())
         assert [_outcome(limiter), _outcome(limiter)] == [0, 0]
     assert len(caplog.records) == 2  # at start, then once a minute
@@ -272,7 +273,7 @@ def test_a_lock_held_too_long_admits_and_logs(
     # A holder that never lets go: another open file description, as a stopped worker's would be.
     with path.open("rb") as stuck:
         fcntl.flock(stuck.fileno(), fcntl.LOCK_EX)
-        with caplog.at_level(logging.WARNING, logger="proxy.runtime.limits"):
+        with caplog.at_level(logging.WARNING, logger="proxy.runtime.table_limits"):
             assert _outcome(limiter) == 0  # over its rate, but the counters cannot be reached
         assert caplog.records, "a request admitted without its limits must be logged"
     assert _outcome(limiter) == 60  # the lock is free again: the rate holds
@@ -303,7 +304,8 @@ def test_process_alive(pid: str, started: str, alive: bool) -> None:
 _HOLDER = """
 import sys, time
 from pathlib import Path
-from proxy.runtime.limits import TableLimiter, Limits
+from proxy.runtime.limits import Limits
+from proxy.runtime.table_limits import TableLimiter
 limiter = TableLimiter(Path(sys.argv[1]), Limits(0, 0, 1, 0))
 held = limiter.admit(sys.argv[2], "key:a")
 held.__enter__()
@@ -315,7 +317,8 @@ _SPENDER = """
 import sys
 from pathlib import Path
 from proxy.errors import TooManyRequests
-from proxy.runtime.limits import TableLimiter, Limits
+from proxy.runtime.limits import Limits
+from proxy.runtime.table_limits import TableLimiter
 limiter = TableLimiter(Path(sys.argv[1]), Limits(10, 0, 0, 0))
 admitted = 0
 for _ in range(20):

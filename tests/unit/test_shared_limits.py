@@ -16,8 +16,9 @@ import pytest
 from prometheus_client import REGISTRY
 
 from proxy.errors import LimitsUnavailable, TooManyRequests
-from proxy.runtime.limits import Limiter, Limits, TableLimiter, build_limiter
+from proxy.runtime.limits import Limiter, Limits, build_limiter
 from proxy.runtime.shared_limits import SharedLimiter
+from proxy.runtime.table_limits import TableLimiter
 from proxy.settings import LimitsOnError, SettingsError, load_settings
 from tests.support.ids import ORG, OTHER_ORG
 from tests.support.net import free_port
