@@ -31,7 +31,7 @@ from tests.support.front import serve_command
 from tests.support.net import free_port
 from tests.support.served import ROUTE, clean_env, cli, wait_healthy
 from tests.support.soak import SUMMARY
-from tests.support.stub_broker import Answer, stub_broker
+from tests.support.stub_broker import Answer, StubBroker, stub_broker
 
 pytestmark = pytest.mark.soak
 
@@ -214,12 +214,20 @@ def test_an_organization_rate_counts_once_across_both_hosts(hosts: tuple[Host, H
     assert RATE_PER_MIN <= admitted <= RATE_PER_MIN + slack
 
 
+@dataclass(frozen=True)
+class DruidHosts:
+    """Hosts C and D on the Druid backend, and the stub broker both ask."""
+
+    hosts: tuple[Host, Host]
+    broker: StubBroker
+
+
 @pytest.fixture(scope="module")
-def slow_hosts(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Host, Host]]:
-    """Two more hosts whose Druid answers every query after SLOW_SECS (a stub broker, so that a
-    query's length does not depend on this machine's load), SLOTS queries per organization."""
+def druid_hosts(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DruidHosts]:
+    """Two more hosts on the Druid backend against a stub broker (so that a query's length does
+    not depend on this machine's load), SLOTS queries per organization, no rates, and the result
+    cache's answers in the shared PostgreSQL."""
     with stub_broker() as broker:
-        broker.on("POST", "/druid/v2/", Answer(body=b"[]", delay_secs=SLOW_SECS))
         limits = {
             "backend": "druid",
             "druid_broker_url": broker.url,
@@ -227,14 +235,18 @@ def slow_hosts(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory) -> 
             "rate_limit_per_principal_per_min": "0",
             "max_concurrent_per_org": str(SLOTS),
             "max_concurrent_per_principal": "0",
+            "cache_max_bytes": str(2**20),
+            "cache_database_url": postgres.url,
         }
-        dirs = [tmp_path_factory.mktemp(f"slow-host-{name}") for name in "cd"]
+        dirs = [tmp_path_factory.mktemp(f"druid-host-{name}") for name in "cd"]
         envs = [_host_env(data_dir, postgres.url, **limits) for data_dir in dirs]
-        yield from _pair(_serve("c", envs[0], dirs[0]), _serve("d", envs[1], dirs[1]))
+        for pair in _pair(_serve("c", envs[0], dirs[0]), _serve("d", envs[1], dirs[1])):
+            yield DruidHosts(pair, broker)
 
 
-def test_concurrency_slots_count_once_across_both_hosts(slow_hosts: tuple[Host, Host]) -> None:
-    c, d = slow_hosts
+def test_concurrency_slots_count_once_across_both_hosts(druid_hosts: DruidHosts) -> None:
+    druid_hosts.broker.on("POST", "/druid/v2/", Answer(body=b"[]", delay_secs=SLOW_SECS))
+    c, d = druid_hosts.hosts
     organization, _, key = _new_org(c)
     callers = 4 * SLOTS
     with ThreadPoolExecutor(callers) as pool:
@@ -247,6 +259,23 @@ def test_concurrency_slots_count_once_across_both_hosts(slow_hosts: tuple[Host, 
     assert statuses == {200: SLOTS, 429: callers - SLOTS}
     refusals = {answer.json()["detail"] for answer in answers if answer.status_code == 429}
     assert refusals == {f"{SLOTS} queries of this organization are already running."}
+
+
+def test_an_answer_computed_on_c_is_served_from_the_shared_cache_on_d(druid_hosts: DruidHosts) -> None:
+    """D finds C's stored answer and revalidates it with the broker (a 304, nothing run)."""
+    druid_hosts.broker.on("POST", "/druid/v2/", Answer(body=b"[]", etag='"v1"', revalidates=True))
+    c, d = druid_hosts.hosts
+    organization, _, key = _new_org(c)
+    first, second = c.post(organization, key), d.post(organization, key)
+    assert (first.status_code, first.headers["X-Cache"]) == (200, "miss")
+    assert (second.status_code, second.headers["X-Cache"], second.json()) == (200, "hit", first.json())
+    queries = [r for r in druid_hosts.broker.received if r.line == "POST /druid/v2/"]
+    # C's query was computed; D's only asked whether C's tag is current.
+    assert queries[-2].if_none_match != '"v1"'
+    assert queries[-1].if_none_match == '"v1"'
+    TABLE.append(
+        f"shared result cache: C {first.headers['X-Cache']}, D {second.headers['X-Cache']} (broker: 304)"
+    )
 
 
 def _poll(

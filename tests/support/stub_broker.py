@@ -32,6 +32,8 @@ class Answer:
     truncate_at: int | None = None  # bytes of `body` sent (Content-Length says all) before closing
     stall: Stall = "no"  # hold the connection, before or after a first chunk, until the client leaves
     etag: str | None = None  # sent as `ETag`, as Druid does to a conditional query
+    # With `etag`: a query whose If-None-Match is that tag gets 304 and no body, as Druid answers.
+    revalidates: bool = False
 
     @classmethod
     def json(cls, payload: Any, status: int = 200) -> Answer:
@@ -129,6 +131,12 @@ class _Handler(BaseHTTPRequestHandler):
         broker.stopping.wait(answer.delay_secs)
         if answer.stall == "before_headers":
             self._hold()
+            return
+        if answer.revalidates and answer.etag is not None and sent.if_none_match == answer.etag:
+            self.send_response(304)
+            self.send_header("ETag", answer.etag)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
             return
         self.send_response(answer.status)
         self.send_header("Content-Type", answer.content_type)
