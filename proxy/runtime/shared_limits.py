@@ -163,7 +163,8 @@ class SharedLimiter(Admission):
         if per_min:
             step = timedelta(microseconds=_WINDOW_US // per_min)
             key = key_digests(organization, principal)[2]
-            self._call("count_invalid", _COUNT_INVALID, {"key": key, "step": step})
+            # Never refused: the request is already answered (400), only its count is lost.
+            self._call("count_invalid", _COUNT_INVALID, {"key": key, "step": step}, fail_closed=False)
 
     def release_process(self, pid: int) -> int:
         """Nothing to drop: a dead worker's leases expire by themselves."""
@@ -171,7 +172,7 @@ class SharedLimiter(Admission):
 
     def slots_held(self, organization: str) -> int:
         """Running queries counted against an organization on every host (for tests and operators)."""
-        row = self._call("held", _HELD, (organization_digest(organization),))
+        row = self._call("held", _HELD, (organization_digest(organization),), fail_closed=False)
         return int(row[0]) if row else 0
 
     def readiness(self) -> str:

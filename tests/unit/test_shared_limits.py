@@ -220,6 +220,7 @@ def test_a_store_that_is_down_admits_or_refuses_without_waiting(
     elapsed = time.monotonic() - started
     down.close()
     assert outcomes == ([0, 0, 0] if on_error == "open" else [503, 503, 503])
+    down.count_invalid(ORG, "key:a")  # a 400 already decided is never turned into a 503
     assert _samples("reporting_proxy_limits_store_errors_total", "admit") == errors + 3
     assert len([r for r in caplog.records if "limits store unavailable" in r.getMessage()]) == 1
     assert down.readiness() == "unavailable"
