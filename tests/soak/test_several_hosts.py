@@ -4,7 +4,9 @@ the access store and the limits.
 
 The PostgreSQL is a cluster of this module's own (`reporting-proxy postgres up` with its own
 state directory and port), never the shared local one: it is stopped in the middle of a run.
-Host A fails open, host B fails closed, so one outage shows both documented behaviours.
+Host A fails open, host B fails closed, so one outage shows both documented behaviours. Two more
+hosts, C and D, run the Druid backend against a stub broker whose answers take as long as a test
+says (concurrency slots) or carry an ETag (the shared result cache).
 """
 
 from __future__ import annotations
