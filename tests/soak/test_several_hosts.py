@@ -95,11 +95,11 @@ def postgres() -> Iterator[Postgres]:
     parent = Path(tempfile.mkdtemp(prefix="several-hosts-", dir="/var/tmp"))
     parent.chmod(0o755)
     own = Postgres(parent / "postgres", free_port())
-    own.up()
     try:
+        own.up()
         yield own
     finally:
-        own.down()
+        own.down()  # stops only what `up` recorded in this state dir, if anything
         shutil.rmtree(parent, ignore_errors=True)
 
 
