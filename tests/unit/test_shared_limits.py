@@ -229,6 +229,27 @@ def test_a_store_that_is_down_admits_or_refuses_without_waiting(
     assert elapsed < 0.3 + 0.5, elapsed
 
 
+@pytest.mark.parametrize("on_error", ["open", "closed"])
+def test_a_store_that_hangs_is_cut_at_the_timeout(
+    shared: Callable[[Limits], SharedLimiter], database: str, on_error: LimitsOnError
+) -> None:
+    """Another session holds the organization's row: the admission waits for its lock only as
+    long as the timeout (lock_timeout), then fails open or closed."""
+    limiter = SharedLimiter(database, Limits(10, 0, 0, 0), on_error)
+    assert _outcome(limiter) == 0  # the key's row exists, the pool is warm
+    with psycopg.connect(database) as blocker:  # a transaction that keeps its row lock
+        blocker.execute("SELECT 1 FROM proxy_limit_keys FOR UPDATE")
+        started = time.monotonic()
+        try:
+            outcome = _outcome(limiter)
+        except LimitsUnavailable as exc:
+            outcome = exc.status
+        elapsed = time.monotonic() - started
+    limiter.close()
+    assert outcome == (0 if on_error == "open" else 503)
+    assert 0.3 <= elapsed < 0.3 + 0.5, elapsed
+
+
 def test_the_settings_choose_the_store(database: str, tmp_path: Path) -> None:
     table = build_limiter(load_settings({}, data_dir=tmp_path))
     shared = build_limiter(load_settings({"PROXY_LIMITS_DATABASE_URL": database}, data_dir=tmp_path))
