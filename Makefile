@@ -57,7 +57,7 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: install druid-up
+bench: install druid-up postgres-up
 	$(BIN)/python -m bench
 
 clean:
