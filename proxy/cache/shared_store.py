@@ -27,7 +27,7 @@ from typing import Any
 
 import psycopg
 
-from proxy.runtime.postgres_pool import STORE_ERRORS, ProcessPool, connection_pool
+from proxy.runtime.postgres_pool import STORE_ERRORS, ProcessPool, connection_pool, create_schema_once
 
 log = logging.getLogger(__name__)
 
@@ -100,12 +100,7 @@ _VOLUME = "SELECT total FROM proxy_result_cache_volume"
 
 def create_schema(connection: psycopg.Connection[Any]) -> None:
     """The tables and the write function, unless this schema version has them already."""
-    with connection.transaction():
-        row = connection.execute(_EXISTS).fetchone()
-        if row is not None and row[0] is not None:
-            return
-        connection.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-        connection.execute(_CREATE)
+    create_schema_once(connection, _EXISTS, _SCHEMA_LOCK, _CREATE)
 
 
 class PostgresStore:

@@ -69,6 +69,18 @@ def connection_pool(
     )
 
 
+def create_schema_once(
+    connection: psycopg.Connection[Any], exists_sql: str, lock_id: int, create_sql: str
+) -> None:
+    """Run `create_sql` unless `exists_sql` finds the schema; workers starting together queue on `lock_id`."""
+    with connection.transaction():
+        row = connection.execute(exists_sql).fetchone()
+        if row is not None and row[0] is not None:
+            return
+        connection.execute("SELECT pg_advisory_xact_lock(%s)", (lock_id,))
+        connection.execute(create_sql)
+
+
 class ProcessPool:
     """A pool made on first use in each process that uses it; the parent's is never touched."""
 

@@ -38,7 +38,13 @@ import psycopg
 from proxy.errors import LimitsUnavailable
 from proxy.runtime.limits import Admission, Limits, Release, Rule, key_digests, organization_digest, rules
 from proxy.runtime.metrics import observe_limits_store
-from proxy.runtime.postgres_pool import STORE_ERRORS, ProcessPool, StoreDown, connection_pool
+from proxy.runtime.postgres_pool import (
+    STORE_ERRORS,
+    ProcessPool,
+    StoreDown,
+    connection_pool,
+    create_schema_once,
+)
 from proxy.settings import LimitsOnError
 
 log = logging.getLogger(__name__)
@@ -131,12 +137,7 @@ _HELD = "SELECT count(*) FROM proxy_limit_leases WHERE key = %s AND expires > cl
 
 def create_schema(connection: psycopg.Connection[Any]) -> None:
     """The tables and the admission function, unless this schema version has them already."""
-    with connection.transaction():
-        row = connection.execute(_EXISTS).fetchone()
-        if row is not None and row[0] is not None:
-            return
-        connection.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-        connection.execute(_CREATE)
+    create_schema_once(connection, _EXISTS, _SCHEMA_LOCK, _CREATE)
 
 
 class SharedLimiter(Admission):
