@@ -6,20 +6,11 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
+from proxyctl.detached import ProcessRecord, start_detached
+from proxyctl.detached import is_alive as is_alive  # `druid status` asks it through this module
 from proxyctl.druid.config import Layout, java_command
-
-
-@dataclass(frozen=True)
-class ProcessRecord:
-    """A started process: its pid and kernel start time, so a reused pid is never signalled."""
-
-    pid: int
-    start_ticks: int
 
 
 def read_records(layout: Layout) -> dict[str, ProcessRecord]:
@@ -33,27 +24,6 @@ def read_records(layout: Layout) -> dict[str, ProcessRecord]:
 def _write_records(layout: Layout, records: dict[str, ProcessRecord]) -> None:
     raw = {name: {"pid": r.pid, "start_ticks": r.start_ticks} for name, r in records.items()}
     layout.pid_file.write_text(json.dumps(raw, indent=2) + "\n")
-
-
-def _start_ticks(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # Fields after the parenthesised command (which may hold spaces): state is field 3,
-    # starttime field 22. A zombie child of this very CLI counts as dead.
-    fields = stat.rsplit(")", 1)[1].split()
-    return None if fields[0] == "Z" else int(fields[19])
-
-
-def record_of(pid: int) -> ProcessRecord:
-    """The record of a process just started (start time 0 when it has already exited)."""
-    return ProcessRecord(pid, _start_ticks(pid) or 0)
-
-
-def is_alive(record: ProcessRecord) -> bool:
-    """Whether the recorded process still runs (and is the same process)."""
-    return _start_ticks(record.pid) == record.start_ticks
 
 
 def running(layout: Layout) -> dict[str, ProcessRecord]:
@@ -70,17 +40,7 @@ def port_in_use(port: int) -> bool:
 
 def start(layout: Layout, service: str) -> ProcessRecord:
     """Launch a service detached from this terminal and record its pid."""
-    log_path = layout.log_path(service)
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            java_command(layout, service),
-            cwd=layout.state_dir,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    record = record_of(process.pid)
+    record = start_detached(java_command(layout, service), layout.state_dir, layout.log_path(service))
     _write_records(layout, {**read_records(layout), service: record})
     return record
 

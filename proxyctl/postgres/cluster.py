@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from proxyctl.druid.processes import ProcessRecord, is_alive, record_of
+from proxyctl.detached import ProcessRecord, is_alive, start_detached
 
 BIN_DIR = Path("/usr/lib/postgresql/15/bin")
 DEFAULT_PORT = 55432
@@ -102,17 +102,7 @@ def server_command(layout: Layout) -> list[str]:
 
 def start(layout: Layout) -> ProcessRecord:
     """Launch the postmaster detached from this terminal and record its pid."""
-    with layout.log_path.open("ab") as log:
-        process = subprocess.Popen(
-            server_command(layout),
-            **_identity(),
-            cwd=layout.state_dir,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    record = record_of(process.pid)
+    record = start_detached(server_command(layout), layout.state_dir, layout.log_path, _identity())
     layout.pid_file.write_text(json.dumps({"pid": record.pid, "start_ticks": record.start_ticks}) + "\n")
     return record
 

@@ -11,10 +11,10 @@ import requests
 import responses
 from click.testing import CliRunner
 
+from proxyctl.detached import ProcessRecord
 from proxyctl.druid import commands, processes
 from proxyctl.druid.commands import CHECKS, Check
 from proxyctl.druid.config import Layout
-from proxyctl.druid.processes import ProcessRecord
 
 # Far from the running local cluster's ports; the transport is mocked anyway.
 LAYOUT = Layout(Path("/nonexistent/state"), Path("/nonexistent/lib"), port_offset=500)
