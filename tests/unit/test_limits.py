@@ -23,6 +23,7 @@ from proxy.runtime.table_limits import TableLimiter
 from proxy.settings import SettingsError, load_settings
 from tests.support.forking import passes_in_forked_child
 from tests.support.ids import ORG, OTHER_ORG
+from tests.support.limits import admit_outcome
 from tests.unit.web import QUERY, StubBackend, make_web, url
 
 OFF = Limits(0, 0, 0, 0)
@@ -34,16 +35,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def _outcome(limiter: TableLimiter, org: str = ORG, principal: str = "key:a") -> int:
-    """0 when admitted (holding no slot afterwards), else the Retry-After of the refusal."""
-    try:
-        with limiter.admit(org, principal):
-            return 0
-    except TooManyRequests as exc:
-        assert exc.retry_after is not None
-        return exc.retry_after
 
 
 @pytest.mark.parametrize(
@@ -77,7 +68,7 @@ def test_org_rate_is_a_token_bucket(
     outcomes = []
     for offset, count in steps:
         clock.now = start + offset
-        outcomes += [_outcome(limiter) for _ in range(count)]
+        outcomes += [admit_outcome(limiter) for _ in range(count)]
     assert outcomes == expected
 
 
@@ -102,24 +93,24 @@ def test_rate_keys(
     tmp_path: Path, limits: Limits, first: tuple[str, str], then: tuple[str, str], expected: int
 ) -> None:
     limiter = TableLimiter(tmp_path / "limits.shm", limits, Clock())
-    assert _outcome(limiter, *first) == 0
-    assert _outcome(limiter, *then) == expected
+    assert admit_outcome(limiter, *first) == 0
+    assert admit_outcome(limiter, *then) == expected
 
 
 def test_a_refused_request_charges_no_rate(tmp_path: Path) -> None:
     limiter = TableLimiter(tmp_path / "limits.shm", Limits(2, 0, 1, 0), Clock())
     with limiter.admit(ORG, "key:a"):
-        assert _outcome(limiter) == 1  # concurrency refused: must not spend the last token
-    assert _outcome(limiter) == 0
-    assert _outcome(limiter) == 30
+        assert admit_outcome(limiter) == 1  # concurrency refused: must not spend the last token
+    assert admit_outcome(limiter) == 0
+    assert admit_outcome(limiter) == 30
 
 
 def test_a_clock_that_jumped_back_resets_the_bucket(tmp_path: Path) -> None:
     clock = Clock()
     limiter = TableLimiter(tmp_path / "limits.shm", Limits(1, 0, 0, 0), clock)
-    assert _outcome(limiter) == 0
+    assert admit_outcome(limiter) == 0
     clock.now -= 3600
-    assert _outcome(limiter) == 0
+    assert admit_outcome(limiter) == 0
 
 
 @pytest.mark.parametrize(
@@ -146,10 +137,10 @@ def test_concurrency_keys(
     holders = [limiter.admit(*key) for key in held]
     for holder in holders:
         holder.__enter__()
-    assert _outcome(limiter, *then) == expected
+    assert admit_outcome(limiter, *then) == expected
     for holder in holders:
         holder.__exit__(None, None, None)
-    assert _outcome(limiter, *then) == 0
+    assert admit_outcome(limiter, *then) == 0
 
 
 def test_slots_are_released_when_the_block_raises(tmp_path: Path) -> None:
@@ -166,14 +157,14 @@ def test_a_stale_slot_is_reclaimed(tmp_path: Path) -> None:
     leaked = limiter.admit(ORG, "key:a")  # entered, never left: a leaked slot of a live process
     leaked.__enter__()
     clock.now += 119
-    assert _outcome(limiter) == 1
+    assert admit_outcome(limiter) == 1
     clock.now += 2
-    assert _outcome(limiter) == 0
+    assert admit_outcome(limiter) == 0
 
 
 def test_without_limits_no_file_is_touched(tmp_path: Path) -> None:
     limiter = TableLimiter(tmp_path / "limits.shm", OFF)
-    assert [_outcome(limiter) for _ in range(1000)] == [0] * 1000
+    assert [admit_outcome(limiter) for _ in range(1000)] == [0] * 1000
     assert not (tmp_path / "limits.shm").exists()
 
 
@@ -226,15 +217,15 @@ def test_a_file_of_another_layout_is_replaced(tmp_path: Path, old: bytes) -> Non
     limiter = TableLimiter(path, Limits(1, 0, 0, 0), Clock())
     assert path.stat().st_ino != before
     assert (path.stat().st_size, path.read_bytes()[: len(_SHAPE.header)]) == (_SHAPE.file_size, _SHAPE.header)
-    assert [_outcome(limiter), _outcome(limiter)] == [0, 60]
+    assert [admit_outcome(limiter), admit_outcome(limiter)] == [0, 60]
     assert [p.name for p in tmp_path.iterdir()] == ["limits.shm"]
 
 
 def test_a_file_of_this_layout_is_kept(tmp_path: Path) -> None:
     path = tmp_path / "limits.shm"
-    assert _outcome(TableLimiter(path, Limits(1, 0, 0, 0), Clock())) == 0
+    assert admit_outcome(TableLimiter(path, Limits(1, 0, 0, 0), Clock())) == 0
     before = path.stat().st_ino
-    assert _outcome(TableLimiter(path, Limits(1, 0, 0, 0), Clock())) == 60
+    assert admit_outcome(TableLimiter(path, Limits(1, 0, 0, 0), Clock())) == 60
     assert path.stat().st_ino == before
 
 
@@ -243,19 +234,19 @@ def test_a_full_probe_window_admits_and_warns_once(tmp_path: Path, caplog: pytes
     limiter = TableLimiter(
         tmp_path / "limits.shm", Limits(1, 0, 0, 0), Clock(), shape=Shape(processes=2, keys=4, probe=4)
     )
-    assert [_outcome(limiter, f"org-{n}") for n in range(4)] == [0] * 4
+    assert [admit_outcome(limiter, f"org-{n}") for n in range(4)] == [0] * 4
     with caplog.at_level(logging.WARNING, logger="proxy.runtime.table_limits"):
-        assert [_outcome(limiter, "org-4") for _ in range(3)] == [0, 0, 0]
+        assert [admit_outcome(limiter, "org-4") for _ in range(3)] == [0, 0, 0]
     assert [r.getMessage() for r in caplog.records] == [
         "no room in the limiter's tables; admitting the request unlimited"
     ]
-    assert _outcome(limiter, "org-0") == 60
+    assert admit_outcome(limiter, "org-0") == 60
 
 
 def test_unlimited_when_no_file_can_be_used(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="proxy.runtime.table_limits"):
         limiter = TableLimiter(tmp_path / "missing" / "limits.shm", Limits(1, 0, 1, 0), Clock())
-        assert [_outcome(limiter), _outcome(limiter)] == [0, 0]
+        assert [admit_outcome(limiter), admit_outcome(limiter)] == [0, 0]
     assert len(caplog.records) == 2  # at start, then once a minute
 
 
@@ -269,14 +260,14 @@ def test_a_lock_held_too_long_admits_and_logs(
     monkeypatch.setattr(proxy.runtime.limit_table, "LOCK_WAIT_SECS", 0.05)
     path = tmp_path / "limits.shm"
     limiter = TableLimiter(path, Limits(1, 0, 0, 0), Clock())
-    assert _outcome(limiter) == 0
+    assert admit_outcome(limiter) == 0
     # A holder that never lets go: another open file description, as a stopped worker's would be.
     with path.open("rb") as stuck:
         fcntl.flock(stuck.fileno(), fcntl.LOCK_EX)
         with caplog.at_level(logging.WARNING, logger="proxy.runtime.table_limits"):
-            assert _outcome(limiter) == 0  # over its rate, but the counters cannot be reached
+            assert admit_outcome(limiter) == 0  # over its rate, but the counters cannot be reached
         assert caplog.records, "a request admitted without its limits must be logged"
-    assert _outcome(limiter) == 60  # the lock is free again: the rate holds
+    assert admit_outcome(limiter) == 60  # the lock is free again: the rate holds
 
 
 def _own_start() -> str:
@@ -350,7 +341,7 @@ def test_slots_of_a_killed_process_are_reclaimed(tmp_path: Path, reaped: bool) -
     holder = _python(_HOLDER, str(path), ORG)
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "holding\n"
-        assert _outcome(limiter) == 1
+        assert admit_outcome(limiter) == 1
     finally:
         os.kill(holder.pid, signal.SIGKILL)
     if reaped:
@@ -358,7 +349,7 @@ def test_slots_of_a_killed_process_are_reclaimed(tmp_path: Path, reaped: bool) -
     else:
         while (process_identity(holder.pid) or ("Z",))[0] != "Z":
             pass
-    assert _outcome(limiter) == 0
+    assert admit_outcome(limiter) == 0
     assert limiter.slots_held(ORG) == 0
     holder.wait(timeout=10)
 
@@ -395,7 +386,7 @@ def _in_parallel_children(count: int, work: Callable[[], int]) -> list[int]:
 
 
 def _admitted(limiter: TableLimiter, attempts: int) -> int:
-    return sum(_outcome(limiter) == 0 for _ in range(attempts))
+    return sum(admit_outcome(limiter) == 0 for _ in range(attempts))
 
 
 def _peak_while_holding(limiter: TableLimiter, attempts: int) -> int:
@@ -479,8 +470,8 @@ def test_a_process_table_full_of_live_processes_admits_unlimited(tmp_path: Path)
         tmp_path / "limits.shm", Limits(0, 0, 1, 0), shape=Shape(processes=1, keys=64, probe=4)
     )
     with limiter.admit(ORG, "key:a"):  # this process takes the only entry, and the only slot
-        assert passes_in_forked_child(lambda: _outcome(limiter) == 0 and limiter.slots_held(ORG) == 1)
-    assert _outcome(limiter) == 0
+        assert passes_in_forked_child(lambda: admit_outcome(limiter) == 0 and limiter.slots_held(ORG) == 1)
+    assert admit_outcome(limiter) == 0
 
 
 # ---- through the service ---------------------------------------------------------------

@@ -21,6 +21,7 @@ from proxy.runtime.shared_limits import SharedLimiter
 from proxy.runtime.table_limits import TableLimiter
 from proxy.settings import LimitsOnError, SettingsError, load_settings
 from tests.support.ids import ORG, OTHER_ORG
+from tests.support.limits import admit_outcome
 from tests.support.net import free_port
 from tests.support.postgres import fresh_database
 from tests.unit.web import QUERY, make_web, url
@@ -62,16 +63,6 @@ def make_limiter(request: pytest.FixtureRequest, tmp_path: Path) -> MakeLimiter:
     return shared
 
 
-def _outcome(limiter: Limiter, org: str = ORG, principal: str = "key:a") -> int:
-    """0 when admitted (holding no slot afterwards), else the Retry-After of the refusal."""
-    try:
-        with limiter.admit(org, principal):
-            return 0
-    except TooManyRequests as exc:
-        assert exc.retry_after is not None
-        return exc.retry_after
-
-
 def _entered(holder: AbstractContextManager[None]) -> AbstractContextManager[None]:
     holder.__enter__()
     return holder
@@ -97,7 +88,7 @@ def test_rates_are_the_same_on_both_stores(
     make_limiter: MakeLimiter, limits: Limits, calls: list[tuple[str, str]], expected: list[int]
 ) -> None:
     limiter = make_limiter(limits)
-    assert [_outcome(limiter, *call) for call in calls] == expected
+    assert [admit_outcome(limiter, *call) for call in calls] == expected
 
 
 @pytest.mark.parametrize(
@@ -128,14 +119,14 @@ def test_slots_are_the_same_on_both_stores(
     assert (refused.value.retry_after, limiter.slots_held(ORG)) == (1, len(held))
     for holder in holders:
         holder.__exit__(None, None, None)
-    assert (_outcome(limiter, *then), limiter.slots_held(ORG)) == (0, 0)
+    assert (admit_outcome(limiter, *then), limiter.slots_held(ORG)) == (0, 0)
 
 
 def test_a_refused_request_charges_no_rate(make_limiter: MakeLimiter) -> None:
     limiter = make_limiter(Limits(2, 0, 1, 0))
     with limiter.admit(ORG, "key:a"):
-        assert _outcome(limiter) == 1  # concurrency refused: must not spend the last token
-    assert [_outcome(limiter), _outcome(limiter)] == [0, 30]
+        assert admit_outcome(limiter) == 1  # concurrency refused: must not spend the last token
+    assert [admit_outcome(limiter), admit_outcome(limiter)] == [0, 30]
 
 
 def test_invalid_requests_have_a_budget_of_their_own(make_limiter: MakeLimiter) -> None:
@@ -151,7 +142,7 @@ def test_invalid_requests_have_a_budget_of_their_own(make_limiter: MakeLimiter) 
 
 def test_a_rate_is_counted_once_across_hosts(shared: Callable[[Limits], SharedLimiter]) -> None:
     hosts = [shared(Limits(10, 0, 0, 0)) for _ in range(2)]
-    outcomes = [_outcome(hosts[n % 2]) for n in range(20)]
+    outcomes = [admit_outcome(hosts[n % 2]) for n in range(20)]
     assert outcomes.count(0) == 10
     assert outcomes[:10] == [0] * 10
 
@@ -192,9 +183,9 @@ def test_a_lease_that_is_never_given_back_expires(shared: Callable[[Limits], Sha
     dead_host = shared(Limits(0, 0, 1, 0, stale_slot_secs=0.5))
     leaked = _entered(dead_host.admit(ORG, "key:a"))  # never left: its host died holding the slot
     survivor = shared(Limits(0, 0, 1, 0, stale_slot_secs=0.5))
-    assert _outcome(survivor) == 1
+    assert admit_outcome(survivor) == 1
     time.sleep(0.6)
-    assert _outcome(survivor) == 0
+    assert admit_outcome(survivor) == 0
     assert leaked is not None  # held until here: a collected generator would give the slot back
 
 
@@ -214,7 +205,7 @@ def test_a_store_that_is_down_admits_or_refuses_without_waiting(
         outcomes = []
         for _ in range(3):
             try:
-                outcomes.append(_outcome(down))
+                outcomes.append(admit_outcome(down))
             except LimitsUnavailable as exc:
                 outcomes.append(exc.status)
     elapsed = time.monotonic() - started
@@ -236,12 +227,12 @@ def test_a_store_that_hangs_is_cut_at_the_timeout(
     """Another session holds the organization's row: the admission waits for its lock only as
     long as the timeout (lock_timeout), then fails open or closed."""
     limiter = SharedLimiter(database, Limits(10, 0, 0, 0), on_error)
-    assert _outcome(limiter) == 0  # the key's row exists, the pool is warm
+    assert admit_outcome(limiter) == 0  # the key's row exists, the pool is warm
     with psycopg.connect(database) as blocker:  # a transaction that keeps its row lock
         blocker.execute("SELECT 1 FROM proxy_limit_keys FOR UPDATE")
         started = time.monotonic()
         try:
-            outcome = _outcome(limiter)
+            outcome = admit_outcome(limiter)
         except LimitsUnavailable as exc:
             outcome = exc.status
         elapsed = time.monotonic() - started
