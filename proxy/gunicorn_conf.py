@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from proxy.runtime.data_dir import prepare_data_dir
-from proxy.runtime.limits import build_limiter, process_alive
+from proxy.runtime.limiters import build_limiter
+from proxy.runtime.limits import process_alive
 from proxy.runtime.run_dir import control_socket as _control_socket
 from proxy.runtime.run_dir import run_dir
 from proxy.settings import SettingsError, load_settings

@@ -7,6 +7,7 @@ The store's queries are written once, in SQL both databases run (`?` placeholder
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from functools import lru_cache
@@ -73,9 +74,7 @@ class SqliteDatabase:
         private_sqlite_file(path)  # key hashes and grants: this user's alone, its log too
         self._connections = ThreadConnections(path, _BUSY_TIMEOUT_SECS, ["PRAGMA foreign_keys = ON"])
         with self._connections.connection() as conn:
-            # WAL lets readers in other workers go on while one worker writes; the mode is
-            # stored in the file, so setting it once at start-up covers every connection.
-            conn.execute("PRAGMA journal_mode = WAL")
+            _use_wal(conn, _BUSY_TIMEOUT_SECS)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -91,6 +90,21 @@ class SqliteDatabase:
 
     def close(self) -> None:
         """Nothing to close: each thread's connection closes with the thread."""
+
+
+def _use_wal(conn: sqlite3.Connection, timeout_secs: float) -> None:
+    """WAL lets readers in other workers go on while one worker writes; the mode is stored in
+    the file, so one switch covers every connection. The switch needs the file to itself and
+    SQLite does not wait for it (no busy handler), so a process starting while another writes
+    (a migration, `tokens create`) retries until the busy timeout."""
+    deadline = time.monotonic() + timeout_secs
+    while conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 @lru_cache(maxsize=64)

@@ -1,5 +1,6 @@
 """Rate and concurrency limits per organization and per (organization, principal): one interface
-(`Limiter`) over two stores of the counters, chosen by `build_limiter` from the settings.
+(`Limiter`) over two stores of the counters, chosen by `proxy.runtime.limiters.build_limiter`
+from the settings.
 
 - `proxy.runtime.table_limits.TableLimiter`, the default: shared by every worker process on the
   host (a memory-mapped file), not across hosts.
@@ -37,7 +38,6 @@ __all__ = [
     "Limiter",
     "Limits",
     "Rule",
-    "build_limiter",
     "invalid_digest",
     "key_digests",
     "organization_digest",
@@ -217,20 +217,3 @@ class Admission:
 
     def _acquire(self, organization: str, principal: str, rates: bool, hold_slot: bool) -> Release | None:
         raise NotImplementedError
-
-
-def build_limiter(settings: Settings) -> Limiter:
-    """The limiter the settings ask for: shared through PostgreSQL, or this host's table."""
-    limits = Limits.from_settings(settings)
-    if settings.limits_database_url and not limits.off:
-        from proxy.runtime.shared_limits import SharedLimiter
-
-        return SharedLimiter(
-            settings.limits_database_url,
-            limits,
-            settings.limits_on_store_error,
-            settings.limits_store_timeout_secs,
-        )
-    from proxy.runtime.table_limits import TableLimiter
-
-    return TableLimiter(settings.limits_path, limits)

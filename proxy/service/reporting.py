@@ -18,7 +18,7 @@ from proxy.query.plan import ResultPlan, plan_result
 from proxy.query.render import Answers, render_answer
 from proxy.runtime.data_dir import prepare_data_dir
 from proxy.runtime.gc_pause import gc_paused
-from proxy.runtime.limits import build_limiter
+from proxy.runtime.limiters import build_limiter
 from proxy.runtime.logs import log_audit
 from proxy.runtime.metrics import backend_query
 from proxy.service.bodies import QueryBodies

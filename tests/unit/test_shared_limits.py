@@ -16,7 +16,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from proxy.errors import LimitsUnavailable, TooManyRequests
-from proxy.runtime.limits import Limiter, Limits, build_limiter
+from proxy.runtime.limiters import build_limiter
+from proxy.runtime.limits import Limiter, Limits
 from proxy.runtime.shared_limits import SharedLimiter
 from proxy.runtime.table_limits import TableLimiter
 from proxy.settings import LimitsOnError, SettingsError, load_settings
