@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from proxy.runtime.data_dir import prepare_data_dir
-from proxy.runtime.limiters import build_limiter
 from proxy.runtime.limits import process_alive
 from proxy.runtime.run_dir import control_socket as _control_socket
 from proxy.runtime.run_dir import run_dir
@@ -90,7 +89,11 @@ def on_starting(server: Any) -> None:
 
 def child_exit(server: Any, worker: Any) -> None:
     """A worker is gone: drop its live gauges and any concurrency slot it still held."""
+    # Imported here, not at the top: the limiters import the metrics, and prometheus_client
+    # must not be imported before PROMETHEUS_MULTIPROC_DIR is set (see above).
     from prometheus_client import multiprocess
+
+    from proxy.runtime.limiters import build_limiter
 
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
     build_limiter(_settings).release_process(worker.pid)
