@@ -57,6 +57,9 @@ def connection_pool(
         timeout=timeout_secs,
         reconnect_timeout=_RECONNECT_SECS,
         configure=configure,
+        # Connections idle through an outage are dead when it ends: checked as they are lent
+        # (one empty round trip), they are replaced instead of failing a request each.
+        check=ConnectionPool.check_connection,
         kwargs={
             "autocommit": True,
             "connect_timeout": _CONNECT_TIMEOUT_SECS,

@@ -14,6 +14,7 @@ Each case prints its figures (docs/cache.md records them).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -145,11 +146,19 @@ def replay_reports(first_offset: int) -> Iterator[dict[str, Any]]:
 def store_files(data_dir: Path) -> dict[str, int]:
     """Bytes on disk of the store's files: the database, its log and index, answers kept as files."""
     root = data_dir / "cache" / "results"
-    files = [path for path in root.rglob("*") if path.is_file()]
+    # Read while the service evicts: a file or folder gone since it was listed counts 0.
+    files = [Path(folder, name) for folder, _, names in os.walk(root) for name in names]
     database = {"cache.db", "cache.db-wal", "cache.db-shm"}
-    sizes = {name: (root / name).stat().st_size if (root / name).exists() else 0 for name in database}
-    sizes["answer files"] = sum(path.stat().st_size for path in files if path.name not in database)
+    sizes = {name: _size(root / name) for name in database}
+    sizes["answer files"] = sum(_size(path) for path in files if path.name not in database)
     return sizes
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def test_a_replay_larger_than_the_cache_stays_within_its_bytes(bounded: Served) -> None:

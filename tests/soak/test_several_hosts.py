@@ -311,6 +311,13 @@ def _all_counted(
     )
 
 
+def _recovered(hosts: tuple[Host, Host], organization: str, credentials: tuple[str, ...]) -> bool:
+    return all(
+        _all_counted(hosts, organization, credentials, rounds=4) and _readiness(hosts) == [(200, "ok")] * 2
+        for _ in range(3)
+    )
+
+
 def _until(check: Callable[[], bool], timeout: float) -> float:
     started = time.monotonic()
     while not check():
@@ -337,15 +344,17 @@ def test_the_shared_database_stopped_mid_run(hosts: tuple[Host, Host], postgres:
         outage_secs = time.monotonic() - outage_started
     finally:
         postgres.up()
-    # Every worker of both hosts must have its connections back: a run with no 503 in it.
-    recovered = _until(lambda: _all_counted(hosts, organization, (bearer, key), rounds=4), 30)
+    # Every worker of both hosts must have its connections back (each reconnects on its own
+    # schedule, and which worker answers is the kernel's choice): several rounds with no 503 and
+    # every readiness answer ok.
+    recovered = _until(lambda: _recovered(hosts, organization, (bearer, key)), 30)
     after = _poll(hosts, organization, key, 3)
     TABLE.extend(
         [
             f"store up, bearer: {_counts(before)}",
             f"store down, bearer ({outage_secs:.1f} s for this and the next row): {_counts(bearer_down)}",
             f"store down, API key: {_counts(key_down)}; /readyz A, B: {ready_down}",
-            f"store back: 4 rounds over both hosts without a 503 {recovered:.1f} s after `postgres up` returned",
+            f"store back: 3 × 4 rounds without a 503, readiness ok, {recovered:.1f} s after `postgres up`",
             f"store back, API key: {_counts(after)}",
         ]
     )
