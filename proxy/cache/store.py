@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import time
+from contextlib import closing
 from pathlib import Path
 from typing import Protocol
 
@@ -22,15 +24,19 @@ log = logging.getLogger(__name__)
 _STORE_ERRORS = (diskcache.Timeout, sqlite3.Error, OSError)
 # How long a store call may wait on another process's write before it gives up (a miss).
 _BUSY_SECS = 1
-# SQLite's write-ahead log and its index sit beside the database, outside diskcache's volume:
-# the log is checkpointed back and truncated at half its share, its index is one 32 KiB block
-# (up to 4,096 pages of log), and answers are kept within what is left of the bound, so the
-# store's files as a whole stay within it. One commit can carry the log past half its share.
+_CHECKPOINT_RETRY_SECS = 0.002
+# The bound covers the store's files as a whole. SQLite's write-ahead log and its index sit
+# beside the database, outside diskcache's volume, and a new answer is written before the least
+# recently used are evicted for it. So the log gets a share (checkpointed at a quarter of it, and
+# truncated by the writer once past half), its index one 32 KiB block (up to 4,096 pages of log),
+# the answer being written the room it may take (a larger answer is not kept), and the answers
+# kept use the rest. The log's other half is for the commits a reader holds back from a checkpoint.
 _PAGE_BYTES = 4096
 _LOG_SHARE = 8
 _LOG_MOST_BYTES = 4 * 1024 * 1024
-_LOG_LEAST_BYTES = 16 * _PAGE_BYTES
+_LOG_LEAST_BYTES = 32 * _PAGE_BYTES
 _INDEX_BYTES = 32 * 1024
+_ANSWER_SHARE = 8
 
 
 def log_bytes(max_bytes: int) -> int:
@@ -38,9 +44,14 @@ def log_bytes(max_bytes: int) -> int:
     return min(_LOG_MOST_BYTES, max(_LOG_LEAST_BYTES, max_bytes // _LOG_SHARE))
 
 
+def answer_bytes(max_bytes: int) -> int:
+    """The largest answer a bound keeps: the room one answer takes while it is written."""
+    return max_bytes // _ANSWER_SHARE
+
+
 def kept_bytes(max_bytes: int) -> int:
-    """What the answers themselves may use of a bound: the rest is the log's and its index's."""
-    return max(0, max_bytes - log_bytes(max_bytes) - _INDEX_BYTES)
+    """What the answers themselves may use of a bound: the rest is the log's, its index's and a write's."""
+    return max(0, max_bytes - log_bytes(max_bytes) - _INDEX_BYTES - answer_bytes(max_bytes))
 
 
 class ResultStore(Protocol):
@@ -65,6 +76,8 @@ class DiskStore:
         self.directory = directory
         self.max_bytes = max_bytes
         self.kept_bytes = kept_bytes(max_bytes)
+        self.answer_bytes = answer_bytes(max_bytes)
+        self.log_bytes = log_bytes(max_bytes)
         self._opened: dict[int, diskcache.Cache] = {}
 
     def _cache(self) -> diskcache.Cache:
@@ -77,7 +90,7 @@ class DiskStore:
 
     def _open(self) -> diskcache.Cache:
         # Culling is ours (cull_limit=0), after each put, so the evictions can be counted.
-        half_log = log_bytes(self.max_bytes) // 2
+        quarter_log = self.log_bytes // 4
         return diskcache.Cache(
             str(self.directory),
             size_limit=self.kept_bytes,
@@ -85,8 +98,8 @@ class DiskStore:
             cull_limit=0,
             timeout=_BUSY_SECS,
             statistics=False,
-            sqlite_wal_autocheckpoint=half_log // _PAGE_BYTES,
-            sqlite_journal_size_limit=half_log,
+            sqlite_wal_autocheckpoint=quarter_log // _PAGE_BYTES,
+            sqlite_journal_size_limit=quarter_log,
         )
 
     def get(self, key: str) -> bytes | None:
@@ -98,13 +111,38 @@ class DiskStore:
         return body if isinstance(body, bytes) else None
 
     def put(self, key: str, body: bytes, lifetime_secs: float | None) -> int:
+        if len(body) > self.answer_bytes:
+            return 0
         try:
             cache = self._cache()
             cache.set(key, body, expire=lifetime_secs)
-            return int(cache.cull()) if cache.volume() > self.kept_bytes else 0
+            evicted = int(cache.cull()) if cache.volume() > self.kept_bytes else 0
         except _STORE_ERRORS:
             log.warning("result cache write failed; the answer is not kept", exc_info=True)
             return 0
+        self._truncate_log()
+        return evicted
+
+    def _truncate_log(self) -> None:
+        # SQLite's own checkpoints never wait for readers, and every read is a write here (it
+        # marks the entry used), so while other workers keep reading the log only grows. This
+        # one waits for readers; another process's checkpoint running at the time makes it
+        # busy at once, so it is tried again within the busy timeout.
+        log_file = self.directory / "cache.db-wal"
+        deadline = time.monotonic() + _BUSY_SECS
+        try:
+            with closing(sqlite3.connect(self.directory / "cache.db", timeout=_BUSY_SECS)) as connection:
+                while log_file.stat().st_size > self.log_bytes // 2 and time.monotonic() < deadline:
+                    ((busy, _, _),) = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                    if not busy:
+                        return
+                    time.sleep(_CHECKPOINT_RETRY_SECS)
+        except FileNotFoundError:
+            return
+        except _STORE_ERRORS:
+            log.warning(
+                "result cache log checkpoint failed; it is tried again after the next write", exc_info=True
+            )
 
     def volume(self) -> int:
         try:
