@@ -199,6 +199,7 @@ def _replace(
     ingested, rejected = _row_stats(_get_json(session, _task_url(where, task_id, "reports")))
     echo(f"druid: task SUCCESS: {ingested} rows ingested, {rejected} rejected")
     _wait_loaded(session, where, part.interval, deadline, echo)
+    _wait_served(session, where, part.interval, deadline, echo)
     _wait_queryable(session, where, part.interval, ingested, deadline, echo)
     return task_id, ingested, rejected
 
@@ -312,6 +313,54 @@ def _wait_loaded(
             echo(f"druid: segments loaded ({time.monotonic() - started:.0f}s)")
             return
         _sleep_or_give_up(deadline, f"segments of {interval} only {percent:.0f}% loaded")
+
+
+def _wait_served(
+    session: requests.Session, where: _Endpoints, interval: str, deadline: float, echo: Echo
+) -> None:
+    """Until the broker queries exactly the segments now published for `interval`: the
+    coordinator counts the new segments loaded, and a row count cannot tell a replacement from
+    the segments it replaces when both hold as many rows, while the broker may still read those."""
+    started = time.monotonic()
+    while True:
+        published = _published_segments(session, where, interval)
+        served = _served_segments(session, where, interval)
+        if served == published:
+            echo(f"druid: broker serves the {len(served)} new segments ({time.monotonic() - started:.0f}s)")
+            return
+        waiting = f"{len(served - published)} replaced and {len(served & published)} of {len(published)} new"
+        _sleep_or_give_up(deadline, f"broker serves {waiting} segments of {interval}")
+
+
+Segment = tuple[str, str, int]
+
+
+def _published_segments(session: requests.Session, where: _Endpoints, interval: str) -> set[Segment]:
+    """(interval, version, partition) of the used segments nothing overshadows; tombstones
+    (days replaced by no rows) are never served."""
+    url = f"{where.coordinator}/druid/coordinator/v1/metadata/segments"
+    listed = _get_json(session, url, datasources=where.datasource, includeOvershadowedStatus="true")
+    return {
+        (segment["interval"], segment["version"], int(segment["shardSpec"].get("partitionNum", 0)))
+        for segment in listed
+        if not segment["overshadowed"]
+        and segment["shardSpec"]["type"] != "tombstone"
+        and _overlaps(segment["interval"], interval)
+    }
+
+
+def _served_segments(session: requests.Session, where: _Endpoints, interval: str) -> set[Segment]:
+    """(interval, version, partition) of the segments the broker's timeline gives a query of `interval`."""
+    url = f"{where.broker}/druid/v2/datasources/{quote(where.datasource, safe='')}/candidates"
+    listed = _get_json(session, url, intervals=interval)
+    return {(segment["interval"], segment["version"], int(segment["partitionNumber"])) for segment in listed}
+
+
+def _overlaps(first: str, second: str) -> bool:
+    (first_start, first_end), (second_start, second_end) = (
+        [_parse_iso(end) for end in both.split("/")] for both in (first, second)
+    )
+    return first_start < second_end and second_start < first_end
 
 
 def _wait_queryable(

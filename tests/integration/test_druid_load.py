@@ -87,18 +87,44 @@ def _count(filter_: dict[str, Any] | None = None) -> int:
     return int(rows[0]["result"]["n"]) if rows else 0
 
 
+def _served_versions() -> set[str]:
+    """The versions of the segments the broker would query for the interval, now."""
+    url = f"{BROKER}/druid/v2/datasources/{DATASOURCE}/candidates"
+    response = requests.get(url, params={"intervals": INTERVAL}, timeout=30)
+    assert response.status_code == 200, response.text
+    return {segment["version"] for segment in response.json()}
+
+
 @pytest.fixture(scope="module")
-def loads(tmp_path_factory: pytest.TempPathFactory) -> list[LoadResult]:
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[LoadResult, set[str]]]:
+    """The same file loaded twice; with each load, the versions the broker served as it returned."""
     path = tmp_path_factory.mktemp("druid-load") / "sessions.ndjson"
     path.write_text("".join(json.dumps(s) + "\n" for s in SESSIONS))
     require_druid()
     return [
-        load_into_druid([path], _summary(), OVERLORD, OVERLORD, BROKER, DATASOURCE, print) for _ in range(2)
+        (
+            load_into_druid([path], _summary(), OVERLORD, OVERLORD, BROKER, DATASOURCE, print),
+            _served_versions(),
+        )
+        for _ in range(2)
     ]
+
+
+@pytest.fixture(scope="module")
+def loads(loaded: list[tuple[LoadResult, set[str]]]) -> list[LoadResult]:
+    return [result for result, _ in loaded]
 
 
 def test_each_load_ingests_every_row(loads: list[LoadResult]) -> None:
     assert [(r.rows_ingested, r.rows_rejected) for r in loads] == [(5, 0), (5, 0)]
+
+
+def test_a_load_returns_once_the_broker_serves_its_segments(
+    loaded: list[tuple[LoadResult, set[str]]],
+) -> None:
+    # The second load has as many rows as the first: counting rows cannot tell them apart.
+    (first,), (second,) = (versions for _, versions in loaded)
+    assert second > first
 
 
 def test_load_replaces_the_covered_days(loads: list[LoadResult]) -> None:

@@ -158,6 +158,10 @@ TASK_URL = f"{OVERLORD}/druid/indexer/v1/task"
 STATUS_URL = f"{TASK_URL}/{TASK}/status"
 REPORTS_URL = f"{TASK_URL}/{TASK}/reports"
 LOAD_STATUS_URL = f"{OVERLORD}/druid/coordinator/v1/datasources/{DATASOURCE}/loadstatus"
+METADATA_URL = f"{OVERLORD}/druid/coordinator/v1/metadata/segments"
+CANDIDATES_URL = f"{BROKER}/druid/v2/datasources/{DATASOURCE}/candidates"
+MARCH_1_SEGMENT = "2024-03-01T00:00:00.000Z/2024-03-02T00:00:00.000Z"
+OLD, NEW = "2026-12-01T10:00:00.000Z", "2026-12-03T10:00:00.000Z"
 COUNT_QUERY = {
     "queryType": "timeseries",
     "dataSource": DATASOURCE,
@@ -223,9 +227,30 @@ def _becomes_queryable(http: responses.RequestsMock, rows: int) -> None:
     loaded = matchers.query_param_matcher({"forceMetadataRefresh": "true", "interval": MARCH_1})
     http.get(LOAD_STATUS_URL, json={DATASOURCE: 50.0}, match=[loaded])
     http.get(LOAD_STATUS_URL, json={DATASOURCE: 100.0}, match=[loaded])
+    _becomes_served(http, [OLD, NEW])
     counted = matchers.json_params_matcher(COUNT_QUERY)
     http.post(f"{BROKER}/druid/v2/", json=[], match=[counted])
     http.post(f"{BROKER}/druid/v2/", json=[{"result": {"rows": rows}}], match=[counted])
+
+
+def _published(version: str, overshadowed: bool = False, shard: str = "numbered") -> dict[str, Any]:
+    return {
+        "interval": MARCH_1_SEGMENT,
+        "version": version,
+        "overshadowed": overshadowed,
+        "shardSpec": {"type": shard, "partitionNum": 0},
+    }
+
+
+def _becomes_served(http: responses.RequestsMock, versions: list[str]) -> None:
+    """The coordinator has published NEW over OLD; the broker serves each of `versions` in turn."""
+    listed = matchers.query_param_matcher({"datasources": DATASOURCE, "includeOvershadowedStatus": "true"})
+    elsewhere = {**_published(OLD), "interval": "2024-02-29T00:00:00.000Z/2024-03-01T00:00:00.000Z"}
+    published = [_published(OLD, overshadowed=True), _published(NEW), elsewhere]
+    for version in versions:
+        http.get(METADATA_URL, json=published, match=[listed])
+        served = {"interval": MARCH_1_SEGMENT, "version": version, "partitionNumber": 0, "locations": []}
+        http.get(CANDIDATES_URL, json=[served], match=[matchers.query_param_matcher({"intervals": MARCH_1})])
 
 
 def test_a_load_submits_follows_and_waits_until_the_broker_counts_its_rows(
@@ -249,6 +274,7 @@ def test_a_load_submits_follows_and_waits_until_the_broker_counts_its_rows(
         "druid: task RUNNING",
         "druid: task SUCCESS: 3 rows ingested, 0 rejected",
         "druid: segments loaded",
+        "druid: broker serves the 1 new segments",
         "druid: broker counts 3 rows",
     ]
 
@@ -304,10 +330,37 @@ def test_a_broker_that_never_counts_the_rows_ends_the_wait_at_the_deadline(
     http.get(STATUS_URL, json=_status("SUCCESS"))
     http.get(REPORTS_URL, json=_reports(processed=3))
     http.get(LOAD_STATUS_URL, json={DATASOURCE: 100.0})
+    _becomes_served(http, [NEW])
     http.post(f"{BROKER}/druid/v2/", json=[{"result": {"rows": 2}}])
     with pytest.raises(DruidLoadError) as caught:
         _load([march_file], MARCH_SUMMARY, [], timeout_secs=0.0)
     assert str(caught.value) == "gave up waiting: broker counts 2 rows, expected 3"
+
+
+def test_a_broker_still_serving_the_replaced_segments_ends_the_wait_at_the_deadline(
+    http: responses.RequestsMock, march_file: Path
+) -> None:
+    # As many rows in the old segments as in the new: only their versions tell them apart.
+    _accept_task(http, ingestion_spec([march_file], DATASOURCE, MARCH_1))
+    http.get(STATUS_URL, json=_status("SUCCESS"))
+    http.get(REPORTS_URL, json=_reports(processed=3))
+    http.get(LOAD_STATUS_URL, json={DATASOURCE: 100.0})
+    _becomes_served(http, [OLD])
+    with pytest.raises(DruidLoadError) as caught:
+        _load([march_file], MARCH_SUMMARY, [], timeout_secs=0.0)
+    assert (
+        str(caught.value) == f"gave up waiting: broker serves 1 replaced and 0 of 1 new segments of {MARCH_1}"
+    )
+
+
+@pytest.mark.parametrize("shard", ["tombstone", "numbered"])
+def test_published_segments_are_those_of_the_interval_nothing_overshadows_and_not_tombstones(
+    http: responses.RequestsMock, shard: str
+) -> None:
+    http.get(METADATA_URL, json=[_published(OLD, overshadowed=True), _published(NEW, shard=shard)])
+    where = druid_loader._Endpoints(OVERLORD, OVERLORD, BROKER, DATASOURCE)
+    published = druid_loader._published_segments(requests.Session(), where, MARCH_1)
+    assert published == ({(MARCH_1_SEGMENT, NEW, 0)} if shard == "numbered" else set())
 
 
 def test_a_failed_later_month_says_the_earlier_months_are_replaced(
@@ -319,6 +372,8 @@ def test_a_failed_later_month_says_the_earlier_months_are_replaced(
     http.get(STATUS_URL, json=_status("SUCCESS"))
     http.get(REPORTS_URL, json=_reports(processed=1))
     http.get(LOAD_STATUS_URL, json={DATASOURCE: 100.0})
+    http.get(METADATA_URL, json=[])
+    http.get(CANDIDATES_URL, json=[])
     http.post(f"{BROKER}/druid/v2/", json=[{"result": {"rows": 1}}])
     http.post(TASK_URL, status=500, body="overlord down")
     with pytest.raises(DruidLoadError, match=r"\(months 1-1 of 2 are replaced; loading the same files again"):
