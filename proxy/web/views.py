@@ -117,7 +117,12 @@ class Views:
     def visitor_sessions(self, organization_id: str) -> Response:
         """`POST .../visitor_sessions`: the report, or with `?explain=true` the backend query."""
         record = current_record()
-        explain = explain_flag(request.args.getlist("explain"))
+        try:
+            explain = explain_flag(request.args.getlist("explain"))
+        except BadRequest:
+            # Who may ask comes first: a stranger learns nothing from a bad query string.
+            self.service.check_access(_call(organization_id, record), record)
+            raise
         # An explanation has one form whatever `Accept` says, as before CSV existed.
         representation = JSON if explain else negotiated(request.accept_mimetypes)
         call = replace(

@@ -304,6 +304,12 @@ def test_explain_is_a_strict_boolean(web: Web, query_string: str, status: int, e
         assert response.json["errors"] == {"explain": ["Must be true or false."]}
 
 
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Token rpk_unknown"}])
+def test_a_bad_explain_from_a_stranger_is_refused_as_a_stranger(web: Web, headers: dict[str, str]) -> None:
+    response = web.client.post(url(suffix="?explain=abc"), json=QUERY, headers=headers)
+    assert (response.status_code, "explain" in response.json.get("errors", {})) == (401, False)
+
+
 def test_explain_is_documented_as_a_boolean(spec: dict[str, Any]) -> None:
     parameters = {p["name"]: p for p in spec["paths"][QUERY_PATH]["post"]["parameters"]}
     assert parameters["explain"]["schema"] == {"type": "boolean", "default": False}
