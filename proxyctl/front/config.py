@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 from proxy.settings import Settings
+from proxy.web.cors import API_PREFIX, EXPOSED_HEADERS
 
 # Headroom over the service's own deadline: the service answers 504 itself; the front's read
 # timeout only catches a gunicorn that stopped answering altogether.
@@ -66,6 +67,7 @@ class FrontConfig:
     send_timeout_secs: int = 30
     keepalive_timeout_secs: int = 15
     backlog: int = 4096
+    cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings, host: str, port: int, run_dir: Path) -> FrontConfig:
@@ -81,6 +83,7 @@ class FrontConfig:
             upstream_timeout_secs=int(settings.request_timeout_secs) + UPSTREAM_MARGIN_SECS,
             worker_connections=worker_connections(open_files_limit()),
             user=_superuser_directive_user(),
+            cors_origins=settings.cors_origins,
         )
 
     @property
@@ -109,6 +112,9 @@ def render(config: FrontConfig) -> str:
         backlog=config.backlog,
         upstream_timeout_secs=config.upstream_timeout_secs,
         error_pages=_error_pages(),
+        api_prefix=API_PREFIX,
+        cors_origins=_cors_origins(config.cors_origins),
+        exposed_headers=", ".join(EXPOSED_HEADERS),
         error_locations=_error_locations(config),
     )
 
@@ -167,6 +173,11 @@ def _redirect(nginx_status: int, error: FrontError) -> str:
     return f"{changed}{_ERROR_PREFIX}{nginx_status}"
 
 
+def _cors_origins(origins: tuple[str, ...]) -> str:
+    # Settings admit only scheme://host[:port] spelled with [A-Za-z0-9.:[\]-]: nothing to quote.
+    return "\n".join(f'        "1 {origin}" "{origin}";' for origin in origins)
+
+
 def _error_locations(config: FrontConfig) -> str:
     return "\n".join(_error_location(status, error, config) for status, error in FRONT_ERRORS.items())
 
@@ -179,6 +190,9 @@ def _error_location(nginx_status: int, error: FrontError, config: FrontConfig) -
         "            internal;\n"
         "            default_type application/json;\n"
         "            add_header X-Request-Id $front_request_id always;\n"
+        "            add_header Access-Control-Allow-Origin $front_cors_origin always;\n"
+        "            add_header Access-Control-Expose-Headers $front_cors_exposed always;\n"
+        "            add_header Vary $front_vary always;\n"
         f"            return {error.status} '{body}\\n';\n"
         "        }"
     )

@@ -97,3 +97,29 @@ def test_the_listed_origin_reads_error_answers(
     answer = fetch_from(browser, page, url, token, times, until=(status,))
     assert (answer["status"], answer["json"]["code"]) == (status, code)
     assert (answer["retry_after"] is not None) is retry_after
+
+
+# A body over the bound: the front refuses it before the service sees it (proxyctl/front).
+OVERSIZED = """
+const [url, key, size, done] = arguments;
+fetch(url, {method: "POST", body: JSON.stringify({padding: "x".repeat(size)}),
+            headers: {"Authorization": "Token " + key, "Content-Type": "application/json"}})
+  .then(async (response) => ({status: response.status, json: await response.json(),
+                              request_id: response.headers.get("X-Request-Id")}))
+  .then(done, (error) => done({error: String(error)}));
+"""
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_the_fronts_own_refusal_is_read_by_the_listed_origin_only(
+    browser: webdriver.Chrome, console_service: Service, frontend_port: int, host: str
+) -> None:
+    key = console_service.tokens[DEMO_ORGANIZATION]
+    url = console_service.base_url + ROUTE.format(DEMO_ORGANIZATION)
+    browser.get(f"http://{host}:{frontend_port}/")
+    answer = browser.execute_async_script(OVERSIZED, url, key, 128 * 1024)
+    if host == "localhost":  # not listed
+        assert answer == {"error": "TypeError: Failed to fetch"}
+    else:
+        assert (answer["status"], answer["json"]["code"]) == (413, "request_entity_too_large")
+        assert answer["request_id"]

@@ -70,9 +70,19 @@ def test_nothing_listens_on_a_wildcard_unless_asked(tmp_path: Path) -> None:
     assert re.findall(r"listen (\S+)", render(_config(tmp_path))) == ["127.0.0.1:18080"]
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0", "::1"])
-def test_nginx_accepts_the_rendered_config(tmp_path: Path, host: str) -> None:
-    config = _config(tmp_path, host)
+def test_the_fronts_refusals_carry_cors_headers_for_the_listed_origins_only(tmp_path: Path) -> None:
+    text = render(_config(tmp_path, cors_origins="https://app.example.com http://127.0.0.1:3000"))
+    listed = re.findall(r'"1 (\S+)" "(\S+)";', text)
+    assert listed == [("https://app.example.com",) * 2, ("http://127.0.0.1:3000",) * 2]
+    assert text.count("add_header Access-Control-Allow-Origin $front_cors_origin always;") == len(FRONT_ERRORS)
+    assert re.findall(r'"1 ', render(_config(tmp_path))) == []
+
+
+@pytest.mark.parametrize(
+    ("host", "origins"), [("127.0.0.1", ""), ("0.0.0.0", ""), ("::1", "https://a.example http://[::1]:3000")]
+)
+def test_nginx_accepts_the_rendered_config(tmp_path: Path, host: str, origins: str) -> None:
+    config = _config(tmp_path, host, cors_origins=origins)
     path = tmp_path / "nginx.conf"
     path.write_text(render(config))
     for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
