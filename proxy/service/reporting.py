@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -13,7 +14,7 @@ from proxy.access.principal import canonical_organization_id
 from proxy.access.store import open_access_store
 from proxy.backends.base import Backend, Scope
 from proxy.cache.build import build_cache
-from proxy.errors import BadRequest, NotAcceptable, ServiceBusy
+from proxy.errors import BadRequest, LimitsUnavailable, NotAcceptable, ServiceBusy, TooManyRequests
 from proxy.query.plan import ResultPlan, plan_result
 from proxy.query.render import Answers, render_answer
 from proxy.runtime.data_dir import prepare_data_dir
@@ -115,23 +116,34 @@ class ReportingService:
     def _answer(
         self, plan: ResultPlan, scope: Scope, access: Access, record: Record, if_none_match: str | None = None
     ) -> Answer:
-        with self.limiter.hold(access.organization, access.principal):
+        with self.limiter.hold(access.organization, access.principal), ExitStack() as more_slots:
+            at_once = 1 + self._hold_more(more_slots, access, self.fanout.width(plan) - 1)
             record.backend = self.backend.name
             if self.cache is None:
-                return Answer(self._rendered(plan, scope, record))
+                return Answer(self._rendered(plan, scope, record, at_once))
             # After the access checks: a 304 or a stored answer only for an authorized caller.
-            compute = partial(self._rendered, plan, scope, record)
+            compute = partial(self._rendered, plan, scope, record, at_once)
             cached = self.cache.answer(plan, scope, if_none_match, compute)
         record.cache = cached.outcome
         return Answer(cached.body or b"", cached.etag, cached.outcome, not_modified=cached.body is None)
 
-    def _rendered(self, plan: ResultPlan, scope: Scope, record: Record) -> bytes:
-        return orjson.dumps(render_answer(plan, self._execute(plan, scope, record)))
+    def _hold_more(self, slots: ExitStack, access: Access, wanted: int) -> int:
+        """Up to `wanted` more concurrency slots for a report's extra queries, as many as are
+        free: the request is admitted on its first slot; with fewer, its queries take turns."""
+        for held in range(wanted):
+            try:
+                slots.enter_context(self.limiter.hold(access.organization, access.principal))
+            except (TooManyRequests, LimitsUnavailable):
+                return held
+        return wanted
 
-    def _execute(self, plan: ResultPlan, scope: Scope, record: Record) -> Answers:
+    def _rendered(self, plan: ResultPlan, scope: Scope, record: Record, at_once: int) -> bytes:
+        return orjson.dumps(render_answer(plan, self._execute(plan, scope, record, at_once)))
+
+    def _execute(self, plan: ResultPlan, scope: Scope, record: Record, at_once: int) -> Answers:
         started = time.perf_counter()
         try:
             with backend_query(self.backend.name):
-                return self.fanout.answers(plan, scope)
+                return self.fanout.answers(plan, scope, at_once)
         finally:
             record.backend_ms = (time.perf_counter() - started) * 1000

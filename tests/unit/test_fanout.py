@@ -16,7 +16,7 @@ from proxy.service.fanout import run_together
 
 @pytest.fixture
 def pool() -> Iterator[ThreadPoolExecutor]:
-    with ThreadPoolExecutor(max_workers=2) as executor:
+    with ThreadPoolExecutor(max_workers=3) as executor:
         yield executor
 
 
@@ -37,14 +37,15 @@ def test_parts_run_at_the_same_time(pool: ThreadPoolExecutor) -> None:
         return run
 
     parts = {"rows": part("rows", "totals"), "totals": part("totals", "rows")}
-    assert run_together(pool, parts, _scope()) == {"rows": "rows", "totals": "totals"}
+    assert run_together(pool, parts, _scope(), at_once=2) == {"rows": "rows", "totals": "totals"}
 
 
 def test_a_failed_part_stops_the_others_and_its_error_is_raised(pool: ThreadPoolExecutor) -> None:
-    seen_gone = threading.Event()
+    seen_gone, rows_running = threading.Event(), threading.Event()
 
     def rows(scope: Scope) -> None:
         # Stands in for a backend watching `client_gone` while its query runs.
+        rows_running.set()
         for _ in range(500):
             if scope.client_gone():
                 seen_gone.set()
@@ -52,10 +53,11 @@ def test_a_failed_part_stops_the_others_and_its_error_is_raised(pool: ThreadPool
             threading.Event().wait(0.01)
 
     def totals(scope: Scope) -> None:
+        rows_running.wait(5)
         raise BackendTimeout("too slow")
 
     with pytest.raises(BackendTimeout):
-        run_together(pool, {"rows": rows, "totals": totals}, _scope())
+        run_together(pool, {"rows": rows, "totals": totals}, _scope(), at_once=2)
     assert seen_gone.is_set()
 
 
@@ -69,6 +71,7 @@ def test_extra_parts_name_their_own_backend_query(pool: ThreadPoolExecutor) -> N
             "totals": lambda s: s.query_id,
         },
         scope,
+        at_once=3,
     )
     assert ids == {
         "rows": scope.query_id,
@@ -79,4 +82,64 @@ def test_extra_parts_name_their_own_backend_query(pool: ThreadPoolExecutor) -> N
 
 def test_a_single_part_runs_with_the_request_scope_itself(pool: ThreadPoolExecutor) -> None:
     scope = _scope()
-    assert run_together(pool, {"rows": lambda s: s}, scope) == {"rows": scope}
+    assert run_together(pool, {"rows": lambda s: s}, scope, at_once=1) == {"rows": scope}
+
+
+class Overlap:
+    """Parts that note how many of them ran at the same time."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running = 0
+        self.most = 0
+
+    def part(self, name: str) -> Any:
+        def run(scope: Scope) -> str:
+            with self.lock:
+                self.running += 1
+                self.most = max(self.most, self.running)
+            threading.Event().wait(0.05)
+            with self.lock:
+                self.running -= 1
+            return name
+
+        return run
+
+
+@pytest.mark.parametrize("at_once", [1, 2, 3])
+def test_no_more_parts_run_at_a_time_than_the_slots_held(pool: ThreadPoolExecutor, at_once: int) -> None:
+    overlap = Overlap()
+    names = ("rows", "comparison_rows", "totals")
+    parts = {name: overlap.part(name) for name in names}
+    assert run_together(pool, parts, _scope(), at_once) == {name: name for name in names}
+    assert overlap.most == at_once
+
+
+def test_a_part_still_waiting_for_its_turn_never_runs_once_one_failed(pool: ThreadPoolExecutor) -> None:
+    ran: list[str] = []
+
+    def rows(scope: Scope) -> None:
+        ran.append("rows")
+        raise BackendTimeout("too slow")
+
+    def totals(scope: Scope) -> None:
+        ran.append("totals")
+
+    with pytest.raises(BackendTimeout):
+        run_together(pool, {"rows": rows, "totals": totals}, _scope(), at_once=1)
+    # Whichever took the one turn first: if the rows failed first, the totals never ran.
+    assert ran in (["rows"], ["totals", "rows"])
+
+
+def test_a_turn_that_does_not_come_within_the_deadline_is_a_timeout(pool: ThreadPoolExecutor) -> None:
+    def slow(scope: Scope) -> str:
+        # Stands in for a backend query that stops once its caller is gone.
+        for _ in range(500):
+            if scope.client_gone():
+                raise ClientDisconnected("stopped")
+            threading.Event().wait(0.01)
+        return "slow"
+
+    scope = Scope.starting_now("org", "req-1", 0.2)
+    with pytest.raises(BackendTimeout, match="time budget ran out"):
+        run_together(pool, {"rows": slow, "totals": slow}, scope, at_once=1)

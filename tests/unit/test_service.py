@@ -168,3 +168,33 @@ def _outcome(served: Served, call: Call) -> type[ProxyError] | None:
     except ProxyError as exc:
         return type(exc)
     return None
+
+
+@pytest.mark.parametrize(("concurrent_per_org", "held"), [(5, 3), (2, 2), (1, 1)])
+def test_a_report_of_several_queries_holds_a_slot_for_each_it_runs_at_once(
+    tmp_path: Path, concurrent_per_org: int, held: int
+) -> None:
+    # The rows, the comparison's rows and the totals: three backend queries, as many slots as
+    # are free (at least the one it was admitted on), and never more running than slots held.
+    settings = settings_for(
+        tmp_path, max_concurrent_per_org=concurrent_per_org, max_concurrent_per_principal=0
+    )
+    keys = grant_keys(settings)
+    seen: list[int] = []
+
+    class Counting(StubBackend):
+        def execute(self, plan: Any, scope: Any) -> Any:
+            seen.append(service.limiter.slots_held(ORG))
+            return super().execute(plan, scope)
+
+        def totals(self, plan: Any, scope: Any) -> Any:
+            seen.append(service.limiter.slots_held(ORG))
+            return super().totals(plan, scope)
+
+    service = ReportingService(settings, Counting())
+    served = Served(service, service.backend, keys)  # type: ignore[arg-type]
+    body = orjson.dumps({**QUERY, "totals": True, "compare": "previous_period"})
+    answer = service.visitor_sessions(served.call(body=body), Record("req-1", 0.0))
+    assert set(orjson.loads(answer.body)) == {"fields", "data", "totals", "comparison"}
+    assert seen == [held] * 3
+    assert service.limiter.slots_held(ORG) == 0
