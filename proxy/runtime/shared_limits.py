@@ -133,6 +133,23 @@ INSERT INTO proxy_limit_keys AS k (key, tat) VALUES (%(key)s, clock_timestamp() 
 ON CONFLICT (key) DO UPDATE SET tat = greatest(k.tat, clock_timestamp()) + %(step)s
 """
 _HELD = "SELECT count(*) FROM proxy_limit_leases WHERE key = %s AND expires > clock_timestamp()"
+# A key whose arrival time passed a while ago and that holds no lease carries no state: the next
+# request would meet it as new. Each worker drops a batch of such rows now and then, so the
+# table holds the keys in use rather than every credential ever seen; a row an admission has
+# locked is skipped. (An admission that finds its row gone between its insert and its lock
+# counts as a first request of an idle key, which it is.)
+_PURGE = """
+DELETE FROM proxy_limit_keys WHERE key IN (
+    SELECT k.key FROM proxy_limit_keys AS k
+    WHERE k.tat < clock_timestamp() - %(idle)s
+      AND NOT EXISTS (SELECT 1 FROM proxy_limit_leases AS l WHERE l.key = k.key)
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+)
+"""
+_PURGE_IDLE = timedelta(minutes=1)
+_PURGE_BATCH = 1000
+_PURGE_EVERY_SECS = 300.0
 
 
 def create_schema(connection: psycopg.Connection[Any]) -> None:
@@ -157,6 +174,7 @@ class SharedLimiter(Admission):
             partial(connection_pool, url, timeout_secs, "limits", _POOL_SIZE, create_schema)
         )
         self._warned_at = -math.inf
+        self._purge_at = time.monotonic() + _PURGE_EVERY_SECS
 
     def count_invalid(self, organization: str, principal: str) -> None:
         """Charge one invalid request to the principal's budget of them."""
@@ -203,6 +221,8 @@ class SharedLimiter(Admission):
         if not applied:
             return None
         lease = uuid.uuid4() if hold_slot else None
+        if time.monotonic() >= self._purge_at:
+            self.purge_idle_keys()
         row = self._call("admit", _ADMIT, _admit_arguments(applied, rates, lease, self._lease_secs))
         if row is None:  # the store failed, and the request is admitted unlimited
             return None
@@ -214,6 +234,11 @@ class SharedLimiter(Admission):
 
     def _release(self, lease: uuid.UUID) -> None:
         self._call("release", _RELEASE, (lease,), fail_closed=False)
+
+    def purge_idle_keys(self) -> None:
+        """Drop a batch of keys that carry no state (idle over a minute, no lease held)."""
+        self._purge_at = time.monotonic() + _PURGE_EVERY_SECS
+        self._call("purge", _PURGE, {"idle": _PURGE_IDLE, "batch": _PURGE_BATCH}, fail_closed=False)
 
     def _call(
         self, operation: str, sql: str, params: Sequence[Any] | dict[str, Any], *, fail_closed: bool = True

@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 
 from proxy.errors import LimitsUnavailable, TooManyRequests
 from proxy.runtime.limiters import build_limiter
-from proxy.runtime.limits import Limiter, Limits
+from proxy.runtime.limits import Limiter, Limits, organization_digest, principal_digest
 from proxy.runtime.shared_limits import SharedLimiter
 from proxy.runtime.table_limits import TableLimiter
 from proxy.settings import LimitsOnError, SettingsError, load_settings
@@ -311,3 +311,21 @@ def test_the_service_while_the_limits_store_is_down(
 def _close(limiter: Limiter) -> None:
     assert isinstance(limiter, SharedLimiter)  # the settings chose the shared store
     limiter.close()
+
+
+def test_keys_idle_over_a_minute_without_a_lease_are_purged(
+    shared: Callable[[Limits], SharedLimiter], database: str
+) -> None:
+    limiter = shared(Limits(600, 0, 2, 0))
+    with limiter.admit(ORG, "key:busy"):
+        admit_outcome(limiter, OTHER_ORG)
+        with psycopg.connect(database, autocommit=True) as connection:
+            # Both organizations' keys as if last used two minutes ago; one still holds a lease.
+            connection.execute("UPDATE proxy_limit_keys SET tat = clock_timestamp() - interval '2 minutes'")
+            connection.execute(
+                "INSERT INTO proxy_limit_keys (key, tat) VALUES ('\\x01', clock_timestamp() + interval '1 second')"
+            )
+            limiter.purge_idle_keys()
+            left = {bytes(row[0]) for row in connection.execute("SELECT key FROM proxy_limit_keys")}
+    assert left == {organization_digest(ORG), principal_digest(ORG, "key:busy"), b"\x01"}
+    assert admit_outcome(limiter, OTHER_ORG) == 0  # a purged key is met as new
