@@ -88,6 +88,7 @@ def _access_fields(record: Record, method: str, route: str, status: int, seconds
         "duration_ms": round(seconds * 1000, 3),
         "backend": record.backend,
         "cache": record.cache,
+        "representation": record.representation,
         "backend_ms": None if record.backend_ms is None else round(record.backend_ms, 3),
         "druid_query_id": record.backend_query_id if record.backend == "druid" else None,
     }

@@ -31,6 +31,7 @@ def _post(web: Web, kind: str) -> Any:
     """One request of each kind the tables below name."""
     table: dict[str, dict[str, Any]] = {
         "ok": {"path": url(), "json": QUERY, "headers": web.auth("a")},
+        "ok_csv": {"path": url(), "json": QUERY, "headers": {**web.auth("a"), "Accept": "text/csv"}},
         "ok_jwt": {"path": url(), "json": QUERY, "headers": {**web.auth("jwt"), "X-Request-Id": "req-jwt"}},
         "explain": {"path": url(suffix="?explain=true"), "json": QUERY, "headers": web.auth("a")},
         "invalid": {"path": url(), "json": {"granularity": "day"}, "headers": web.auth("a")},
@@ -154,8 +155,10 @@ def _access_line(captured: str) -> dict[str, Any]:
                 "error_code": None,
                 "backend": "stub",
                 "druid_query_id": None,
+                "representation": "application/json",
             },
         ),
+        ("ok_csv", {"status": 200, "representation": "text/csv"}),
         ("ok_jwt", {"request_id": "req-jwt", "principal": "jwt:alice", "status": 200}),
         ("explain", {"status": 200, "backend": "stub", "backend_ms": None}),
         (
@@ -169,7 +172,13 @@ def _access_line(captured: str) -> dict[str, Any]:
         ("forbidden", {"status": 403, "error_code": "forbidden", "organization": OTHER_ORG}),
         (
             "unknown_path",
-            {"status": 404, "error_code": "not_found", "route": "unmatched", "organization": None},
+            {
+                "status": 404,
+                "error_code": "not_found",
+                "route": "unmatched",
+                "organization": None,
+                "representation": None,
+            },
         ),
     ],
 )
