@@ -116,16 +116,23 @@ class ReportingService:
     def _answer(
         self, plan: ResultPlan, scope: Scope, access: Access, record: Record, if_none_match: str | None = None
     ) -> Answer:
-        with self.limiter.hold(access.organization, access.principal), ExitStack() as more_slots:
-            at_once = 1 + self._hold_more(more_slots, access, self.fanout.width(plan) - 1)
+        with self.limiter.hold(access.organization, access.principal):
             record.backend = self.backend.name
             if self.cache is None:
-                return Answer(self._rendered(plan, scope, record, at_once))
+                return Answer(self._rendered(plan, scope, access, record))
             # After the access checks: a 304 or a stored answer only for an authorized caller.
-            compute = partial(self._rendered, plan, scope, record, at_once)
+            compute = partial(self._rendered, plan, scope, access, record)
             cached = self.cache.answer(plan, scope, if_none_match, compute)
         record.cache = cached.outcome
         return Answer(cached.body or b"", cached.etag, cached.outcome, not_modified=cached.body is None)
+
+    def _rendered(self, plan: ResultPlan, scope: Scope, access: Access, record: Record) -> bytes:
+        # Only computing runs a report's extra queries side by side (a stored answer is checked
+        # one query at a time), so only computing takes the slots for them.
+        with ExitStack() as more_slots:
+            at_once = 1 + self._hold_more(more_slots, access, self.fanout.width(plan) - 1)
+            answers = self._execute(plan, scope, record, at_once)
+        return orjson.dumps(render_answer(plan, answers))
 
     def _hold_more(self, slots: ExitStack, access: Access, wanted: int) -> int:
         """Up to `wanted` more concurrency slots for a report's extra queries, as many as are
@@ -136,9 +143,6 @@ class ReportingService:
             except (TooManyRequests, LimitsUnavailable):
                 return held
         return wanted
-
-    def _rendered(self, plan: ResultPlan, scope: Scope, record: Record, at_once: int) -> bytes:
-        return orjson.dumps(render_answer(plan, self._execute(plan, scope, record, at_once)))
 
     def _execute(self, plan: ResultPlan, scope: Scope, record: Record, at_once: int) -> Answers:
         started = time.perf_counter()
