@@ -43,7 +43,7 @@ class Record:
     backend: str | None = None
     backend_ms: float | None = None
     cache: str | None = None  # what the result cache did: hit, miss, revalidated, uncached
-    representation: str | None = None  # the media type of a report's answer: JSON or CSV
+    representation: str | None = None  # the media type a report is answered in: JSON or CSV
     backend_query_id: str | None = None  # the service's own id for the backend query
     error_code: str | None = None
 

@@ -125,7 +125,7 @@ class Views:
             raise
         # An explanation has one form whatever `Accept` says, as before CSV existed.
         representation = JSON if explain else negotiated(request.accept_mimetypes)
-        record.representation = representation.media_type
+        record.representation = None if explain else representation.media_type
         call = replace(
             _call(organization_id, record),
             is_json=request.is_json,

@@ -160,7 +160,7 @@ def _access_line(captured: str) -> dict[str, Any]:
         ),
         ("ok_csv", {"status": 200, "representation": "text/csv"}),
         ("ok_jwt", {"request_id": "req-jwt", "principal": "jwt:alice", "status": 200}),
-        ("explain", {"status": 200, "backend": "stub", "backend_ms": None}),
+        ("explain", {"status": 200, "backend": "stub", "backend_ms": None, "representation": None}),
         (
             "invalid",
             {"status": 400, "error_code": "invalid_request", "principal": "key:<a>", "backend": None},
