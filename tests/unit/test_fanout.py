@@ -98,7 +98,7 @@ class Overlap:
             with self.lock:
                 self.running += 1
                 self.most = max(self.most, self.running)
-            threading.Event().wait(0.05)
+            threading.Event().wait(0.2)  # long enough for the others to start beside it
             with self.lock:
                 self.running -= 1
             return name
