@@ -11,7 +11,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from proxy.access.store import AccessStore
-from proxy.backends.druid.translator import translate_filter
+from proxy.backends.druid.filters import translate_filter
 from proxy.backends.embedded.storage import create_table_sql
 from proxy.backends.embedded.translator import translate
 from proxy.query.plan import plan_result

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from proxy.backends.druid import filters as druid_filters
 from proxy.backends.druid import translator as druid
 from proxy.backends.embedded import translator as embedded
 from proxy.errors import UnsupportedQuery
@@ -40,7 +41,7 @@ _COVERAGE: list[tuple[str, Collection[Any], Collection[Any]]] = [
     ("embedded metrics", AGGREGATIONS, embedded.METRICS),
     ("rendered metric types", AGGREGATIONS, render.METRIC_OUTPUTS),
     ("filter schemas", FILTER_TYPES, FILTER_SCHEMAS),
-    ("druid filters", FILTER_TYPES.values(), druid.FILTERS),
+    ("druid filters", FILTER_TYPES.values(), druid_filters.FILTERS),
     ("embedded filters", FILTER_TYPES.values(), embedded.FILTERS),
     ("druid granularities", _UNITS, druid.GRANULARITIES),
     ("embedded bucketing", _UNITS, embedded.BUCKETING),
