@@ -18,6 +18,8 @@ from typing import Protocol
 
 import diskcache
 
+from proxy.runtime.metrics import observe_cache_too_large
+
 log = logging.getLogger(__name__)
 
 # Failures of the store are logged and served as a miss: a cache never fails a request.
@@ -112,6 +114,7 @@ class DiskStore:
 
     def put(self, key: str, body: bytes, lifetime_secs: float | None) -> int:
         if len(body) > self.answer_bytes:
+            observe_cache_too_large()
             return 0
         try:
             cache = self._cache()

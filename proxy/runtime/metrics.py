@@ -65,6 +65,10 @@ CACHE_SHARED = Counter(
 CACHE_EVICTIONS = Counter(
     "reporting_proxy_cache_evictions_total", "Answers dropped from the result cache to stay within its bytes."
 )
+CACHE_TOO_LARGE = Counter(
+    "reporting_proxy_cache_too_large_total",
+    "Answers not kept: larger than the room the result cache's bound leaves one answer (an eighth).",
+)
 CACHE_BYTES = Gauge(
     "reporting_proxy_cache_bytes",
     "Bytes the result cache holds, as last seen by any worker.",
@@ -118,6 +122,11 @@ def observe_cache_store(evicted: int, volume_bytes: int) -> None:
     if evicted:
         CACHE_EVICTIONS.inc(evicted)
     CACHE_BYTES.set(volume_bytes)
+
+
+def observe_cache_too_large() -> None:
+    """Count an answer the result cache did not keep for its size."""
+    CACHE_TOO_LARGE.inc()
 
 
 def observe_limits_store(operation: str, seconds: float | None, failed: bool) -> None:

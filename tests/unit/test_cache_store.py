@@ -10,6 +10,7 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from proxy.cache.store import DiskStore, answer_bytes, kept_bytes, log_bytes
 
@@ -61,11 +62,13 @@ def test_the_bound_is_shared_by_the_answers_the_log_its_index_and_a_write(
     assert (log_bytes(bound), answer_bytes(bound), kept_bytes(bound)) == (log, answer, kept)
 
 
-def test_an_answer_larger_than_its_share_is_not_kept(tmp_path: Path) -> None:
+def test_an_answer_larger_than_its_share_is_not_kept_and_counted(tmp_path: Path) -> None:
     store = DiskStore(tmp_path / "results", MIB)
+    before = REGISTRY.get_sample_value("reporting_proxy_cache_too_large_total") or 0.0
     store.put("fits", b"x" * answer_bytes(MIB), None)
     store.put("too large", b"x" * (answer_bytes(MIB) + 1), None)
     assert (store.get("fits") is not None, store.get("too large")) == (True, None)
+    assert REGISTRY.get_sample_value("reporting_proxy_cache_too_large_total") == before + 1
 
 
 def on_disk(directory: Path) -> int:
