@@ -159,6 +159,18 @@ def _non_negative_int(raw: str) -> int:
     return value
 
 
+# Below this the result cache's own files (its log and the log's index) would take the bound
+# and leave no room for answers (proxy/cache/store.py).
+CACHE_LEAST_BYTES = 256 * 1024
+
+
+def _cache_bound(raw: str) -> int:
+    value = int(raw)
+    if value != 0 and value < CACHE_LEAST_BYTES:
+        raise ValueError(f"must be 0 (off) or at least {CACHE_LEAST_BYTES} bytes")
+    return value
+
+
 def _non_negative_float(raw: str) -> float:
     value = float(raw)
     if not value >= 0:
@@ -186,7 +198,8 @@ def _url(raw: str) -> str:
 
 
 def _origins(raw: str) -> tuple[str, ...]:
-    origins = tuple(raw.lower().replace(",", " ").split())  # browsers send scheme and host in lower case
+    # Browsers send scheme and host in lower case; each origin once (nginx refuses a repeated key).
+    origins = tuple(dict.fromkeys(raw.lower().replace(",", " ").split()))
     for origin in origins:
         if not _ORIGIN.match(origin):
             raise ValueError(f"{origin!r} is not an exact origin: scheme://host[:port], no path, no '*'")
@@ -227,7 +240,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "druid_overlord_url": _url,
     "request_timeout_secs": _positive_float,
     "connect_timeout_secs": _positive_float,
-    "cache_max_bytes": _non_negative_int,
+    "cache_max_bytes": _cache_bound,
     "cache_recent_secs": _non_negative_float,
     "jwt_algorithm": _jwt_algorithm,
     "jwt_public_key_file": Path,

@@ -33,6 +33,13 @@ _LIMITS = [spec.name for spec in fields(QueryLimits)]
         ({"PROXY_DRUID_LANE": "reports"}, "druid_lane", "reports"),
         ({"PROXY_MAX_GROUP_BY": ""}, "max_group_by", QueryLimits().max_group_by),
         ({"OTHER_MAX_GROUP_BY": "9"}, "max_group_by", QueryLimits().max_group_by),
+        ({"PROXY_CACHE_MAX_BYTES": "0"}, "cache_max_bytes", 0),
+        ({"PROXY_CACHE_MAX_BYTES": "262144"}, "cache_max_bytes", 262144),
+        (
+            {"PROXY_CORS_ORIGINS": "https://a.example HTTPS://A.example,https://b.example"},
+            "cors_origins",
+            ("https://a.example", "https://b.example"),
+        ),
     ],
 )
 def test_variable_is_parsed(environ: dict[str, str], name: str, expected: Any) -> None:
@@ -49,6 +56,7 @@ def test_variable_is_parsed(environ: dict[str, str], name: str, expected: Any) -
         ("PROXY_REQUEST_TIMEOUT_SECS", "-1"),
         ("PROXY_MAX_CONCURRENT_PER_ORG", "-1"),
         ("PROXY_JWT_ALGORITHM", "none"),
+        ("PROXY_CACHE_MAX_BYTES", "262143"),
     ],
 )
 def test_bad_value_names_its_variable(variable: str, raw: str) -> None:
