@@ -2,7 +2,7 @@
 
 A load replaces its days a UTC month at a time: one `index_parallel` task per month, built from
 `druid_specs/visitor_sessions.json`, followed to SUCCESS, then a wait until the coordinator
-reports the new segments loaded and the broker counts exactly the month's rows. Errors:
+reports the new segments loaded, the broker serves them and counts exactly the month's rows. Errors:
 
     DruidLoadError          a task was refused, failed, or the data never became queryable
 
@@ -318,49 +318,74 @@ def _wait_loaded(
 def _wait_served(
     session: requests.Session, where: _Endpoints, interval: str, deadline: float, echo: Echo
 ) -> None:
-    """Until the broker queries exactly the segments now published for `interval`: the
-    coordinator counts the new segments loaded, and a row count cannot tell a replacement from
-    the segments it replaces when both hold as many rows, while the broker may still read those."""
+    """Until the broker serves every segment the task published for `interval`.
+
+    A row count cannot tell a replacement from the segments it replaces when both hold as many
+    rows, and the coordinator counts the new segments loaded while the broker may still read the
+    old ones. So: the wanted segments are the used ones nothing overshadows that lie within
+    `interval` (the new ones); the wait ends once the broker's candidates for `interval` hold
+    them all. The broker's timeline gives a query only the top version of each time chunk, so
+    once it serves every wanted segment it serves no older version inside their chunks.
+
+    Not equality: the broker clips each candidate's interval to the one asked, lists realtime
+    segments the metadata does not, and an older coarser segment (a month after compaction)
+    partly replaced by the new days is not overshadowed, yet served only outside them. Days
+    replaced by no rows (tombstones) have no wanted segment; the row count that follows catches
+    a broker still serving old rows there.
+    """
     started = time.monotonic()
     while True:
-        published = _published_segments(session, where, interval)
-        served = _served_segments(session, where, interval)
-        if served == published:
-            echo(f"druid: broker serves the {len(served)} new segments ({time.monotonic() - started:.0f}s)")
+        wanted = _wanted_segments(session, where, interval)
+        served = wanted & _served_segments(session, where, interval)
+        if served == wanted:
+            echo(f"druid: broker serves the {len(wanted)} new segments ({time.monotonic() - started:.0f}s)")
             return
-        waiting = f"{len(served - published)} replaced and {len(served & published)} of {len(published)} new"
-        _sleep_or_give_up(deadline, f"broker serves {waiting} segments of {interval}")
+        _sleep_or_give_up(
+            deadline, f"broker serves {len(served)} of {len(wanted)} new segments of {interval}"
+        )
 
 
 Segment = tuple[str, str, int]
 
 
-def _published_segments(session: requests.Session, where: _Endpoints, interval: str) -> set[Segment]:
-    """(interval, version, partition) of the used segments nothing overshadows; tombstones
-    (days replaced by no rows) are never served."""
+def _wanted_segments(session: requests.Session, where: _Endpoints, interval: str) -> set[Segment]:
+    """(interval, version, partition) of the used segments within `interval` nothing
+    overshadows: the ones the task published; tombstones (days replaced by no rows) are never
+    served."""
     url = f"{where.coordinator}/druid/coordinator/v1/metadata/segments"
     listed = _get_json(session, url, datasources=where.datasource, includeOvershadowedStatus="true")
     return {
-        (segment["interval"], segment["version"], int(segment["shardSpec"].get("partitionNum", 0)))
+        (segment["interval"], segment["version"], _partition(segment["shardSpec"]))
         for segment in listed
         if not segment["overshadowed"]
         and segment["shardSpec"]["type"] != "tombstone"
-        and _overlaps(segment["interval"], interval)
+        and _within(segment["interval"], interval)
     }
 
 
+def _partition(shard_spec: dict[str, Any]) -> int:
+    # `numbered_overwrite` (segment locking) numbers its partitions `partitionId`.
+    return int(shard_spec.get("partitionNum", shard_spec.get("partitionId", 0)))
+
+
 def _served_segments(session: requests.Session, where: _Endpoints, interval: str) -> set[Segment]:
-    """(interval, version, partition) of the segments the broker's timeline gives a query of `interval`."""
+    """(interval, version, partition) of the segments the broker's timeline gives a query of
+    `interval`, each interval clipped to `interval`."""
     url = f"{where.broker}/druid/v2/datasources/{quote(where.datasource, safe='')}/candidates"
     listed = _get_json(session, url, intervals=interval)
     return {(segment["interval"], segment["version"], int(segment["partitionNumber"])) for segment in listed}
 
 
-def _overlaps(first: str, second: str) -> bool:
-    (first_start, first_end), (second_start, second_end) = (
-        [_parse_iso(end) for end in both.split("/")] for both in (first, second)
-    )
-    return first_start < second_end and second_start < first_end
+def _within(inner: str, outer: str) -> bool:
+    """Whether ISO interval `inner` lies inside `outer`; one Python cannot parse (Druid's
+    ETERNITY, years past 9999) does not."""
+    try:
+        (inner_start, inner_end), (outer_start, outer_end) = (
+            [_parse_iso(bound) for bound in both.split("/")] for both in (inner, outer)
+        )
+    except ValueError:
+        return False
+    return outer_start <= inner_start and inner_end <= outer_end
 
 
 def _wait_queryable(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -11,7 +12,8 @@ from typing import Any
 import pytest
 import requests
 
-from proxyctl.ingest.druid_loader import DruidLoadError, LoadResult, load_into_druid
+from proxyctl.ingest import druid_loader
+from proxyctl.ingest.druid_loader import DruidLoadError, LoadResult, ingestion_spec, load_into_druid
 from tests.support.served import BROKER, OVERLORD, require_druid
 
 DATASOURCE = "it_druid_load"
@@ -242,3 +244,47 @@ def test_a_load_over_months_runs_a_task_per_month_and_replaces_every_covered_day
     )
     # Kept: January 1st and March 31st. Replaced: everything between, February's row included.
     assert _span_counts() == {"2024-01": 3, "2024-03": 2}
+
+
+PARTIAL_DATASOURCE = "it_druid_load_partial"
+MARCH = "2024-03-01T00:00:00Z/2024-04-01T00:00:00Z"
+MARCH_1 = "2024-03-01T00:00:00Z/2024-03-02T00:00:00Z"
+
+
+def _month_segment_spec(paths: Sequence[Path], datasource: str, interval: str) -> dict[str, Any]:
+    """The loader's spec with MONTH segments, as auto-compaction leaves a datasource."""
+    spec = ingestion_spec(paths, datasource, interval)
+    spec["spec"]["dataSchema"]["granularitySpec"]["segmentGranularity"] = "month"
+    return spec
+
+
+def _march_counts() -> dict[str, int]:
+    rows = _query(
+        {
+            "queryType": "timeseries",
+            "dataSource": PARTIAL_DATASOURCE,
+            "intervals": [MARCH],
+            "granularity": "day",
+            "aggregations": [{"type": "count", "name": "n"}],
+            "context": {"useCache": False, "populateCache": False},
+        }
+    )
+    return {row["timestamp"][:10]: int(row["result"]["n"]) for row in rows if row["result"]["n"]}
+
+
+def test_a_day_load_over_an_older_month_segment_returns_once_its_day_is_served(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The month segment is neither overshadowed (only one day of it is replaced) nor a segment
+    # of the day: the broker serves the new day and the month elsewhere.
+    path = tmp_path / "sessions.ndjson"
+    with monkeypatch.context() as patched:
+        patched.setattr(druid_loader, "ingestion_spec", _month_segment_spec)
+        path.write_text("".join(json.dumps(s) + "\n" for s in SESSIONS))
+        load_into_druid([path], _summary(), OVERLORD, OVERLORD, BROKER, PARTIAL_DATASOURCE, print)
+    assert _march_counts() == {"2024-03-01": 3, "2024-03-02": 2}
+    path.write_text(json.dumps(SESSIONS[0]) + "\n")
+    day = Summary(1, *[datetime.fromisoformat(SESSIONS[0]["timestamp"])] * 2)
+    result = load_into_druid([path], day, OVERLORD, OVERLORD, BROKER, PARTIAL_DATASOURCE, print, 300.0)
+    assert (result.interval, result.rows_ingested) == (MARCH_1, 1)
+    assert _march_counts() == {"2024-03-01": 1, "2024-03-02": 2}

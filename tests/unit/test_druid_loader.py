@@ -3,6 +3,7 @@ submits, and its overlord, coordinator and broker calls mocked at the transport.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -233,13 +234,24 @@ def _becomes_queryable(http: responses.RequestsMock, rows: int) -> None:
     http.post(f"{BROKER}/druid/v2/", json=[{"result": {"rows": rows}}], match=[counted])
 
 
-def _published(version: str, overshadowed: bool = False, shard: str = "numbered") -> dict[str, Any]:
+def _published(
+    version: str,
+    overshadowed: bool = False,
+    interval: str = MARCH_1_SEGMENT,
+    shard: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A segment as the coordinator's `metadata/segments` lists it (the fields the loader reads)."""
     return {
-        "interval": MARCH_1_SEGMENT,
+        "interval": interval,
         "version": version,
         "overshadowed": overshadowed,
-        "shardSpec": {"type": shard, "partitionNum": 0},
+        "shardSpec": shard or {"type": "numbered", "partitionNum": 0, "partitions": 1},
     }
+
+
+def _candidate(version: str, interval: str = MARCH_1_SEGMENT, partition: int = 0) -> dict[str, Any]:
+    """A segment as the broker's `candidates` lists it, its interval clipped to the one asked."""
+    return {"interval": interval, "version": version, "partitionNumber": partition, "locations": []}
 
 
 def _becomes_served(http: responses.RequestsMock, versions: list[str]) -> None:
@@ -249,8 +261,8 @@ def _becomes_served(http: responses.RequestsMock, versions: list[str]) -> None:
     published = [_published(OLD, overshadowed=True), _published(NEW), elsewhere]
     for version in versions:
         http.get(METADATA_URL, json=published, match=[listed])
-        served = {"interval": MARCH_1_SEGMENT, "version": version, "partitionNumber": 0, "locations": []}
-        http.get(CANDIDATES_URL, json=[served], match=[matchers.query_param_matcher({"intervals": MARCH_1})])
+        asked = matchers.query_param_matcher({"intervals": MARCH_1})
+        http.get(CANDIDATES_URL, json=[_candidate(version)], match=[asked])
 
 
 def test_a_load_submits_follows_and_waits_until_the_broker_counts_its_rows(
@@ -348,19 +360,105 @@ def test_a_broker_still_serving_the_replaced_segments_ends_the_wait_at_the_deadl
     _becomes_served(http, [OLD])
     with pytest.raises(DruidLoadError) as caught:
         _load([march_file], MARCH_SUMMARY, [], timeout_secs=0.0)
-    assert (
-        str(caught.value) == f"gave up waiting: broker serves 1 replaced and 0 of 1 new segments of {MARCH_1}"
-    )
+    assert str(caught.value) == f"gave up waiting: broker serves 0 of 1 new segments of {MARCH_1}"
 
 
-@pytest.mark.parametrize("shard", ["tombstone", "numbered"])
-def test_published_segments_are_those_of_the_interval_nothing_overshadows_and_not_tombstones(
-    http: responses.RequestsMock, shard: str
+WHERE = druid_loader._Endpoints(OVERLORD, OVERLORD, BROKER, DATASOURCE)
+# Shapes as the local Druid 33 gives them: a MONTH segment (as compaction leaves it) partly
+# replaced by a day load is not overshadowed, and the broker clips it to the interval asked.
+MARCH_SEGMENT = "2024-03-01T00:00:00.000Z/2024-04-01T00:00:00.000Z"
+MARCH_2_SEGMENT = "2024-03-02T00:00:00.000Z/2024-03-03T00:00:00.000Z"
+ETERNITY = "-146136543-09-08T08:23:32.096Z/146140482-04-24T15:36:27.903Z"
+
+
+@pytest.mark.parametrize(
+    ("segment", "wanted"),
+    [
+        (_published(NEW), {(MARCH_1_SEGMENT, NEW, 0)}),
+        (_published(OLD, overshadowed=True), set()),
+        (_published(NEW, shard={"type": "tombstone", "partitionNum": 0}), set()),
+        (
+            _published(
+                NEW, shard={"type": "numbered_overwrite", "partitionId": 32768, "startRootPartitionId": 0}
+            ),
+            {(MARCH_1_SEGMENT, NEW, 32768)},
+        ),
+        (_published(OLD, interval=MARCH_SEGMENT), set()),
+        (_published(OLD, interval="2024-02-29T00:00:00.000Z/2024-03-01T00:00:00.000Z"), set()),
+        (_published(OLD, interval=ETERNITY), set()),
+        (_published(OLD, interval="2024-03-01T00:00:00.000Z/10000-01-01T00:00:00.000Z"), set()),
+    ],
+    ids=[
+        "new",
+        "overshadowed",
+        "tombstone",
+        "numbered-overwrite",
+        "month",
+        "elsewhere",
+        "eternity",
+        "year-10000",
+    ],
+)
+def test_the_wanted_segments_are_those_within_the_interval_nothing_overshadows_and_not_tombstones(
+    http: responses.RequestsMock, segment: dict[str, Any], wanted: set[tuple[str, str, int]]
 ) -> None:
-    http.get(METADATA_URL, json=[_published(OLD, overshadowed=True), _published(NEW, shard=shard)])
-    where = druid_loader._Endpoints(OVERLORD, OVERLORD, BROKER, DATASOURCE)
-    published = druid_loader._published_segments(requests.Session(), where, MARCH_1)
-    assert published == ({(MARCH_1_SEGMENT, NEW, 0)} if shard == "numbered" else set())
+    http.get(METADATA_URL, json=[segment])
+    assert druid_loader._wanted_segments(requests.Session(), WHERE, MARCH_1) == wanted
+
+
+@pytest.mark.parametrize(
+    ("published", "candidates"),
+    [
+        ([_published(OLD, interval=MARCH_SEGMENT), _published(NEW)], [_candidate(NEW)]),
+        # A query of two days: the new March 1st and the month, clipped to March 2nd.
+        (
+            [_published(OLD, interval=MARCH_SEGMENT), _published(NEW)],
+            [_candidate(NEW), _candidate(OLD, interval=MARCH_2_SEGMENT)],
+        ),
+        # A realtime segment the metadata does not list yet.
+        ([_published(NEW)], [_candidate(NEW), _candidate("2026-12-03T11:00:00.000Z")]),
+        ([_published(NEW, interval=ETERNITY), _published(NEW)], [_candidate(NEW)]),
+    ],
+    ids=["month-partly-replaced", "month-clipped", "realtime", "eternity"],
+)
+def test_the_wait_ends_once_the_broker_serves_every_wanted_segment(
+    http: responses.RequestsMock, published: list[dict[str, Any]], candidates: list[dict[str, Any]]
+) -> None:
+    http.get(METADATA_URL, json=published)
+    http.get(CANDIDATES_URL, json=candidates)
+    echoed: list[str] = []
+    druid_loader._wait_served(requests.Session(), WHERE, MARCH_1, time.monotonic(), echoed.append)
+    assert [line.split(" (")[0] for line in echoed] == ["druid: broker serves the 1 new segments"]
+
+
+@pytest.mark.parametrize(
+    ("published", "candidates", "waiting"),
+    [
+        ([_published(OLD, overshadowed=True), _published(NEW)], [_candidate(OLD)], "0 of 1"),
+        # One of the new version's two partitions is loaded: the broker's timeline keeps the old
+        # version until the new one is complete.
+        (
+            [
+                _published(NEW),
+                _published(NEW, shard={"type": "numbered", "partitionNum": 1, "partitions": 2}),
+            ],
+            [_candidate(NEW)],
+            "1 of 2",
+        ),
+    ],
+    ids=["old-version", "one-of-two-partitions"],
+)
+def test_a_broker_serving_less_than_the_wanted_segments_ends_the_wait_at_the_deadline(
+    http: responses.RequestsMock,
+    published: list[dict[str, Any]],
+    candidates: list[dict[str, Any]],
+    waiting: str,
+) -> None:
+    http.get(METADATA_URL, json=published)
+    http.get(CANDIDATES_URL, json=candidates)
+    with pytest.raises(DruidLoadError) as caught:
+        druid_loader._wait_served(requests.Session(), WHERE, MARCH_1, time.monotonic(), [].append)
+    assert str(caught.value) == f"gave up waiting: broker serves {waiting} new segments of {MARCH_1}"
 
 
 def test_a_failed_later_month_says_the_earlier_months_are_replaced(
