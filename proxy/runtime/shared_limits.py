@@ -5,7 +5,7 @@ The same rules as the host's table (`proxy.runtime.limits.rules`), counted in tw
     proxy_limit_keys    key digest → theoretical arrival time (GCRA), one row per key
     proxy_limit_leases  (key, lease) → expiry: a running query's slot on each limited key
 
-- One round trip per admission: `proxy_limits_admit_v1(...)` locks the request's key rows (in key
+- One round trip per admission: `proxy_limits_admit_v2(...)` locks the request's key rows (in key
   order, so two admissions never deadlock), checks every rate and every key's live leases, and
   only if all pass advances the arrival times and writes the leases. One more per release: the
   lease's rows deleted. Row locks serialize the admissions of one key across every host.
@@ -13,7 +13,10 @@ The same rules as the host's table (`proxy.runtime.limits.rules`), counted in tw
   clock is off by minutes counts the same as the others.
 - A slot is a lease that expires once no query could still be running (`stale_slot_secs`): a
   host that dies holding slots (or loses the database during a release) leaves rows that stop
-  counting by themselves, and are deleted by the next admission of their key.
+  counting by themselves, and are deleted by the next admission of their key or by the purge.
+- Every few minutes each worker purges expired leases and the keys that carry no state, on a
+  thread and a connection of their own: housekeeping never holds a request nor counts as a
+  failure of the store.
 - The tables are UNLOGGED: counters worth a minute need no WAL; a database crash empties them,
   which admits at most one more burst.
 - Every call is bounded by `PROXY_LIMITS_STORE_TIMEOUT_SECS`, and skipped for a second after
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -55,8 +59,11 @@ _WINDOW_US = 60 * 10**6
 _POOL_SIZE = 8
 
 # Created at the first connection, under an advisory lock so that workers starting together do
-# not race on the catalog. Bump `_SCHEMA` with any change below.
-_SCHEMA = 1
+# not race on the catalog. Bump `_SCHEMA` with any change below: a database that has the previous
+# version gets the new function beside the old one, on the same tables, so the hosts not yet
+# upgraded keep admitting through theirs during a rolling upgrade (the tables change only in ways
+# both versions can use).
+_SCHEMA = 2
 _SCHEMA_LOCK = 0x5250_4C49_4D00 + _SCHEMA
 _CREATE = f"""
 CREATE UNLOGGED TABLE IF NOT EXISTS proxy_limit_keys (
@@ -84,8 +91,13 @@ DECLARE
     stored timestamptz;
     held bigint;
 BEGIN
-    INSERT INTO proxy_limit_keys (key) SELECT k FROM unnest(keys) AS k ORDER BY k ON CONFLICT DO NOTHING;
-    PERFORM 1 FROM proxy_limit_keys WHERE key = ANY(keys) ORDER BY key FOR UPDATE;
+    -- Locks every key row, in key order. DO UPDATE, not DO NOTHING: it locks a row that exists,
+    -- and inserts it again if the purge deleted it meanwhile; DO NOTHING locks nothing, and a
+    -- purge between it and a later FOR UPDATE would leave the key unlocked (its admissions not
+    -- serialized, its arrival time not written). Every row is now either inserted or updated
+    -- by this transaction, so no FOR UPDATE follows.
+    INSERT INTO proxy_limit_keys AS t (key) SELECT k FROM unnest(keys) AS k ORDER BY k
+        ON CONFLICT (key) DO UPDATE SET tat = t.tat;
     now_ := clock_timestamp();  -- after the wait for the locks
     FOR i IN 1 .. cardinality(keys) LOOP
         IF per_mins[i] > 0 THEN
@@ -133,23 +145,40 @@ INSERT INTO proxy_limit_keys AS k (key, tat) VALUES (%(key)s, clock_timestamp() 
 ON CONFLICT (key) DO UPDATE SET tat = greatest(k.tat, clock_timestamp()) + %(step)s
 """
 _HELD = "SELECT count(*) FROM proxy_limit_leases WHERE key = %s AND expires > clock_timestamp()"
-# A key whose arrival time passed a while ago and that holds no lease carries no state: the next
-# request would meet it as new. Each worker drops a batch of such rows now and then, so the
-# table holds the keys in use rather than every credential ever seen; a row an admission has
-# locked is skipped. (An admission that finds its row gone between its insert and its lock
-# counts as a first request of an idle key, which it is.)
-_PURGE = """
-DELETE FROM proxy_limit_keys WHERE key IN (
-    SELECT k.key FROM proxy_limit_keys AS k
-    WHERE k.tat < clock_timestamp() - %(idle)s
-      AND NOT EXISTS (SELECT 1 FROM proxy_limit_leases AS l WHERE l.key = k.key)
+# Each worker now and then deletes a batch of expired leases (a dead host's, of keys no admission
+# meets again), then of keys that carry no state: an arrival time over a minute past (the next
+# request meets the key as new) and no live lease. The tables hold the keys in use rather than
+# every credential ever seen. Both skip the rows that are locked, so the purge never waits for an
+# admission (nor deadlocks with one deleting the same expired leases); an admission that meets a
+# key row the purge is deleting waits for it, then inserts the key again and holds its lock. A
+# key row carries only its arrival time: deleting one loses at most a time over a minute past.
+_PURGE = (
+    """
+DELETE FROM proxy_limit_leases WHERE (key, lease) IN (
+    SELECT key, lease FROM proxy_limit_leases
+    WHERE expires <= clock_timestamp()
     LIMIT %(batch)s
     FOR UPDATE SKIP LOCKED
 )
-"""
-_PURGE_IDLE = timedelta(minutes=1)
-_PURGE_BATCH = 1000
+""",
+    """
+DELETE FROM proxy_limit_keys WHERE key IN (
+    SELECT k.key FROM proxy_limit_keys AS k
+    WHERE k.tat < clock_timestamp() - %(idle)s
+      AND NOT EXISTS (
+          SELECT 1 FROM proxy_limit_leases AS l WHERE l.key = k.key AND l.expires > clock_timestamp()
+      )
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+)
+""",
+)
+_PURGE_PARAMS = {"idle": timedelta(minutes=1), "batch": 1000}
 _PURGE_EVERY_SECS = 300.0
+# The purge's own bound per statement: it runs off the request path, so it may take longer than
+# an admission, but never holds its thread (and so the next purge) for long.
+_PURGE_TIMEOUT_SECS = 5.0
+_PURGE_CONNECT_TIMEOUT_SECS = 2  # libpq's floor
 
 
 def create_schema(connection: psycopg.Connection[Any]) -> None:
@@ -170,11 +199,14 @@ class SharedLimiter(Admission):
         self._counts_slots = bool(limits.concurrent_per_org or limits.concurrent_per_principal)
         # No query lives that long (twice the request budget and a minute, `Limits`).
         self._lease_secs = limits.stale_slot_secs
+        self._url = url
         self._pool = ProcessPool(
             partial(connection_pool, url, timeout_secs, "limits", _POOL_SIZE, create_schema)
         )
         self._warned_at = -math.inf
         self._purge_at = time.monotonic() + _PURGE_EVERY_SECS
+        self._purge_lock = threading.Lock()
+        self._purge_thread: threading.Thread | None = None
 
     def count_invalid(self, organization: str, principal: str) -> None:
         """Charge one invalid request to the principal's budget of them."""
@@ -208,7 +240,9 @@ class SharedLimiter(Admission):
         return self._on_error == "closed"
 
     def close(self) -> None:
-        """Close this process's connections."""
+        """Close this process's connections, once a purge under way (bounded by its timeouts) ends."""
+        if self._purge_thread is not None:
+            self._purge_thread.join()
         self._pool.close()
 
     def _acquire(self, organization: str, principal: str, rates: bool, hold_slot: bool) -> Release | None:
@@ -222,7 +256,7 @@ class SharedLimiter(Admission):
             return None
         lease = uuid.uuid4() if hold_slot else None
         if time.monotonic() >= self._purge_at:
-            self.purge_idle_keys()
+            self._start_purge()
         row = self._call("admit", _ADMIT, _admit_arguments(applied, rates, lease, self._lease_secs))
         if row is None:  # the store failed, and the request is admitted unlimited
             return None
@@ -235,10 +269,41 @@ class SharedLimiter(Admission):
     def _release(self, lease: uuid.UUID) -> None:
         self._call("release", _RELEASE, (lease,), fail_closed=False)
 
+    def _start_purge(self) -> None:
+        """Purge on a thread of its own, unless one is under way in this process."""
+        if not self._purge_lock.acquire(blocking=False):
+            return  # another serving thread is starting it
+        try:
+            # A thread from before a fork reads as ended in the child.
+            if self._purge_thread is None or not self._purge_thread.is_alive():
+                self._purge_at = time.monotonic() + _PURGE_EVERY_SECS
+                self._purge_thread = threading.Thread(
+                    target=self.purge_idle_keys, name="limits-purge", daemon=True
+                )
+                self._purge_thread.start()
+        finally:
+            self._purge_lock.release()
+
     def purge_idle_keys(self) -> None:
-        """Drop a batch of keys that carry no state (idle over a minute, no lease held)."""
-        self._purge_at = time.monotonic() + _PURGE_EVERY_SECS
-        self._call("purge", _PURGE, {"idle": _PURGE_IDLE, "batch": _PURGE_BATCH}, fail_closed=False)
+        """Delete a batch of expired leases, then of keys that carry no state, on this thread.
+
+        Over a connection of its own, apart from the pool: a purge that fails is logged, and the
+        admissions never see it (the pool's pause after a failure would admit them unlimited, or
+        refuse them with `closed`)."""
+        timeout_ms = max(1, round(_PURGE_TIMEOUT_SECS * 1000))  # 0 would mean no timeout
+        try:
+            with psycopg.connect(
+                self._url,
+                autocommit=True,
+                connect_timeout=_PURGE_CONNECT_TIMEOUT_SECS,
+                options=f"-c statement_timeout={timeout_ms}",
+                tcp_user_timeout=timeout_ms,
+                application_name="reporting-proxy limits purge",
+            ) as connection:
+                for statement in _PURGE:
+                    connection.execute(statement, _PURGE_PARAMS)
+        except psycopg.Error as exc:
+            log.warning("limits purge failed (%s: %s); the next one retries", type(exc).__name__, exc)
 
     def _call(
         self, operation: str, sql: str, params: Sequence[Any] | dict[str, Any], *, fail_closed: bool = True

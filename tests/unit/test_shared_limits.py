@@ -10,12 +10,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from prometheus_client import REGISTRY
 
 from proxy.errors import LimitsUnavailable, TooManyRequests
+from proxy.runtime import shared_limits
 from proxy.runtime.limiters import build_limiter
 from proxy.runtime.limits import Limiter, Limits, organization_digest, principal_digest
 from proxy.runtime.shared_limits import SharedLimiter
@@ -329,3 +331,153 @@ def test_keys_idle_over_a_minute_without_a_lease_are_purged(
             left = {bytes(row[0]) for row in connection.execute("SELECT key FROM proxy_limit_keys")}
     assert left == {organization_digest(ORG), principal_digest(ORG, "key:busy"), b"\x01"}
     assert admit_outcome(limiter, OTHER_ORG) == 0  # a purged key is met as new
+
+
+def _rows(connection: psycopg.Connection[Any], sql: str) -> set[bytes]:
+    return {bytes(row[0]) for row in connection.execute(sql)}
+
+
+def test_expired_leases_and_their_keys_are_purged(
+    shared: Callable[[Limits], SharedLimiter], database: str
+) -> None:
+    """A host died holding a slot of OTHER_ORG, whose key no admission meets again: the purge
+    deletes the expired lease and then the key; ORG's running query keeps both of its own."""
+    limiter = shared(Limits(0, 0, 2, 0))
+    with limiter.admit(ORG, "key:a"):
+        leaked = _entered(limiter.admit(OTHER_ORG, "key:b"))
+        with psycopg.connect(database, autocommit=True) as connection:
+            connection.execute(
+                "UPDATE proxy_limit_leases SET expires = clock_timestamp() - interval '1 second'"
+                " WHERE key = ANY(%s)",
+                ([organization_digest(OTHER_ORG), principal_digest(OTHER_ORG, "key:b")],),
+            )
+            limiter.purge_idle_keys()
+            leases = _rows(connection, "SELECT key FROM proxy_limit_leases")
+            keys = _rows(connection, "SELECT key FROM proxy_limit_keys")
+    assert leases == keys == {organization_digest(ORG), principal_digest(ORG, "key:a")}
+    assert leaked is not None  # held until here: a collected generator would give the slot back
+
+
+@pytest.fixture
+def leases_locked(database: str) -> Iterator[psycopg.Connection[Any]]:
+    """Another session holds the leases table (as a long VACUUM FULL would): a purge waits on it,
+    while an admission that counts no slot never touches it."""
+    with psycopg.connect(database) as blocker:
+        blocker.execute("LOCK TABLE proxy_limit_leases IN ACCESS EXCLUSIVE MODE")
+        yield blocker
+
+
+@pytest.mark.parametrize("on_error", ["open", "closed"])
+def test_a_purge_that_fails_leaves_the_admissions_alone(
+    shared: Callable[[Limits], SharedLimiter],
+    database: str,
+    leases_locked: psycopg.Connection[Any],
+    on_error: LimitsOnError,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The purge times out; the admission right after is still counted, neither admitted
+    unlimited nor refused with 503 as after a failure of the store."""
+    monkeypatch.setattr(shared_limits, "_PURGE_TIMEOUT_SECS", 0.05)
+    limiter = SharedLimiter(database, Limits(1, 0, 0, 0), on_error)  # `shared` emptied the tables
+    errors = _samples("reporting_proxy_limits_store_errors_total", "admit")
+    assert admit_outcome(limiter) == 0
+    with caplog.at_level(logging.WARNING, logger="proxy.runtime.shared_limits"):
+        limiter.purge_idle_keys()
+    outcome = admit_outcome(limiter)
+    limiter.close()
+    assert outcome == 60
+    assert [r.getMessage().split(" (")[0] for r in caplog.records] == ["limits purge failed"]
+    assert "QueryCanceled" in caplog.records[0].getMessage()
+    assert _samples("reporting_proxy_limits_store_errors_total", "admit") == errors
+
+
+def test_a_due_purge_runs_on_a_thread_of_its_own(
+    shared: Callable[[Limits], SharedLimiter],
+    database: str,
+    leases_locked: psycopg.Connection[Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A purge is due at every admission here, and the one started waits on the leases table: the
+    admissions neither wait for it nor start a second one, and it ends its work once let through."""
+    monkeypatch.setattr(shared_limits, "_PURGE_EVERY_SECS", 0.0)
+    limiter = shared(Limits(1, 0, 0, 0))
+    with psycopg.connect(database, autocommit=True) as connection:
+        connection.execute(
+            "INSERT INTO proxy_limit_keys VALUES ('\\x01', clock_timestamp() - interval '2 minutes')"
+        )
+        outcomes = [admit_outcome(limiter), admit_outcome(limiter)]
+        purges = [thread for thread in threading.enumerate() if thread.name == "limits-purge"]
+        leases_locked.commit()
+        limiter.close()  # after the purge under way
+        keys = _rows(connection, "SELECT key FROM proxy_limit_keys")
+    assert (outcomes, len(purges)) == ([0, 60], 1)
+    assert keys == {organization_digest(ORG)}
+
+
+def test_an_admission_meets_its_key_row_deleted_under_it(
+    shared: Callable[[Limits], SharedLimiter], database: str
+) -> None:
+    """The purge holds the organization's row and deletes it while an admission waits for it: the
+    admission inserts the row again, counts on it, and the next one is refused."""
+    shared(Limits(1, 0, 0, 0))  # empties the tables
+    limiter = SharedLimiter(database, Limits(1, 0, 0, 0), timeout_secs=5.0)  # waits out the purge
+    key = organization_digest(ORG)
+    with psycopg.connect(database, autocommit=True) as connection:
+        connection.execute("INSERT INTO proxy_limit_keys (key) VALUES (%s)", (key,))
+        with psycopg.connect(database) as purge:
+            purge.execute("SELECT 1 FROM proxy_limit_keys WHERE key = %s FOR UPDATE", (key,))
+            admission = _Outcome(limiter)
+            _wait_for_lock_waiters(connection, 1)
+            purge.execute("DELETE FROM proxy_limit_keys WHERE key = %s", (key,))
+        admission.join()
+        refused = admit_outcome(limiter)
+    limiter.close()
+    assert (admission.outcome, refused) == (0, 60)
+
+
+class _Outcome(threading.Thread):
+    """`admit_outcome` on a thread of its own."""
+
+    def __init__(self, limiter: Limiter) -> None:
+        super().__init__()
+        self.limiter = limiter
+        self.outcome: int | None = None
+        self.start()
+
+    def run(self) -> None:
+        self.outcome = admit_outcome(self.limiter)
+
+
+def _wait_for_lock_waiters(connection: psycopg.Connection[Any], count: int) -> None:
+    """Until `count` sessions of this database wait for a lock (another session's)."""
+    deadline = time.monotonic() + 5.0
+    waiting = """SELECT count(*) FROM pg_stat_activity
+        WHERE datname = current_database() AND wait_event_type = 'Lock'"""
+    while connection.execute(waiting).fetchone() != (count,):
+        assert time.monotonic() < deadline, f"no {count} sessions waiting for a lock"
+        time.sleep(0.01)
+
+
+def test_a_database_of_the_previous_version_gets_this_one_beside_it() -> None:
+    """An old host's function stays (it keeps admitting during a rolling upgrade), the new one is
+    made on the first connection, and both count on the same rows."""
+    previous = f"proxy_limits_admit_v{shared_limits._SCHEMA - 1}"
+    with fresh_database("limits") as url:
+        with psycopg.connect(url, autocommit=True) as connection:
+            shared_limits.create_schema(connection)
+            connection.execute(
+                f"ALTER FUNCTION proxy_limits_admit_v{shared_limits._SCHEMA} RENAME TO {previous}"
+            )
+            connection.execute(
+                "INSERT INTO proxy_limit_keys VALUES (%s, clock_timestamp() + interval '1 minute')",
+                (organization_digest(ORG),),
+            )
+            limiter = SharedLimiter(url, Limits(1, 0, 0, 0))
+            outcome = admit_outcome(limiter)  # the old host spent the organization's minute
+            limiter.close()
+            functions = connection.execute(
+                "SELECT proname FROM pg_proc WHERE proname LIKE 'proxy_limits_admit_v%' ORDER BY proname"
+            ).fetchall()
+    assert outcome == 60
+    assert functions == [(previous,), (f"proxy_limits_admit_v{shared_limits._SCHEMA}",)]
