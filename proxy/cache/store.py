@@ -1,18 +1,20 @@
 """Where answers live: the interface any store meets, and the local one every worker of a host shares.
 
 The local store is `diskcache` (SQLite in WAL mode under the data directory): safe for many
-processes and threads at once, bounded in bytes with least-recently-used eviction, each
-entry's expiry kept with it. Several hosts share one PostgreSQL store instead
+processes and threads at once, bounded in bytes with the least recently stored answers evicted
+first, each entry's expiry kept with it. Several hosts share one PostgreSQL store instead
 (`proxy.cache.shared_store`); see docs/cache.md.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import sqlite3
 import time
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -27,12 +29,14 @@ _STORE_ERRORS = (diskcache.Timeout, sqlite3.Error, OSError)
 # How long a store call may wait on another process's write before it gives up (a miss).
 _BUSY_SECS = 1
 _CHECKPOINT_RETRY_SECS = 0.002
+_WRITE_LOCK = "write.lock"
 # The bound covers the store's files as a whole. SQLite's write-ahead log and its index sit
 # beside the database, outside diskcache's volume, and a new answer is written before the least
 # recently used are evicted for it. So the log gets a share (checkpointed at a quarter of it, and
-# truncated by the writer once past half), its index one 32 KiB block (up to 4,096 pages of log),
-# the answer being written the room it may take (a larger answer is not kept), and the answers
-# kept use the rest. The log's other half is for the commits a reader holds back from a checkpoint.
+# emptied by the writer once past half), its index one 32 KiB block (up to 4,096 pages of log),
+# the answer being written the room it may take (a larger answer is not kept; one write at a
+# time), and the answers kept use the rest. The log's other half is for the write that passes
+# the first.
 _PAGE_BYTES = 4096
 _LOG_SHARE = 8
 _LOG_MOST_BYTES = 4 * 1024 * 1024
@@ -91,12 +95,15 @@ class DiskStore:
         return cache
 
     def _open(self) -> diskcache.Cache:
-        # Culling is ours (cull_limit=0), after each put, so the evictions can be counted.
+        # Culling is ours (cull_limit=0), after each put, so the evictions can be counted. Least
+        # recently *stored* goes first: under "least recently used" every read marks its entry
+        # used, a write, and hits from every worker then keep SQLite's log from ever being
+        # emptied, far past the bound (docs/cache.md).
         quarter_log = self.log_bytes // 4
         return diskcache.Cache(
             str(self.directory),
             size_limit=self.kept_bytes,
-            eviction_policy="least-recently-used",
+            eviction_policy="least-recently-stored",
             cull_limit=0,
             timeout=_BUSY_SECS,
             statistics=False,
@@ -118,37 +125,57 @@ class DiskStore:
             return 0
         try:
             cache = self._cache()
-            cache.set(key, body, expire=lifetime_secs)
-            evicted = int(cache.cull()) if cache.volume() > self.kept_bytes else 0
+            # One write at a time across the host's processes: diskcache writes an answer before
+            # it evicts for it, and the bound keeps room for one answer only.
+            with _locked(self.directory / _WRITE_LOCK):
+                cache.set(key, body, expire=lifetime_secs)
+                evicted = int(cache.cull()) if cache.volume() > self.kept_bytes else 0
         except _STORE_ERRORS:
             log.warning("result cache write failed; the answer is not kept", exc_info=True)
             return 0
-        self._truncate_log()
+        self._empty_log()
         return evicted
-
-    def _truncate_log(self) -> None:
-        # SQLite's own checkpoints never wait for readers, and every read is a write here (it
-        # marks the entry used), so while other workers keep reading the log only grows. This
-        # one waits for readers; another process's checkpoint running at the time makes it
-        # busy at once, so it is tried again within the busy timeout.
-        log_file = self.directory / "cache.db-wal"
-        deadline = time.monotonic() + _BUSY_SECS
-        try:
-            with closing(sqlite3.connect(self.directory / "cache.db", timeout=_BUSY_SECS)) as connection:
-                while log_file.stat().st_size > self.log_bytes // 2 and time.monotonic() < deadline:
-                    ((busy, _, _),) = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-                    if not busy:
-                        return
-                    time.sleep(_CHECKPOINT_RETRY_SECS)
-        except FileNotFoundError:
-            return
-        except _STORE_ERRORS:
-            log.warning(
-                "result cache log checkpoint failed; it is tried again after the next write", exc_info=True
-            )
 
     def volume(self) -> int:
         try:
             return int(self._cache().volume())
         except _STORE_ERRORS:
             return 0
+
+    def _empty_log(self) -> None:
+        # SQLite's own checkpoints never wait for readers, so while other workers read the log
+        # cannot be reset and grows with every write. Past half its share, a checkpoint that
+        # waits for the readers empties it; another process's checkpoint running at the time
+        # makes it busy at once, so it is tried again within the busy timeout. Under the write
+        # lock, so no answer write keeps it busy.
+        log_file = self.directory / "cache.db-wal"
+        if _size(log_file) <= self.log_bytes // 2:
+            return
+        deadline = time.monotonic() + _BUSY_SECS
+        try:
+            with (
+                _locked(self.directory / _WRITE_LOCK),
+                closing(sqlite3.connect(self.directory / "cache.db", timeout=_BUSY_SECS)) as connection,
+            ):
+                while _size(log_file) > self.log_bytes // 2 and time.monotonic() < deadline:
+                    ((busy, _, _),) = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                    if not busy:
+                        return
+                    time.sleep(_CHECKPOINT_RETRY_SECS)
+        except _STORE_ERRORS:
+            log.warning("result cache log checkpoint failed; tried again after the next write", exc_info=True)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path` across processes and threads (each call opens its own file)."""
+    with path.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        yield
