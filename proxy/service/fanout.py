@@ -4,8 +4,8 @@ The rows run on the request's own thread and each extra part on a small pool of 
 all within the request's deadline, at most `at_once` of them running at a time (the
 concurrency slots the request holds: an organization never has more backend queries running
 than its slots). Once one part fails the others are told their caller is gone (so Druid
-cancels them and DuckDB interrupts them; one still waiting never starts), and the first
-failure is raised.
+cancels them and DuckDB interrupts them; one still waiting never starts, nor once the caller
+has gone), and the first failure is raised.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 from proxy.backends.base import Backend, Scope
-from proxy.errors import BackendTimeout
+from proxy.errors import BackendTimeout, ClientDisconnected
 from proxy.query.plan import ResultPlan
 from proxy.query.render import Answers
 
@@ -108,8 +108,10 @@ def _guarded(
         if not turns.acquire(timeout=max(0.0, scope.remaining_secs())):
             raise BackendTimeout("The request's time budget ran out before all its queries could run.")
         try:
-            if failed.is_set():
+            if failed.is_set():  # a sibling failed while it waited: that failure is the answer
                 return None
+            if scope.client_gone():
+                raise ClientDisconnected("The caller left before this query's turn came.")
             return part(scope)
         finally:
             turns.release()

@@ -143,3 +143,19 @@ def test_a_turn_that_does_not_come_within_the_deadline_is_a_timeout(pool: Thread
     scope = Scope.starting_now("org", "req-1", 0.2)
     with pytest.raises(BackendTimeout, match="time budget ran out"):
         run_together(pool, {"rows": slow, "totals": slow}, scope, at_once=1)
+
+
+def test_no_part_starts_once_the_caller_has_left(pool: ThreadPoolExecutor) -> None:
+    ran: list[str] = []
+
+    def part(name: str) -> Any:
+        def run(scope: Scope) -> str:
+            ran.append(name)
+            return name
+
+        return run
+
+    scope = Scope.starting_now("org", "req-1", 5.0, client_gone=lambda: True)
+    with pytest.raises(ClientDisconnected):
+        run_together(pool, {"rows": part("rows"), "totals": part("totals")}, scope, at_once=1)
+    assert ran == []
