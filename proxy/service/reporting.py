@@ -70,6 +70,13 @@ class ReportingService:
         record.organization = canonical_organization_id(call.organization_id)
         return Access(principal.name, record.organization)
 
+    def refuse_invalid(self, call: Call, record: Record) -> None:
+        """For a request the web layer finds invalid before its body (a bad query string): the
+        access checks first (401, 403, 404), then it counts like any invalid request."""
+        access = self.check_access(call, record)
+        self.limiter.charge(access.organization, access.principal)
+        self.limiter.count_invalid(access.organization, access.principal)
+
     def visitor_sessions(self, call: Call, record: Record) -> Answer:
         """The report the call's body asks for or, with `explain`, the backend query it would run."""
         # The budget counts from the request's arrival: queueing, checks and planning spent some.

@@ -121,7 +121,7 @@ class Views:
             explain = explain_flag(request.args.getlist("explain"))
         except BadRequest:
             # Who may ask comes first: a stranger learns nothing from a bad query string.
-            self.service.check_access(_call(organization_id, record), record)
+            self.service.refuse_invalid(_call(organization_id, record), record)
             raise
         # An explanation has one form whatever `Accept` says, as before CSV existed.
         representation = JSON if explain else negotiated(request.accept_mimetypes)

@@ -310,6 +310,14 @@ def test_a_bad_explain_from_a_stranger_is_refused_as_a_stranger(web: Web, header
     assert (response.status_code, "explain" in response.json.get("errors", {})) == (401, False)
 
 
+def test_a_bad_explain_counts_against_the_credentials_invalid_budget(tmp_path: Path) -> None:
+    web = make_web(tmp_path, rate_limit_invalid_per_principal_per_min=2)
+    statuses = [web.client.post(url(suffix="?explain=abc"), json=QUERY, headers=web.auth("a")).status_code]
+    statuses += [web.client.post(url(suffix="?explain=abc"), json=QUERY, headers=web.auth("a")).status_code]
+    statuses += [web.client.post(url(), json=QUERY, headers=web.auth("a")).status_code]
+    assert statuses == [400, 400, 429]
+
+
 def test_explain_is_documented_as_a_boolean(spec: dict[str, Any]) -> None:
     parameters = {p["name"]: p for p in spec["paths"][QUERY_PATH]["post"]["parameters"]}
     assert parameters["explain"]["schema"] == {"type": "boolean", "default": False}
