@@ -210,18 +210,20 @@ SPANNING = [
 ]
 
 
-def _span_counts() -> dict[str, int]:
+def _counts_by(granularity: str, datasource: str, interval: str) -> dict[str, int]:
+    """Rows per month or day (`granularity`) of `interval`, the empty ones left out."""
     rows = _query(
         {
             "queryType": "timeseries",
-            "dataSource": SPAN_DATASOURCE,
-            "intervals": [SPAN],
-            "granularity": "month",
+            "dataSource": datasource,
+            "intervals": [interval],
+            "granularity": granularity,
             "aggregations": [{"type": "count", "name": "n"}],
             "context": {"useCache": False, "populateCache": False},
         }
     )
-    return {row["timestamp"][:7]: int(row["result"]["n"]) for row in rows if row["result"]["n"]}
+    stamp = {"month": len("2024-01"), "day": len("2024-01-01")}[granularity]
+    return {row["timestamp"][:stamp]: int(row["result"]["n"]) for row in rows if row["result"]["n"]}
 
 
 def _load(path: Path, sessions: list[dict[str, Any]]) -> LoadResult:
@@ -234,7 +236,7 @@ def _load(path: Path, sessions: list[dict[str, Any]]) -> LoadResult:
 def test_a_load_over_months_runs_a_task_per_month_and_replaces_every_covered_day(tmp_path: Path) -> None:
     whole = _load(tmp_path / "whole.ndjson", WHOLE_SPAN)
     assert (len(whole.task_ids), whole.interval) == (3, "2024-01-01T00:00:00Z/2024-04-01T00:00:00Z")
-    assert _span_counts() == {"2024-01": 1, "2024-02": 1, "2024-03": 1}
+    assert _counts_by("month", SPAN_DATASOURCE, SPAN) == {"2024-01": 1, "2024-02": 1, "2024-03": 1}
     result = _load(tmp_path / "span.ndjson", SPANNING)
     assert (len(result.task_ids), result.interval, result.rows_ingested, result.rows_rejected) == (
         2,
@@ -243,7 +245,7 @@ def test_a_load_over_months_runs_a_task_per_month_and_replaces_every_covered_day
         0,
     )
     # Kept: January 1st and March 31st. Replaced: everything between, February's row included.
-    assert _span_counts() == {"2024-01": 3, "2024-03": 2}
+    assert _counts_by("month", SPAN_DATASOURCE, SPAN) == {"2024-01": 3, "2024-03": 2}
 
 
 PARTIAL_DATASOURCE = "it_druid_load_partial"
@@ -258,20 +260,6 @@ def _month_segment_spec(paths: Sequence[Path], datasource: str, interval: str) -
     return spec
 
 
-def _march_counts() -> dict[str, int]:
-    rows = _query(
-        {
-            "queryType": "timeseries",
-            "dataSource": PARTIAL_DATASOURCE,
-            "intervals": [MARCH],
-            "granularity": "day",
-            "aggregations": [{"type": "count", "name": "n"}],
-            "context": {"useCache": False, "populateCache": False},
-        }
-    )
-    return {row["timestamp"][:10]: int(row["result"]["n"]) for row in rows if row["result"]["n"]}
-
-
 def test_a_day_load_over_an_older_month_segment_returns_once_its_day_is_served(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -282,9 +270,9 @@ def test_a_day_load_over_an_older_month_segment_returns_once_its_day_is_served(
         patched.setattr(druid_loader, "ingestion_spec", _month_segment_spec)
         path.write_text("".join(json.dumps(s) + "\n" for s in SESSIONS))
         load_into_druid([path], _summary(), OVERLORD, OVERLORD, BROKER, PARTIAL_DATASOURCE, print)
-    assert _march_counts() == {"2024-03-01": 3, "2024-03-02": 2}
+    assert _counts_by("day", PARTIAL_DATASOURCE, MARCH) == {"2024-03-01": 3, "2024-03-02": 2}
     path.write_text(json.dumps(SESSIONS[0]) + "\n")
     day = Summary(1, *[datetime.fromisoformat(SESSIONS[0]["timestamp"])] * 2)
     result = load_into_druid([path], day, OVERLORD, OVERLORD, BROKER, PARTIAL_DATASOURCE, print, 300.0)
     assert (result.interval, result.rows_ingested) == (MARCH_1, 1)
-    assert _march_counts() == {"2024-03-01": 1, "2024-03-02": 2}
+    assert _counts_by("day", PARTIAL_DATASOURCE, MARCH) == {"2024-03-01": 1, "2024-03-02": 2}

@@ -335,13 +335,18 @@ def test_a_status_the_overlord_cannot_give_fails_the_load(
     assert str(caught.value) == f"GET {STATUS_URL}: HTTP 503: leader unknown"
 
 
-def test_a_broker_that_never_counts_the_rows_ends_the_wait_at_the_deadline(
-    http: responses.RequestsMock, march_file: Path
-) -> None:
+def _task_succeeds_and_is_loaded(http: responses.RequestsMock, march_file: Path) -> None:
+    """The March 1st task is taken, succeeds with its 3 rows, and the coordinator has it loaded."""
     _accept_task(http, ingestion_spec([march_file], DATASOURCE, MARCH_1))
     http.get(STATUS_URL, json=_status("SUCCESS"))
     http.get(REPORTS_URL, json=_reports(processed=3))
     http.get(LOAD_STATUS_URL, json={DATASOURCE: 100.0})
+
+
+def test_a_broker_that_never_counts_the_rows_ends_the_wait_at_the_deadline(
+    http: responses.RequestsMock, march_file: Path
+) -> None:
+    _task_succeeds_and_is_loaded(http, march_file)
     _becomes_served(http, [NEW])
     http.post(f"{BROKER}/druid/v2/", json=[{"result": {"rows": 2}}])
     with pytest.raises(DruidLoadError) as caught:
@@ -353,10 +358,7 @@ def test_a_broker_still_serving_the_replaced_segments_ends_the_wait_at_the_deadl
     http: responses.RequestsMock, march_file: Path
 ) -> None:
     # As many rows in the old segments as in the new: only their versions tell them apart.
-    _accept_task(http, ingestion_spec([march_file], DATASOURCE, MARCH_1))
-    http.get(STATUS_URL, json=_status("SUCCESS"))
-    http.get(REPORTS_URL, json=_reports(processed=3))
-    http.get(LOAD_STATUS_URL, json={DATASOURCE: 100.0})
+    _task_succeeds_and_is_loaded(http, march_file)
     _becomes_served(http, [OLD])
     with pytest.raises(DruidLoadError) as caught:
         _load([march_file], MARCH_SUMMARY, [], timeout_secs=0.0)
